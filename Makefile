@@ -1,0 +1,31 @@
+# `make test` and `make demo` build .venv on first use from the exact pins in requirements.lock.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo venv lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/ftlab demo
+
+# Re-pin after changing dependencies: installs the ranges from pyproject into .venv and freezes them.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" -e ".[test]"
+	{ echo '# Exact pins for .venv (make lock regenerates them from the ranges in pyproject.toml).'; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -vE '^(-e|pip==)'; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

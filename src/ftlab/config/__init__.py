@@ -1,0 +1,35 @@
+"""Experiment configuration: the schema (frozen dataclasses) and how it is loaded."""
+
+from ftlab.config.loading import (
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+    replace_sections,
+)
+from ftlab.config.schema import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+    StrategyConfig,
+    SyntheticConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "StrategyConfig",
+    "SyntheticConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "config_to_yaml",
+    "load_config",
+    "replace_sections",
+]

@@ -1,0 +1,177 @@
+"""Build an `ExperimentConfig` from YAML files and dotted overrides, through OmegaConf.
+
+OmegaConf merges the layers (defaults <- file <- overrides) against the dataclass schema, so
+unknown keys and wrong types are caught by the library; this module only turns its errors
+into one line that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from ftlab.config.schema import ExperimentConfig
+from ftlab.errors import ConfigError
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Merge defaults, an optional YAML file, an optional mapping, and `key=value` overrides.
+
+    Args:
+        path: YAML file mirroring `ExperimentConfig`; None uses the defaults only.
+        overrides: Dotted assignments such as `optim.lr=1e-3`, applied last.
+        base: A mapping applied after the file and before the overrides (the Python API).
+
+    Raises:
+        ConfigError: naming the first bad key and what it accepts.
+    """
+    layers: list[DictConfig] = [OmegaConf.structured(ExperimentConfig)]
+    if path is not None:
+        layers.append(_read_yaml(Path(path)))
+    if base is not None:
+        layers.append(_from_mapping(base))
+    if overrides:
+        layers.append(_parse_overrides(overrides))
+    return _to_config(layers)
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), suitable for YAML, JSON and checkpoints."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+
+
+def config_to_yaml(config: ExperimentConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def config_from_dict(values: Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Rebuild a config saved by `config_to_dict` (a run folder or checkpoint), plus overrides."""
+    return load_config(None, overrides, base=values)
+
+
+def replace_sections(config: ExperimentConfig, **sections: Mapping[str, Any]) -> ExperimentConfig:
+    """A copy with some fields of some sections changed, validated again."""
+    values = config_to_dict(config)
+    for section, changes in sections.items():
+        values[section].update(changes)
+    return config_from_dict(values)
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass the path of a YAML file "
+                          "such as configs/cifar10_mobilenet_v2.yaml")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML ({first})") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections "
+                          f"(data, model, strategy, optim, schedule, train), not "
+                          f"{type(values).__name__}")
+    return _from_mapping(values, origin=str(path))
+
+
+def _from_mapping(values: Mapping[str, Any], origin: str = "config") -> DictConfig:
+    try:
+        return OmegaConf.create(dict(values))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{origin}: {_first_line(err)}") from None
+
+
+def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip() or " " in key:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value "
+                              "(for example optim.lr=1e-3)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"override: {_first_line(err)}") from None
+
+
+def _to_config(layers: list[DictConfig]) -> ExperimentConfig:
+    try:
+        merged = OmegaConf.merge(*layers)
+        config = OmegaConf.to_object(merged)
+    except ConfigKeyError as err:
+        raise ConfigError(_unknown_key_message(err)) from None
+    except ValidationError as err:
+        raise ConfigError(_type_message(err)) from None
+    except OmegaConfBaseException as err:
+        where = f"config key '{_key_of(err)}'" if _key_of(err) else "config"
+        raise ConfigError(f"{where}: {_first_line(err)}") from None
+    except TypeError as err:  # a mapping given where a plain value belongs, or vice versa
+        raise ConfigError(f"config has a value of the wrong shape: {err}") from None
+    assert isinstance(config, ExperimentConfig)
+    return config
+
+
+def _key_of(err: OmegaConfBaseException) -> str | None:
+    return getattr(err, "full_key", None) or None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "msg", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _unknown_key_message(err: ConfigKeyError) -> str:
+    key = _key_of(err) or "?"
+    section, _, _ = key.rpartition(".")
+    valid = _valid_keys(section)
+    hint = _first_line(err)
+    suggestion = ""
+    if "Did you mean" in hint:
+        guess = hint.split("Did you mean:")[-1].strip().rstrip("?").strip("'")
+        suggestion = f" (did you mean '{section + '.' if section else ''}{guess}'?)"
+    where = f"'{section}'" if section else "the top level"
+    return (f"unknown config key '{key}'{suggestion}; valid keys in {where}: "
+            + ", ".join(valid))
+
+
+def _type_message(err: ValidationError) -> str:
+    key = _key_of(err) or "a list element"
+    text = _first_line(err)
+    if "is not a subclass of" in text:  # a plain value where a section belongs
+        section = _section_named(text.split("is not a subclass of")[-1].split(".")[0].strip())
+        return f"config section '{section}' must be a mapping of keys, not a single value"
+    # OmegaConf says "Value 'abc' of type 'str' could not be converted to Float".
+    if "could not be converted to" in text:
+        wanted = text.split("could not be converted to")[-1].strip().lower()
+        value = text.split("'")[1] if text.count("'") >= 2 else "?"
+        got = "" if "$VALUE" in value else f", got {value!r}"
+        return f"config key '{key}' must be {_article(wanted)} {wanted}{got}"
+    return f"config key '{key}': {text}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _valid_keys(section: str) -> list[str]:
+    node: Any = ExperimentConfig
+    for part in [p for p in section.split(".") if p]:
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return []
+        node = fields[part].default_factory()  # type: ignore[misc]
+    return [f.name for f in dataclasses.fields(node)]
+
+
+def _section_named(class_name: str) -> str:
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.default_factory().__class__.__name__ == class_name:  # type: ignore[misc]
+            return f.name
+    return class_name

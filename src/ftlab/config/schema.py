@@ -1,0 +1,300 @@
+"""The experiment configuration: frozen dataclasses that YAML files and overrides mirror.
+
+Each section checks its own values in `__post_init__`, so an impossible setting fails when
+the config is built, before any run folder, download or model exists. Names that live in
+registries (architectures, datasets, strategies, optimizers, schedules) are checked against
+those registries by `ftlab.experiment`, which can see them; this module cannot, by design.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ftlab.errors import ConfigError
+
+
+def _fail(key: str, value: object, allowed: str) -> None:
+    raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def _check_number(key: str, value: float, *, low: float, high: float = math.inf,
+                  low_open: bool = False, high_open: bool = False) -> None:
+    """Reject NaN, infinities and values outside [low, high] (bounds open where asked)."""
+    ok = math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low)
+    ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        kind = "an integer" if isinstance(value, int) else "a finite number"
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        _fail(key, value, f"{kind} in {lo}{_show(low)}, {_show(high)}{hi}")
+
+
+def _show(bound: float) -> str:
+    if math.isinf(bound):
+        return "inf"
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _check_length(key: str, values: tuple[float, ...], length: int) -> None:
+    if len(values) != length:
+        _fail(key, list(values), f"a list of {length} numbers")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(key, value, "one of " + ", ".join(choices))
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Shape of the generated dataset used by tests and smoke runs (`data.name=synthetic`)."""
+
+    num_classes: int = 4
+    """Number of classes; each has its own colour and stripe pattern, so it is learnable."""
+    train_per_class: int = 32
+    """Training images per class (the val split is carved from these)."""
+    test_per_class: int = 8
+    """Test images per class."""
+    image_size: int = 32
+    """Side of the generated square images, in pixels."""
+
+    def __post_init__(self) -> None:
+        _check_number("data.synthetic.num_classes", self.num_classes, low=2, high=1000)
+        _check_number("data.synthetic.train_per_class", self.train_per_class, low=1, high=100_000)
+        _check_number("data.synthetic.test_per_class", self.test_per_class, low=1, high=100_000)
+        _check_number("data.synthetic.image_size", self.image_size, low=8, high=1024)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, how it is split, and how images are prepared."""
+
+    name: str = "cifar10"
+    """Dataset name from `ftlab datasets` (cifar10, cifar100, imagefolder, synthetic)."""
+    root: Optional[str] = None
+    """Where the dataset lives. None: $FTLAB_DATA, else ./data (named datasets only)."""
+    download: bool = False
+    """Download a named dataset into `root` when it is missing."""
+    val_fraction: float = 0.1
+    """Share of the training set held out for validation, per class; 0 disables validation."""
+    test_fraction: float = 0.2
+    """Share held out as the test set when an ImageFolder root has no test/ or val/ folder."""
+    split_seed: int = 0
+    """Seed of the train/val (and single-folder train/test) split; independent of train.seed."""
+    label_fraction: float = 1.0
+    """Share of the remaining training images kept per class (label-efficiency studies)."""
+    resolution: Optional[int] = None
+    """Side of the square network input. None: the crop size of the weights (224)."""
+    eval_crop_fraction: Optional[float] = None
+    """Centre-crop fraction at evaluation (resize to resolution / fraction, then crop).
+    None: that of the weights (0.875 for 224/256)."""
+    train_crop_scale: tuple[float, ...] = (0.08, 1.0)
+    """Area range of RandomResizedCrop for training, as fractions of the image."""
+    hflip: bool = True
+    """Random horizontal flips during training."""
+    mean: Optional[tuple[float, ...]] = None
+    """Normalisation mean. None: that of the weights (ImageNet's)."""
+    std: Optional[tuple[float, ...]] = None
+    """Normalisation std. None: that of the weights (ImageNet's)."""
+    num_workers: Optional[int] = None
+    """DataLoader worker processes. None: one less than the CPU count, at most 8."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """Used only when name is `synthetic`."""
+
+    def __post_init__(self) -> None:
+        _check_number("data.val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
+        _check_number("data.test_fraction", self.test_fraction, low=0.0, high=1.0,
+                      low_open=True, high_open=True)
+        _check_number("data.label_fraction", self.label_fraction, low=0.0, high=1.0,
+                      low_open=True)
+        if self.resolution is not None:
+            _check_number("data.resolution", self.resolution, low=8, high=4096)
+        if self.eval_crop_fraction is not None:
+            _check_number("data.eval_crop_fraction", self.eval_crop_fraction, low=0.0,
+                          high=1.0, low_open=True)
+        _check_length("data.train_crop_scale", self.train_crop_scale, 2)
+        low, high = self.train_crop_scale
+        if not (0 < low <= high <= 1):
+            _fail("data.train_crop_scale", list(self.train_crop_scale),
+                  "two numbers [low, high] with 0 < low <= high <= 1")
+        for key, values in (("data.mean", self.mean), ("data.std", self.std)):
+            if values is not None:
+                _check_length(key, values, 3)
+                for v in values:
+                    _check_number(key, v, low=0.0, high=1.0, low_open=(key == "data.std"))
+        if self.num_workers is not None:
+            _check_number("data.num_workers", self.num_workers, low=0, high=256)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone and where its starting weights come from."""
+
+    arch: str = "mobilenet_v2"
+    """Architecture name from `ftlab models`."""
+    weights: Optional[str] = "IMAGENET1K_V1"
+    """A torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT), a path to a
+    state_dict or ftlab checkpoint, or null/none to start from random initialisation."""
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Which parameters train and at which learning rate (see `ftlab strategies`)."""
+
+    name: str = "full"
+    """Strategy name from `ftlab strategies`."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimizer; learning rates in param groups are absolute."""
+
+    name: str = "adam"
+    """adam, adamw or sgd."""
+    lr: float = 1e-3
+    """Base learning rate; strategies may scale it per parameter group."""
+    weight_decay: float = 0.0
+    """L2 penalty (adam, sgd) or decoupled decay (adamw)."""
+    exclude_norm_bias_from_decay: bool = True
+    """Apply no weight decay to biases and normalisation parameters."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    nesterov: bool = False
+    """SGD Nesterov momentum."""
+    betas: tuple[float, ...] = (0.9, 0.999)
+    """Adam/AdamW moment coefficients."""
+    eps: float = 1e-8
+    """Adam/AdamW denominator epsilon."""
+
+    def __post_init__(self) -> None:
+        _check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
+        _check_number("optim.weight_decay", self.weight_decay, low=0.0, high=1.0)
+        _check_number("optim.momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _check_length("optim.betas", self.betas, 2)
+        for beta in self.betas:
+            _check_number("optim.betas", beta, low=0.0, high=1.0, high_open=True)
+        _check_number("optim.eps", self.eps, low=0.0, high=1.0, low_open=True)
+        if self.nesterov and self.momentum == 0:
+            _fail("optim.nesterov", True, "only with optim.momentum > 0")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule, applied as a factor on every group's own learning rate."""
+
+    name: str = "exponential"
+    """exponential, cosine, step or constant."""
+    gamma: float = 0.95
+    """exponential: factor applied once per epoch."""
+    step_size: int = 10
+    """step: epochs between decays."""
+    step_gamma: float = 0.1
+    """step: factor applied every step_size epochs."""
+    min_lr_factor: float = 0.0
+    """cosine: final learning rate as a fraction of the initial one."""
+    warmup_epochs: float = 0.0
+    """Linear warmup length in epochs (fractions allowed; counted in steps)."""
+    warmup_start_factor: float = 0.01
+    """Learning-rate factor at the first warmup step."""
+
+    def __post_init__(self) -> None:
+        _check_number("schedule.gamma", self.gamma, low=0.0, high=1.0, low_open=True)
+        _check_number("schedule.step_size", self.step_size, low=1, high=1_000_000)
+        _check_number("schedule.step_gamma", self.step_gamma, low=0.0, high=1.0, low_open=True)
+        _check_number("schedule.min_lr_factor", self.min_lr_factor, low=0.0, high=1.0)
+        _check_number("schedule.warmup_epochs", self.warmup_epochs, low=0.0, high=10_000)
+        _check_number("schedule.warmup_start_factor", self.warmup_start_factor, low=0.0,
+                      high=1.0)
+
+
+AMP_MODES = ("none", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+PROGRESS_MODES = ("auto", "bar", "plain", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop, its outputs, and the run folder."""
+
+    epochs: int = 10
+    """Total epochs; raising it on a finished run and resuming trains the extra epochs."""
+    batch_size: int = 64
+    """Training batch size."""
+    eval_batch_size: Optional[int] = None
+    """Evaluation batch size. None: twice batch_size."""
+    seed: int = 0
+    """Seeds head initialisation, shuffling, augmentation and dropout."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy loss."""
+    grad_clip_norm: Optional[float] = None
+    """Clip the global gradient norm to this value. None: no clipping."""
+    amp: str = "none"
+    """Mixed precision on CUDA: none, bf16 or fp16 (fp16 uses a gradient scaler)."""
+    channels_last: bool = True
+    """Use the channels-last memory format on CUDA (faster convolutions on tensor cores)."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda."""
+    num_threads: Optional[int] = None
+    """CPU threads for PyTorch ops. None: PyTorch's default."""
+    output_dir: str = "runs"
+    """Folder that holds run folders."""
+    run_name: Optional[str] = None
+    """Run folder name. None: <dataset>-<arch>-<strategy>-s<seed>."""
+    progress: str = "auto"
+    """auto (a bar on a terminal, plain lines otherwise), bar, plain or off."""
+    log_every: int = 50
+    """Steps between plain progress lines and non-finite-loss checks."""
+    tensorboard: bool = True
+    """Write TensorBoard event files into <run>/tensorboard."""
+
+    def __post_init__(self) -> None:
+        _check_number("train.epochs", self.epochs, low=1, high=100_000)
+        _check_number("train.batch_size", self.batch_size, low=1, high=1_000_000)
+        if self.eval_batch_size is not None:
+            _check_number("train.eval_batch_size", self.eval_batch_size, low=1, high=1_000_000)
+        _check_number("train.seed", self.seed, low=0, high=2**31 - 1)
+        _check_number("train.label_smoothing", self.label_smoothing, low=0.0, high=1.0,
+                      high_open=True)
+        if self.grad_clip_norm is not None:
+            _check_number("train.grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
+        _check_choice("train.amp", self.amp, AMP_MODES)
+        _check_choice("train.device", self.device, DEVICES)
+        _check_choice("train.progress", self.progress, PROGRESS_MODES)
+        if self.num_threads is not None:
+            _check_number("train.num_threads", self.num_threads, low=1, high=1024)
+        _check_number("train.log_every", self.log_every, low=1, high=1_000_000)
+        if not self.output_dir.strip():
+            _fail("train.output_dir", self.output_dir, "a folder path")
+        if self.run_name is not None:
+            _check_run_name(self.run_name)
+
+
+def _check_run_name(name: str) -> None:
+    """A run name is one folder name: no separators, no '..', nothing hidden or odd."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+=@")
+    if not name or name in (".", "..") or name.startswith(".") or not set(name) <= allowed \
+            or len(name) > 200:
+        _fail("train.run_name", name,
+              "a single folder name of letters, digits and . _ - + = @ (not starting with '.')")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run: what to train, on what, how, and where the results go."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_name(self) -> str:
+        """The run folder name: the configured one, or one derived from the settings."""
+        if self.train.run_name:
+            return self.train.run_name
+        return f"{self.data.name}-{self.model.arch}-{self.strategy.name}-s{self.train.seed}"

@@ -1,0 +1,40 @@
+"""Errors that the CLI turns into one line and an exit code instead of a traceback.
+
+Anything a user can fix (a config key, a path, a weights file) raises a subclass of
+`FtlabError`; the CLI prints `ftlab: error: <message>` and exits with `exit_code`.
+Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FtlabError(Exception):
+    """Base class: a problem the user can fix, reported in one line."""
+
+    exit_code = 2
+
+
+class ConfigError(FtlabError):
+    """A config key is unknown, has the wrong type, or an impossible value."""
+
+
+class DataError(FtlabError):
+    """A dataset is missing, malformed, or does not fit the configuration."""
+
+
+class WeightsError(FtlabError):
+    """Pretrained weights cannot be found, downloaded, or do not fit the architecture."""
+
+
+class RunDirError(FtlabError):
+    """A run folder would be overwritten, or cannot be resumed."""
+
+
+class CheckpointError(FtlabError):
+    """A checkpoint cannot be read or written."""
+
+
+class TrainingDiverged(FtlabError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 1

@@ -1,0 +1,158 @@
+"""Architecture adapters: where a family keeps its head and how its blocks are numbered.
+
+Strategies ask an adapter, never the model, which parameters are "the head" or "the last k
+blocks", so a new family plugs in with one small class and no strategy changes. Adapters are
+registered per torchvision architecture name; registering a name twice is an error.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ftlab.errors import ConfigError
+
+
+class ArchAdapter(ABC):
+    """Knows one family's layout. Stateless: every method takes the model."""
+
+    family: ClassVar[str]
+
+    @abstractmethod
+    def head_name(self, model: nn.Module) -> str:
+        """Dotted name of the final classification `nn.Linear`."""
+
+    @abstractmethod
+    def block_names(self, model: nn.Module) -> list[tuple[str, ...]]:
+        """Backbone blocks from input to output; each block is a tuple of module prefixes.
+
+        Block 0 is the stem. Every backbone parameter belongs to exactly one block.
+        """
+
+    def init_head(self, head: nn.Linear) -> None:
+        """Initialise a fresh head the way the family's own constructor does."""
+        head.reset_parameters()
+
+    def head(self, model: nn.Module) -> nn.Linear:
+        module = model.get_submodule(self.head_name(model))
+        assert isinstance(module, nn.Linear), f"{self.family} head is {type(module).__name__}"
+        return module
+
+    def reset_head(self, model: nn.Module, num_classes: int) -> nn.Linear:
+        """Replace the head with a freshly initialised one for `num_classes` classes."""
+        old = self.head(model)
+        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        new.to(device=old.weight.device, dtype=old.weight.dtype)
+        self.init_head(new)
+        parent_name, _, child = self.head_name(model).rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, new)
+        return new
+
+    def is_head_parameter(self, model: nn.Module, param_name: str) -> bool:
+        return param_name.startswith(self.head_name(model) + ".")
+
+    def block_index(self, model: nn.Module, param_name: str) -> int:
+        """Block of a parameter: 0 is the stem; the head is `num_blocks` (one past the last)."""
+        return self.block_indexer(model)(param_name)
+
+    def block_indexer(self, model: nn.Module) -> Callable[[str], int]:
+        """`block_index` for many names: the block layout is read from the model once."""
+        head = self.head_name(model) + "."
+        blocks = self.block_names(model)
+
+        def index(param_name: str) -> int:
+            if param_name.startswith(head):
+                return len(blocks)
+            for i, prefixes in enumerate(blocks):
+                if any(param_name.startswith(p + ".") for p in prefixes):
+                    return i
+            raise KeyError(f"parameter {param_name} is in no block of {self.family}")
+
+        return index
+
+
+class FeaturesClassifierAdapter(ArchAdapter):
+    """`features` (a Sequential of stages) + `classifier` (ending in a Linear).
+
+    MobileNetV2, MobileNetV3 and EfficientNet share this layout; each `features.i` is a block.
+    """
+
+    family = "features-classifier"
+
+    def head_name(self, model: nn.Module) -> str:
+        last = len(model.classifier) - 1  # type: ignore[arg-type]
+        return f"classifier.{last}"
+
+    def block_names(self, model: nn.Module) -> list[tuple[str, ...]]:
+        hidden = [f"classifier.{i}" for i in range(len(model.classifier) - 1)  # type: ignore[arg-type]
+                  if any(True for _ in model.classifier[i].parameters())]  # type: ignore[index]
+        blocks = [(f"features.{i}",) for i in range(len(model.features))]  # type: ignore[arg-type]
+        if hidden:  # MobileNetV3's pretrained pre-logits Linear is backbone, not head
+            blocks.append(tuple(hidden))
+        return blocks
+
+    def init_head(self, head: nn.Linear) -> None:
+        # torchvision's MobileNet/EfficientNet constructors: N(0, 0.01) weights, zero bias.
+        nn.init.normal_(head.weight, 0.0, 0.01)
+        if head.bias is not None:
+            nn.init.zeros_(head.bias)
+
+
+class ResNetAdapter(ArchAdapter):
+    """Stem (conv1, bn1), then every residual block of layer1..layer4, then `fc`."""
+
+    family = "resnet"
+
+    def head_name(self, model: nn.Module) -> str:
+        return "fc"
+
+    def block_names(self, model: nn.Module) -> list[tuple[str, ...]]:
+        blocks: list[tuple[str, ...]] = [("conv1", "bn1")]
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            layer = model.get_submodule(stage)
+            blocks.extend((f"{stage}.{i}",) for i in range(len(layer)))  # type: ignore[arg-type]
+        return blocks
+
+
+_ADAPTERS: dict[str, ArchAdapter] = {}
+
+
+def register_adapter(names: Iterable[str], adapter: ArchAdapter) -> None:
+    for name in names:
+        if name in _ADAPTERS:
+            raise ValueError(f"architecture {name!r} is already registered")
+        _ADAPTERS[name] = adapter
+
+
+def get_adapter(arch: str) -> ArchAdapter:
+    try:
+        return _ADAPTERS[arch]
+    except KeyError:
+        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of: "
+                          + ", ".join(sorted(_ADAPTERS))) from None
+
+
+def architectures() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+_features = FeaturesClassifierAdapter()
+register_adapter(["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"], _features)
+register_adapter([f"efficientnet_b{i}" for i in range(8)], _features)
+register_adapter(["efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"], _features)
+register_adapter(["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                  "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+                  "wide_resnet50_2", "wide_resnet101_2"], ResNetAdapter())
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, each shared tensor counted once."""
+    seen: dict[int, torch.nn.Parameter] = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return trainable, total

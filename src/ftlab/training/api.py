@@ -1,0 +1,144 @@
+"""`ftlab.train()`: what `ftlab train` does, one function call away."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ftlab.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
+from ftlab.errors import ConfigError, RunDirError
+from ftlab.training import rundir
+from ftlab.training.checkpoint import load_checkpoint
+from ftlab.training.experiment import build_experiment, check_config
+from ftlab.training.runner import Trainer
+
+log = logging.getLogger("ftlab")
+
+# Settings that may change when a run is resumed: where things are and how long it trains,
+# never what is trained or how (that would make the resumed run a different experiment).
+RESUMABLE_KEYS = frozenset({
+    "train.epochs", "train.device", "train.num_threads", "train.progress", "train.log_every",
+    "train.tensorboard", "data.num_workers", "data.root", "data.download", "model.weights",
+})
+
+
+def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = None, *,
+          overrides: Sequence[str] = (), resume: str | Path | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Train one run and return its summary (the contents of summary.json).
+
+    Args:
+        config: An `ExperimentConfig`, a mapping of sections, a YAML path, or None (defaults).
+        overrides: Dotted `key=value` settings applied on top, as on the command line.
+        resume: A run folder to continue from its last checkpoint; `config` must be None.
+            With `train.epochs=N` in overrides, a finished run trains up to N epochs.
+        overwrite: Start again in an existing run folder, deleting what it holds.
+
+    Raises:
+        FtlabError: bad configuration, data, weights or run folder (one-line message).
+    """
+    _ensure_console_log()
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("give either a config or --resume RUN_DIR, not both: a resumed "
+                              "run keeps its saved config (change train.epochs by override)")
+        return _resume(Path(resume), overrides)
+    config = _as_config(config, overrides)
+    check_config(config)
+    path = rundir.run_dir_path(config.train.output_dir, config.run_name)
+    rundir.check_can_create(path, overwrite)
+    experiment = build_experiment(config)
+    run_dir = rundir.create_run_dir(path, overwrite)
+    with _log_file(run_dir):
+        _log_start(experiment, run_dir, resumed_from=0)
+        return Trainer(experiment, run_dir).fit()
+
+
+def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
+               overrides: Sequence[str]) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        return config_from_dict(config_to_dict(config), overrides) if overrides else config
+    if isinstance(config, Mapping):
+        return load_config(None, overrides, base=config)
+    return load_config(config, overrides)
+
+
+def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    run_dir = rundir.existing_run_dir(path)
+    saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text(encoding="utf-8")) or {}
+    config = config_from_dict(saved, overrides)
+    _check_resume_changes(config_to_dict(config_from_dict(saved)), config_to_dict(config),
+                          run_dir)
+    last = run_dir / rundir.LAST
+    checkpoint = load_checkpoint(last) if last.is_file() else None
+    done = int(checkpoint["epoch"]) if checkpoint else 0
+    if done > config.train.epochs:
+        raise ConfigError(f"{run_dir} has already trained {done} epochs; train.epochs must be "
+                          f"at least {done} to resume it")
+    experiment = build_experiment(config, load_weights=checkpoint is None)
+    with _log_file(run_dir):
+        _log_start(experiment, run_dir, resumed_from=done)
+        return Trainer(experiment, run_dir, checkpoint).fit()
+
+
+def _check_resume_changes(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path) -> None:
+    changed = [key for key, value in _flatten(wanted).items()
+               if _flatten(saved).get(key) != value and key not in RESUMABLE_KEYS]
+    if changed:
+        raise RunDirError(f"cannot change {changed[0]} when resuming {run_dir}: only "
+                          f"{', '.join(sorted(RESUMABLE_KEYS))} may change; start a new run "
+                          "(another train.run_name) to change anything else")
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _log_start(experiment, run_dir: Path, resumed_from: int) -> None:
+    config = experiment.config
+    trainable, total = experiment.parameter_counts()
+    sizes = experiment.data.sizes()
+    action = f"resuming after epoch {resumed_from}" if resumed_from else "starting"
+    log.info("ftlab: %s %s", action, run_dir)
+    log.info("model %s, weights %s, strategy %s: %s of %s parameters train (%.1f%%)",
+             config.model.arch, experiment.built.weights.describe(), config.strategy.name,
+             f"{trainable:,}", f"{total:,}", 100.0 * trainable / total)
+    log.info("data %s: %d train / %d val / %d test images, %d classes, %d px; device %s",
+             config.data.name, sizes["train"], sizes["val"], sizes["test"],
+             experiment.data.num_classes, experiment.data.input.resolution,
+             experiment.settings.device)
+
+
+def _ensure_console_log() -> None:
+    """Print progress to stdout unless the application has configured the 'ftlab' logger."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+@contextmanager
+def _log_file(run_dir: Path) -> Iterator[None]:
+    """Also append every log line of this run to <run>/log.txt."""
+    handler = logging.FileHandler(run_dir / rundir.LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,60 @@
+"""Checkpoints: everything needed to continue a run exactly, written atomically.
+
+A checkpoint holds the model (plain torchvision state_dict keys), optimizer, scheduler,
+gradient scaler, the finished epoch, random states, config, strategy name, class names and
+the metric history. It contains only tensors and plain containers, so it loads with
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftlab.errors import CheckpointError
+from ftlab.fileio import atomic_write_bytes, torch_bytes, torch_load_safely
+
+FORMAT = "ftlab-checkpoint/1"
+
+
+def capture_rng() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(_as_python_state(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict[str, Any], *paths: Path) -> None:
+    """Serialise once, then write each path atomically (temp file, fsync, rename)."""
+    data = torch_bytes({"format": FORMAT, **state})
+    for path in paths:
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as err:
+            raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}); "
+                                  "the previous checkpoint is intact — free space or fix "
+                                  "permissions, then resume") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    state = torch_load_safely(path, "checkpoint")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an ftlab checkpoint (no '{FORMAT}' marker)")
+    return state
+
+
+def _as_python_state(state: Any) -> tuple:
+    # Python's random state is (version, tuple of ints, gauss); lists come back from some
+    # serialisers, tuples from torch.load. Normalise so random.setstate accepts it.
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)

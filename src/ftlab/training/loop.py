@@ -1,0 +1,149 @@
+"""One training epoch and one evaluation pass.
+
+The hot loop keeps its running sums on the device and reads them back only every
+`log_every` steps: a `.item()` per step would stall a GPU on every batch. The same periodic
+read checks that the loss is finite, so a diverged run stops before it writes a checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ftlab.training.progress import Progress
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How batches are moved and computed."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    grad_clip_norm: float | None
+    log_every: int
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, images: torch.Tensor, labels: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        non_blocking = self.device.type == "cuda"
+        images = images.to(self.device, non_blocking=non_blocking)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, labels.to(self.device, non_blocking=non_blocking)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float
+    top1: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    loss: float
+    top1: float
+    top5: float
+    images: int
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised inside the loop; the runner turns it into `TrainingDiverged`."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"loss is {value} at step {step}")
+        self.step = step
+        self.value = value
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler,
+                    scaler: torch.amp.GradScaler | None, loss_fn: Callable[..., torch.Tensor],
+                    settings: StepSettings, progress: Progress) -> EpochStats:
+    """Train over `loader` once; the caller has already put the model in training mode."""
+    device = settings.device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(loader, start=1):
+        images, labels = settings.to_device(images, labels)
+        with settings.autocast():
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if settings.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(params, settings.grad_clip_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        batch = labels.shape[0]
+        loss_sum += loss.detach().double() * batch
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
+        seen += batch
+        progress.advance(batch)
+        if step % settings.log_every == 0:
+            _check_finite(loss_sum, step)
+            progress.report(step, loss_sum.item() / seen, optimizer.param_groups[0]["lr"])
+    _check_finite(loss_sum, max(seen, 1))
+    seconds = time.perf_counter() - start
+    n = max(seen, 1)
+    return EpochStats(loss=loss_sum.item() / n, top1=100.0 * correct.item() / n, images=seen,
+                      seconds=seconds)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings) -> EvalStats:
+    """Mean cross-entropy, top-1 and top-5 accuracy (%) over `loader`.
+
+    Leaves the model in eval mode: the strategy decides the next training mode.
+    """
+    model.eval()
+    loss_sum = torch.zeros((), device=settings.device, dtype=torch.float64)
+    top1 = torch.zeros((), device=settings.device, dtype=torch.int64)
+    top5 = torch.zeros((), device=settings.device, dtype=torch.int64)
+    seen = 0
+    for images, labels in loader:
+        images, labels = settings.to_device(images, labels)
+        with settings.autocast():
+            logits = model(images)
+        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").double()
+        k = min(5, logits.shape[1])
+        best = logits.topk(k, dim=1).indices
+        hits = best == labels[:, None]
+        top1 += hits[:, 0].sum()
+        top5 += hits.any(dim=1).sum()
+        seen += labels.shape[0]
+    n = max(seen, 1)
+    return EvalStats(loss=loss_sum.item() / n, top1=100.0 * top1.item() / n,
+                     top5=100.0 * top5.item() / n, images=seen)
+
+
+def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss_sum).item():
+        raise NonFiniteLoss(step, loss_sum.item())

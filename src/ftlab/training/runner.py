@@ -1,0 +1,155 @@
+"""The epoch loop of one run: train, validate, checkpoint, log; then test the best checkpoint.
+
+Epoch e (1-based) reseeds the global RNGs from (seed, e) and the sampler from (seed, e), so
+what happens in an epoch depends only on the state at its start. A checkpoint after every
+epoch captures that state; resuming from it repeats the remaining epochs exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftlab.config import config_to_dict, config_to_yaml
+from ftlab.data import epoch_seed
+from ftlab.errors import TrainingDiverged
+from ftlab.fileio import atomic_write_text
+from ftlab.training import rundir
+from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from ftlab.training.experiment import Experiment
+from ftlab.training.loop import NonFiniteLoss, evaluate, train_one_epoch
+from ftlab.training.progress import Progress
+from ftlab.training.records import TensorBoardLog, metric_columns, write_metrics_csv, write_summary
+from ftlab.training.summary import build_summary, format_epoch, format_summary
+
+log = logging.getLogger("ftlab")
+
+
+class Trainer:
+    """Runs the epochs of one experiment in one run folder."""
+
+    def __init__(self, experiment: Experiment, run_dir: Path,
+                 checkpoint: dict[str, Any] | None = None) -> None:
+        self.exp = experiment
+        self.run_dir = run_dir
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": 0, "val_top1": -1.0}
+        self.epochs_done = 0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.columns = metric_columns(experiment.group_names)
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, evaluate the best checkpoint on test, write the summary."""
+        config = self.exp.config
+        atomic_write_text(self.run_dir / rundir.CONFIG, config_to_yaml(config))
+        write_metrics_csv(self.run_dir, self.columns, self.history)
+        board = TensorBoardLog(self.run_dir, self.epochs_done + 1, config.train.tensorboard)
+        try:
+            for epoch in range(self.epochs_done + 1, config.train.epochs + 1):
+                row = self._run_epoch(epoch)
+                board.log(row)
+        finally:
+            board.close()
+        return self._finish()
+
+    # --- one epoch ---------------------------------------------------------------------
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        exp, config = self.exp, self.exp.config
+        start = time.perf_counter()
+        seed = epoch_seed(config.train.seed, epoch, stream=2)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        exp.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        lrs = {f"lr/{g['name']}": g["lr"] for g in exp.optimizer.param_groups}
+        exp.strategy.set_train_mode(exp.model)
+        progress = Progress(config.train.progress, len(exp.train_loader) *
+                            (exp.train_loader.batch_size or 1),
+                            f"epoch {epoch}/{config.train.epochs}")
+        try:
+            stats = train_one_epoch(exp.model, exp.train_loader, exp.optimizer, exp.scheduler,
+                                    exp.scaler, exp.loss_fn, exp.settings, progress)
+        except NonFiniteLoss as err:
+            raise self._diverged(epoch, err) from None
+        finally:
+            progress.close()
+        val = evaluate(exp.model, exp.val_loader, exp.settings) if exp.val_loader else None
+        row: dict[str, Any] = {
+            "epoch": epoch, **lrs, "train_loss": stats.loss, "train_top1": stats.top1,
+            "val_loss": val.loss if val else None, "val_top1": val.top1 if val else None,
+            "val_top5": val.top5 if val else None,
+            "epoch_time_s": time.perf_counter() - start, "train_time_s": stats.seconds,
+            "images_per_s": stats.images_per_s,
+        }
+        improved = val is None or val.top1 > self.best["val_top1"]
+        if improved:
+            self.best = {"epoch": epoch, "val_top1": val.top1 if val else None,
+                         "val_top5": val.top5 if val else None,
+                         "val_loss": val.loss if val else None}
+        self.history.append(row)
+        self.epochs_done = epoch
+        self._save(improved)
+        write_metrics_csv(self.run_dir, self.columns, self.history)
+        log.info(format_epoch(row, config.train.epochs, improved and val is not None))
+        return row
+
+    def _diverged(self, epoch: int, err: NonFiniteLoss) -> TrainingDiverged:
+        kept = (f"the last good checkpoint {self.run_dir / rundir.LAST} (epoch "
+                f"{self.epochs_done}) is kept" if self.epochs_done else "no checkpoint was written")
+        return TrainingDiverged(f"training diverged: loss became {err.value} in epoch {epoch} "
+                                f"by step {err.step}; stopped, {kept}; lower optim.lr or set "
+                                "train.grad_clip_norm")
+
+    # --- checkpoints -------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        exp = self.exp
+        return {
+            "epoch": self.epochs_done,
+            "model": exp.model.state_dict(),
+            "optimizer": exp.optimizer.state_dict(),
+            "scheduler": exp.scheduler.state_dict(),
+            "scaler": exp.scaler.state_dict() if exp.scaler is not None else None,
+            "rng": capture_rng(),
+            "config": config_to_dict(exp.config),
+            "strategy": exp.strategy.name,
+            "arch": exp.built.arch,
+            "classes": exp.data.classes,
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def _save(self, improved: bool) -> None:
+        paths = [self.run_dir / rundir.LAST]
+        if improved:
+            paths.append(self.run_dir / rundir.BEST)
+        save_checkpoint(self._state(), *paths)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        exp = self.exp
+        exp.model.load_state_dict(state["model"])
+        exp.optimizer.load_state_dict(state["optimizer"])
+        exp.scheduler.load_state_dict(state["scheduler"])
+        if exp.scaler is not None and state.get("scaler"):
+            exp.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.epochs_done = int(state["epoch"])
+
+    # --- the end -----------------------------------------------------------------------
+    def _finish(self) -> dict[str, Any]:
+        exp = self.exp
+        best = load_checkpoint(self.run_dir / rundir.BEST)
+        exp.model.load_state_dict(best["model"])
+        start = time.perf_counter()
+        test = evaluate(exp.model, exp.test_loader, exp.settings)
+        summary = build_summary(exp, self.run_dir, self.history, self.best, test,
+                                time.perf_counter() - start)
+        write_summary(self.run_dir, summary)
+        log.info(format_summary(summary))
+        return summary

@@ -1,0 +1,112 @@
+"""The numbers a run reports: summary.json's contents and the lines printed along the way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+import torch
+import torchvision
+
+from ftlab import __version__
+from ftlab.training import rundir
+from ftlab.training.experiment import Experiment
+from ftlab.training.loop import EvalStats
+
+
+def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
+                  best: dict[str, Any], test: EvalStats, test_seconds: float) -> dict[str, Any]:
+    """Everything a results table needs about one run, read from its own history."""
+    config = exp.config
+    trainable, total = exp.parameter_counts()
+    epoch_times = [row["epoch_time_s"] for row in history]
+    last = history[-1]
+    return {
+        "run": run_dir.name,
+        "run_dir": str(run_dir),
+        "status": "complete",
+        "dataset": config.data.name,
+        "num_classes": exp.data.num_classes,
+        "split_sizes": exp.data.sizes(),
+        "resolution": exp.data.input.resolution,
+        "arch": exp.built.arch,
+        "weights": exp.built.weights.describe(),
+        "strategy": exp.strategy.name,
+        "optimizer": config.optim.name,
+        "schedule": config.schedule.name,
+        "seed": config.train.seed,
+        "epochs": len(history),
+        "best_epoch": best["epoch"],
+        "best_val_top1": best.get("val_top1"),
+        "best_val_top5": best.get("val_top5"),
+        "best_val_loss": best.get("val_loss"),
+        "final_val_top1": last["val_top1"],
+        "final_train_top1": last["train_top1"],
+        "test_top1": test.top1,
+        "test_top5": test.top5,
+        "test_loss": test.loss,
+        "test_checkpoint": rundir.BEST,
+        "trainable_params": trainable,
+        "total_params": total,
+        "epoch_time_s": fmean(epoch_times),
+        "train_time_s": sum(row["train_time_s"] for row in history),
+        "wall_time_s": sum(epoch_times) + test_seconds,
+        "images_per_s": fmean(row["images_per_s"] for row in history),
+        "device": _device_name(exp.settings.device),
+        "versions": {"ftlab": __version__, "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "python": platform.python_version()},
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def format_epoch(row: dict[str, Any], epochs: int, improved: bool) -> str:
+    lrs = [v for k, v in row.items() if k.startswith("lr/")]
+    text = (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
+            f"top1 {row['train_top1']:.2f}%")
+    if row["val_top1"] is not None:
+        text += (f"  val loss {row['val_loss']:.4f} top1 {row['val_top1']:.2f}% "
+                 f"top5 {row['val_top5']:.2f}%")
+    text += (f"  lr {max(lrs):.2e}  {row['epoch_time_s']:.1f}s  "
+             f"{row['images_per_s']:.0f} img/s")
+    return text + ("  *best*" if improved else "")
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The one-screen summary printed at the end of a run."""
+    sizes = s["split_sizes"]
+    share = 100.0 * s["trainable_params"] / s["total_params"]
+    best = (f"top1 {s['best_val_top1']:.2f}%  top5 {s['best_val_top5']:.2f}%  (epoch "
+            f"{s['best_epoch']})" if s["best_val_top1"] is not None else "no validation split")
+    lines = [
+        "─" * 30 + " ftlab run summary " + "─" * 30,
+        f"run         {s['run_dir']}",
+        f"model       {s['arch']}, weights {s['weights']}, strategy {s['strategy']}",
+        f"data        {s['dataset']}: {sizes['train']} train / {sizes['val']} val / "
+        f"{sizes['test']} test, {s['num_classes']} classes, {s['resolution']} px",
+        f"params      {s['trainable_params']:,} trainable of {s['total_params']:,} "
+        f"({share:.1f}%)",
+        f"best val    {best}",
+        f"test        top1 {s['test_top1']:.2f}%  top5 {s['test_top5']:.2f}%  "
+        f"(checkpoint {s['test_checkpoint']})",
+        f"time        {s['epochs']} epochs in {_duration(s['wall_time_s'])}, "
+        f"{s['epoch_time_s']:.1f} s/epoch, {s['images_per_s']:.0f} train img/s on {s['device']}",
+        f"files       {rundir.CONFIG} {rundir.METRICS} {rundir.SUMMARY} {rundir.LAST} "
+        f"{rundir.BEST} {rundir.LOG}",
+        "─" * 79,
+    ]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
