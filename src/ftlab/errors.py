@@ -31,7 +31,13 @@ class RunDirError(FtlabError):
 
 
 class CheckpointError(FtlabError):
-    """A checkpoint cannot be read or written."""
+    """A checkpoint cannot be read (truncated, corrupt, not ftlab's, or unsafe to unpickle)."""
+
+
+class CheckpointWriteError(FtlabError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
+
+    exit_code = 1
 
 
 class TrainingDiverged(FtlabError):

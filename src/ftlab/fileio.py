@@ -62,13 +62,25 @@ def torch_load_safely(path: str | Path, what: str, error: type[Exception] = Chec
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else "pickle refused"
-        raise error(f"{what} {path} holds objects other than tensors and plain containers, "
-                    f"which ftlab refuses to unpickle because that can run code ({reason[:160]}); "
-                    "re-save it with torch.save(model.state_dict(), PATH)") from None
+        blocked = _blocked_global(str(err))
+        if blocked is None:  # not a pickle at all, or a damaged one
+            raise error(f"{what} {path} cannot be read: it is truncated, corrupt or not a "
+                        "PyTorch file") from None
+        raise error(f"{what} {path} holds a Python object ({blocked}) rather than only tensors "
+                    "and plain containers; ftlab refuses to unpickle it because that can run "
+                    "code; re-save it with torch.save(model.state_dict(), PATH)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
         raise error(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch "
                     f"file ({type(err).__name__})") from None
+
+
+def _blocked_global(message: str) -> str | None:
+    """The object torch's weights-only unpickler refused, e.g. 'posix.system'; None if none."""
+    for line in message.splitlines():
+        if "GLOBAL" in line:
+            words = line.split()
+            return words[words.index("GLOBAL") + 1] if "GLOBAL" in words[:-1] else "a global"
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

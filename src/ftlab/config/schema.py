@@ -212,7 +212,7 @@ class ScheduleConfig:
 
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-PROGRESS_MODES = ("auto", "bar", "plain", "off")
+PROGRESS_MODES = ("auto", "bar", "plain", "none")
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class TrainConfig:
     run_name: Optional[str] = None
     """Run folder name. None: <dataset>-<arch>-<strategy>-s<seed>."""
     progress: str = "auto"
-    """auto (a bar on a terminal, plain lines otherwise), bar, plain or off."""
+    """auto (a bar on a terminal, plain lines otherwise), bar, plain or none."""
     log_every: int = 50
     """Steps between plain progress lines and non-finite-loss checks."""
     tensorboard: bool = True

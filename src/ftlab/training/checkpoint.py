@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ftlab.errors import CheckpointError
+from ftlab.errors import CheckpointError, CheckpointWriteError
 from ftlab.fileio import atomic_write_bytes, torch_bytes, torch_load_safely
 
 FORMAT = "ftlab-checkpoint/1"
@@ -41,7 +41,7 @@ def save_checkpoint(state: dict[str, Any], *paths: Path) -> None:
         try:
             atomic_write_bytes(path, data)
         except OSError as err:
-            raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}); "
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({err.strerror or err}); "
                                   "the previous checkpoint is intact — free space or fix "
                                   "permissions, then resume") from None
 

@@ -80,7 +80,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     device = settings.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
+    seen = step = 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
     start = time.perf_counter()
     for step, (images, labels) in enumerate(loader, start=1):
@@ -110,7 +110,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         if step % settings.log_every == 0:
             _check_finite(loss_sum, step)
             progress.report(step, loss_sum.item() / seen, optimizer.param_groups[0]["lr"])
-    _check_finite(loss_sum, max(seen, 1))
+    _check_finite(loss_sum, step)
     seconds = time.perf_counter() - start
     n = max(seen, 1)
     return EpochStats(loss=loss_sum.item() / n, top1=100.0 * correct.item() / n, images=seen,

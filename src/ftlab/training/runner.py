@@ -124,10 +124,11 @@ class Trainer:
         }
 
     def _save(self, improved: bool) -> None:
-        paths = [self.run_dir / rundir.LAST]
-        if improved:
-            paths.append(self.run_dir / rundir.BEST)
-        save_checkpoint(self._state(), *paths)
+        # best.pt before last.pt: a kill between the two leaves last.pt at the previous epoch,
+        # and resuming repeats this epoch; the reverse order could leave last.pt pointing at
+        # a best epoch whose best.pt was never written.
+        paths = [self.run_dir / rundir.BEST] if improved else []
+        save_checkpoint(self._state(), *paths, self.run_dir / rundir.LAST)
 
     def _restore(self, state: dict[str, Any]) -> None:
         exp = self.exp

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny fast configs on generated data, and the offline mirror."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("FTLAB_MIRROR", REPO.parent / "shared" / "mirror"))
+MIRROR_WEIGHTS = MIRROR / "weights" / "mobilenet_v2_imagenet.pth"
+MIRROR_DATA = MIRROR / "cifar10-mini"
+
+
+def tiny_overrides(output_dir: Path, **extra: object) -> list[str]:
+    """A run that takes about a second: 4 classes x 8 generated 32 px images, 2 epochs."""
+    values: dict[str, object] = {
+        "data.name": "synthetic",
+        "data.synthetic.num_classes": 4,
+        "data.synthetic.train_per_class": 10,
+        "data.synthetic.test_per_class": 4,
+        "data.synthetic.image_size": 32,
+        "data.val_fraction": 0.2,
+        "data.resolution": 32,
+        "data.num_workers": 0,
+        "model.arch": "mobilenet_v2",
+        "model.weights": "none",
+        "train.epochs": 2,
+        "train.batch_size": 8,
+        "train.output_dir": str(output_dir),
+        "train.progress": "none",
+        "train.tensorboard": False,
+        "train.num_threads": 1,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    """Build the override list of a tiny run in this test's own folder."""
+    return lambda **extra: tiny_overrides(tmp_path / "runs", **extra)
+
+
+@pytest.fixture
+def mirror() -> Path:
+    if not (MIRROR_WEIGHTS.is_file() and (MIRROR_DATA / "train").is_dir()):
+        pytest.skip(f"offline mirror not found at {MIRROR} (set FTLAB_MIRROR)")
+    return MIRROR
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No test touches the user's caches or data, and torch's thread count is restored."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("FTLAB_DATA", str(tmp_path / "data"))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    logging.getLogger("ftlab").handlers.clear()
