@@ -1,0 +1,91 @@
+"""Datasets by name, their splits, transforms and loaders.
+
+`build_data` is the one entry point: official train/test from the named source, a stratified
+validation split carved from train, an optional label fraction, and transforms that follow
+the weights' preprocessing unless the config overrides them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from ftlab.config.schema import DataConfig
+from ftlab.data import cifar, imagefolder, synthetic  # noqa: F401  (registration)
+from ftlab.data.loading import (
+    SeededShuffleSampler,
+    TransformedSubset,
+    default_workers,
+    epoch_seed,
+    eval_loader,
+    train_loader,
+)
+from ftlab.data.sources import DatasetSource, SourceSplits, get_source, source_names
+from ftlab.data.splits import label_subset, stratified_split
+from ftlab.data.transforms import InputSpec, eval_transform, resolve_input, train_transform
+from ftlab.errors import DataError
+from ftlab.preprocessing import Preprocessing
+
+
+@dataclass
+class DataBundle:
+    """The three splits of a run, transformed, and what describes them."""
+
+    train: TransformedSubset
+    val: TransformedSubset | None
+    test: TransformedSubset
+    classes: list[str]
+    input: InputSpec
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val) if self.val else 0,
+                "test": len(self.test)}
+
+
+def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
+    """Load the named dataset and carve train / val / test from its official splits."""
+    source = get_source(config.name).load(config)
+    targets = list(source.train_targets)
+    train_idx, val_idx = stratified_split(targets, config.val_fraction, config.split_seed)
+    if config.label_fraction < 1.0:
+        kept = label_subset([targets[i] for i in train_idx], config.label_fraction,
+                            config.split_seed + 1)
+        train_idx = [train_idx[i] for i in kept]
+    if len(train_idx) < 2:
+        raise DataError(f"{config.name} leaves {len(train_idx)} training image(s) after the "
+                        "validation split; lower data.val_fraction or add images")
+    spec = resolve_input(config, weights)
+    train_tf, eval_tf = train_transform(config, spec), eval_transform(spec)
+    return DataBundle(
+        train=TransformedSubset(source.train, train_idx, train_tf, [targets[i] for i in train_idx]),
+        val=TransformedSubset(source.train, val_idx, eval_tf, [targets[i] for i in val_idx])
+        if val_idx else None,
+        test=TransformedSubset(source.test, range(len(source.test)), eval_tf,  # type: ignore[arg-type]
+                               source.test_targets),
+        classes=source.classes,
+        input=spec,
+    )
+
+
+__all__ = [
+    "DataBundle",
+    "DatasetSource",
+    "InputSpec",
+    "SeededShuffleSampler",
+    "SourceSplits",
+    "TransformedSubset",
+    "build_data",
+    "default_workers",
+    "epoch_seed",
+    "eval_loader",
+    "get_source",
+    "label_subset",
+    "source_names",
+    "stratified_split",
+    "train_loader",
+]

@@ -1,0 +1,78 @@
+"""The dataset registry: each source turns a `DataConfig` into official train and test sets.
+
+A source returns untransformed samples `(PIL image, label)`; splitting off validation,
+label fractions and transforms are applied uniformly on top by `ftlab.data.build_data`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from ftlab.config.schema import DataConfig
+from ftlab.errors import ConfigError
+
+
+@dataclass
+class SourceSplits:
+    """Official splits of a dataset, before any ftlab processing.
+
+    Attributes:
+        train: Training samples `(PIL image, label)`.
+        train_targets: Label of every training sample, in order (for stratified splits).
+        test: Official test (or validation, where no test labels exist) samples.
+        test_targets: Label of every test sample, in order.
+        classes: Class names, index = label.
+    """
+
+    train: Dataset
+    train_targets: Sequence[int]
+    test: Dataset
+    test_targets: Sequence[int]
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A registered dataset: how to load it and how to describe its expected layout."""
+
+    name: str
+    load: Callable[[DataConfig], SourceSplits]
+    summary: str
+    layout: str
+    folder: str | None = None
+    """Sub-folder of the data root that holds it, for presence checks; None: not applicable."""
+
+    def present(self, root: Path) -> bool | None:
+        return None if self.folder is None else (root / self.folder).is_dir()
+
+
+_SOURCES: dict[str, DatasetSource] = {}
+
+
+def register_source(source: DatasetSource) -> DatasetSource:
+    if source.name in _SOURCES:
+        raise ValueError(f"dataset {source.name!r} is already registered")
+    _SOURCES[source.name] = source
+    return source
+
+
+def get_source(name: str) -> DatasetSource:
+    try:
+        return _SOURCES[name]
+    except KeyError:
+        raise ConfigError(f"data.name={name!r} is unknown; choose one of: "
+                          + ", ".join(sorted(_SOURCES))) from None
+
+
+def source_names() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def data_root(config: DataConfig) -> Path:
+    """`data.root`, else $FTLAB_DATA, else ./data."""
+    return Path(config.root or os.environ.get("FTLAB_DATA") or "data").expanduser()
