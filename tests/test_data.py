@@ -165,3 +165,47 @@ def test_augmentation_is_independent_of_workers_and_global_rng():
 
 def test_default_workers_leaves_a_core_for_training():
     assert 0 <= default_workers() <= 8
+
+
+def _fake_cifar(root: Path, name: str, per_batch: int) -> None:
+    """torchvision's on-disk CIFAR format with `per_batch` images in every batch file."""
+    import pickle
+
+    import numpy as np
+
+    folder, label_key, meta, names_key, classes = {
+        "cifar10": ("cifar-10-batches-py", "labels", "batches.meta", "label_names", 10),
+        "cifar100": ("cifar-100-python", "fine_labels", "meta", "fine_label_names", 100),
+    }[name]
+    files = ([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if name == "cifar10"
+             else ["train", "test"])
+    (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for file in files:
+        labels = [i % classes for i in range(per_batch)]
+        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 label_key: labels}
+        with open(root / folder / file, "wb") as handle:
+            pickle.dump(batch, handle)
+    with open(root / folder / meta, "wb") as handle:
+        pickle.dump({names_key: [f"c{i}" for i in range(classes)]}, handle)
+
+
+@pytest.mark.parametrize("name, per_batch, sizes", [
+    ("cifar10", 20, {"train": 90, "val": 10, "test": 20}),   # 5 train batches
+    ("cifar100", 200, {"train": 100, "val": 100, "test": 200}),
+])
+def test_cifar_loads_through_torchvision(tmp_path, monkeypatch, name, per_batch, sizes):
+    from torchvision import datasets
+
+    _fake_cifar(tmp_path, name, per_batch)
+    # The fake files cannot match torchvision's MD5 list; everything else is the real code.
+    monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(datasets.cifar, "check_integrity", lambda path, md5=None: True)
+    data = build_data(_config(f"data.name={name}", f"data.root={tmp_path}",
+                              "data.resolution=32", "data.val_fraction=0.1"), Preprocessing())
+    assert data.sizes() == sizes
+    assert data.classes[:2] == ["c0", "c1"] and data.num_classes == (10 if name == "cifar10"
+                                                                     else 100)
+    image, label = data.test[3]
+    assert image.shape == (3, 32, 32) and label == 3

@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ftlab.config import OptimConfig, ScheduleConfig
+from ftlab.config import OptimConfig, ScheduleConfig, StrategyConfig
 from ftlab.models import build_model
 from ftlab.strategies import get_strategy
-from ftlab.config import StrategyConfig
 from ftlab.training.optim import build_optimizer
 from ftlab.training.schedule import build_scheduler, lr_factor
 

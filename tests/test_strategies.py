@@ -9,7 +9,7 @@ from ftlab.config import OptimConfig, StrategyConfig
 from ftlab.errors import ConfigError
 from ftlab.models import build_model, count_parameters
 from ftlab.strategies import ParamInfo, Strategy, get_strategy, register_strategy, strategy_names
-from ftlab.strategies.base import _STRATEGIES
+from ftlab.strategies.base import STRATEGIES
 
 
 class HeadAtDoubleLr(Strategy):
@@ -29,7 +29,7 @@ class HeadAtDoubleLr(Strategy):
 def custom():
     register_strategy(HeadAtDoubleLr)
     yield get_strategy(StrategyConfig(name=HeadAtDoubleLr.name))
-    del _STRATEGIES[HeadAtDoubleLr.name]
+    STRATEGIES.unregister(HeadAtDoubleLr.name)
 
 
 def _mobilenet():

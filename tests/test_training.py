@@ -19,7 +19,7 @@ from torch import nn
 
 import ftlab
 from ftlab.cli import main
-from ftlab.errors import CheckpointWriteError, ConfigError, RunDirError, TrainingDiverged
+from ftlab.errors import CheckpointWriteError, ConfigError, RunDirError
 from ftlab.training.checkpoint import load_checkpoint
 
 TIME_COLUMNS = {"epoch_time_s", "train_time_s", "images_per_s"}
@@ -255,3 +255,57 @@ def test_without_validation_the_last_epoch_is_tested(tiny):
     summary = ftlab.train(None, overrides=tiny(**{"data.val_fraction": 0}))
     assert summary["best_val_top1"] is None and summary["best_epoch"] == 2
     assert summary["split_sizes"]["val"] == 0
+
+
+def test_loop_options_reach_the_training_step(tiny):
+    from ftlab.training.experiment import build_experiment
+
+    config = ftlab.load_config(None, tiny(**{"train.label_smoothing": 0.1,
+                                             "train.grad_clip_norm": 0.5, "train.amp": "bf16",
+                                             "optim.name": "sgd", "optim.momentum": 0}))
+    exp = build_experiment(config)
+    assert exp.loss_fn.label_smoothing == 0.1
+    assert exp.settings.grad_clip_norm == 0.5 and exp.settings.amp_dtype == torch.bfloat16
+    assert exp.settings.device.type == "cpu" and not exp.settings.channels_last
+
+
+def test_gradient_clipping_bounds_the_update(tiny):
+    from ftlab.training.experiment import build_experiment
+    from ftlab.training.loop import train_one_epoch
+    from ftlab.training.progress import Progress
+
+    config = ftlab.load_config(None, tiny(**{"train.grad_clip_norm": 1e-3, "optim.name": "sgd",
+                                             "optim.momentum": 0, "optim.lr": 1.0,
+                                             "data.synthetic.train_per_class": 2,
+                                             "data.val_fraction": 0}))
+    exp = build_experiment(config)
+    before = torch.cat([p.detach().flatten().clone() for p in exp.model.parameters()])
+    exp.strategy.set_train_mode(exp.model)
+    train_one_epoch(exp.model, exp.train_loader, exp.optimizer, exp.scheduler, None, exp.loss_fn,
+                    exp.settings, Progress("none", 8, "clip"))
+    after = torch.cat([p.detach().flatten() for p in exp.model.parameters()])
+    assert len(exp.train_loader) == 1
+    assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)  # lr x clip norm
+
+
+def test_bf16_autocast_trains_on_cpu(tiny):
+    summary = ftlab.train(None, overrides=tiny(**{"train.amp": "bf16", "train.epochs": 1}))
+    assert summary["epochs"] == 1 and 0 <= summary["test_top1"] <= 100
+
+
+def test_progress_bar_on_request(tiny, capsys):
+    ftlab.train(None, overrides=tiny(**{"train.progress": "bar", "train.epochs": 1}))
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_corrupt_resume_files_are_clear_errors(tiny, capsys):
+    summary = ftlab.train(None, overrides=tiny(**{"train.epochs": 1}))
+    run_dir = Path(summary["run_dir"])
+    last = run_dir / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    assert main(["train", "--resume", str(run_dir), "train.epochs=2"]) == 2
+    assert capsys.readouterr().err == (f"ftlab: error: checkpoint {last} cannot be read: it is "
+                                       "truncated, corrupt or not a PyTorch file\n")
+    (run_dir / "config.yaml").write_text("train: {epochs: [\n")
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err

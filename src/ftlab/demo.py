@@ -13,11 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ftlab.cli_tables import markdown_table
-from ftlab.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
-from ftlab.errors import DataError
+from ftlab.config import ExperimentConfig, config_to_dict, load_config
+from ftlab.errors import ConfigError, DataError
 from ftlab.training import rundir, train
 
 log = logging.getLogger("ftlab")
@@ -71,11 +69,16 @@ def run_demo(mirror: str | None = None, output_dir: str = "runs/demo", epochs: i
 def _train_or_reuse(config: ExperimentConfig) -> dict[str, Any]:
     path = rundir.run_dir_path(config.train.output_dir, config.run_name)
     saved = path / rundir.CONFIG
-    if saved.is_file():
-        previous = config_from_dict(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
-        if config_to_dict(previous) == config_to_dict(config):
-            return train(resume=path)
+    if saved.is_file() and _same_config(saved, config):
+        return train(resume=path)
     return train(config, overwrite=True)
+
+
+def _same_config(saved: Path, config: ExperimentConfig) -> bool:
+    try:
+        return config_to_dict(load_config(saved)) == config_to_dict(config)
+    except ConfigError:  # an older or damaged demo run: start it again
+        return False
 
 
 def results_table(summaries: list[dict[str, Any]]) -> str:

@@ -69,9 +69,9 @@ def torch_load_safely(path: str | Path, what: str, error: type[Exception] = Chec
         raise error(f"{what} {path} holds a Python object ({blocked}) rather than only tensors "
                     "and plain containers; ftlab refuses to unpickle it because that can run "
                     "code; re-save it with torch.save(model.state_dict(), PATH)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError):
         raise error(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch "
-                    f"file ({type(err).__name__})") from None
+                    "file") from None
 
 
 def _blocked_global(message: str) -> str | None:

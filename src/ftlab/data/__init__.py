@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch.utils.data import Dataset
-
 from ftlab.config.schema import DataConfig
 from ftlab.data import cifar, imagefolder, synthetic  # noqa: F401  (registration)
 from ftlab.data.loading import (

@@ -14,7 +14,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ftlab.config.schema import DataConfig
-from ftlab.errors import ConfigError
+from ftlab.registry import Registry
 
 
 @dataclass
@@ -51,26 +51,19 @@ class DatasetSource:
         return None if self.folder is None else (root / self.folder).is_dir()
 
 
-_SOURCES: dict[str, DatasetSource] = {}
+SOURCES: Registry[DatasetSource] = Registry("data.name")
 
 
 def register_source(source: DatasetSource) -> DatasetSource:
-    if source.name in _SOURCES:
-        raise ValueError(f"dataset {source.name!r} is already registered")
-    _SOURCES[source.name] = source
-    return source
+    return SOURCES.register(source.name, source)
 
 
 def get_source(name: str) -> DatasetSource:
-    try:
-        return _SOURCES[name]
-    except KeyError:
-        raise ConfigError(f"data.name={name!r} is unknown; choose one of: "
-                          + ", ".join(sorted(_SOURCES))) from None
+    return SOURCES.get(name)
 
 
 def source_names() -> list[str]:
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def data_root(config: DataConfig) -> Path:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ftlab.errors import ConfigError
+from ftlab.registry import Registry
 
 
 class ArchAdapter(ABC):
@@ -119,26 +119,20 @@ class ResNetAdapter(ArchAdapter):
         return blocks
 
 
-_ADAPTERS: dict[str, ArchAdapter] = {}
+ADAPTERS: Registry[ArchAdapter] = Registry("model.arch")
 
 
 def register_adapter(names: Iterable[str], adapter: ArchAdapter) -> None:
     for name in names:
-        if name in _ADAPTERS:
-            raise ValueError(f"architecture {name!r} is already registered")
-        _ADAPTERS[name] = adapter
+        ADAPTERS.register(name, adapter)
 
 
 def get_adapter(arch: str) -> ArchAdapter:
-    try:
-        return _ADAPTERS[arch]
-    except KeyError:
-        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of: "
-                          + ", ".join(sorted(_ADAPTERS))) from None
+    return ADAPTERS.get(arch)
 
 
 def architectures() -> list[str]:
-    return sorted(_ADAPTERS)
+    return ADAPTERS.names()
 
 
 _features = FeaturesClassifierAdapter()

@@ -1,4 +1,4 @@
-"""Build a torchvision backbone with its starting weights and a fresh head for the target classes."""
+"""Build a torchvision backbone with its starting weights and a fresh head for the target."""
 
 from __future__ import annotations
 

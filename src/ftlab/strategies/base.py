@@ -17,6 +17,7 @@ from torch import nn
 from ftlab.config.schema import OptimConfig, StrategyConfig
 from ftlab.errors import ConfigError
 from ftlab.models.adapters import ArchAdapter
+from ftlab.registry import Registry
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
@@ -139,29 +140,21 @@ def _group_name(multiplier: float, decay: float, configured_decay: float) -> str
     return name
 
 
-_STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy.name")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: add a strategy under its `name`; a duplicate name is an error."""
-    if cls.name in _STRATEGIES:
-        raise ValueError(f"strategy {cls.name!r} is already registered")
-    _STRATEGIES[cls.name] = cls
-    return cls
+    return STRATEGIES.register(cls.name, cls)
 
 
 def get_strategy(config: StrategyConfig) -> Strategy:
-    try:
-        cls = _STRATEGIES[config.name]
-    except KeyError:
-        raise ConfigError(f"strategy.name={config.name!r} is unknown; choose one of: "
-                          + ", ".join(sorted(_STRATEGIES))) from None
-    return cls(config)
+    return STRATEGIES.get(config.name)(config)
 
 
 def strategy_names() -> list[str]:
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    return _STRATEGIES[name]
+    return STRATEGIES.get(name)

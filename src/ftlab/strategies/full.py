@@ -5,7 +5,7 @@ from ftlab.strategies.base import Strategy, register_strategy
 
 @register_strategy
 class Full(Strategy):
-    """The whole pretrained network trains, with a new head; the base's defaults are exactly that."""
+    """The whole pretrained network trains with a new head: exactly the base's defaults."""
 
     name = "full"
     summary = "fine-tune every layer from the pretrained weights, with a new head"

@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ftlab.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
 from ftlab.errors import ConfigError, RunDirError
 from ftlab.training import rundir
@@ -71,10 +69,9 @@ def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
 
 def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
     run_dir = rundir.existing_run_dir(path)
-    saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text(encoding="utf-8")) or {}
-    config = config_from_dict(saved, overrides)
-    _check_resume_changes(config_to_dict(config_from_dict(saved)), config_to_dict(config),
-                          run_dir)
+    saved = load_config(run_dir / rundir.CONFIG)
+    config = load_config(run_dir / rundir.CONFIG, overrides)
+    _check_resume_changes(config_to_dict(saved), config_to_dict(config), run_dir)
     last = run_dir / rundir.LAST
     checkpoint = load_checkpoint(last) if last.is_file() else None
     done = int(checkpoint["epoch"]) if checkpoint else 0

@@ -41,9 +41,10 @@ def save_checkpoint(state: dict[str, Any], *paths: Path) -> None:
         try:
             atomic_write_bytes(path, data)
         except OSError as err:
-            raise CheckpointWriteError(f"could not write checkpoint {path} ({err.strerror or err}); "
-                                  "the previous checkpoint is intact — free space or fix "
-                                  "permissions, then resume") from None
+            reason = err.strerror or err
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({reason}); the "
+                                       "previous checkpoint is intact — free space or fix "
+                                       "permissions, then resume") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

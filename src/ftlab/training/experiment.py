@@ -20,8 +20,8 @@ from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, build_model, count_parameters, get_adapter, resolve_weights
 from ftlab.strategies import Strategy, get_strategy
 from ftlab.training.loop import StepSettings
-from ftlab.training.optim import build_optimizer, check_optimizer_name
-from ftlab.training.schedule import build_scheduler, check_schedule_name
+from ftlab.training.optim import OPTIMIZERS, build_optimizer
+from ftlab.training.schedule import SHAPES, build_scheduler
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
                                              "fp16": torch.float16}
@@ -60,8 +60,8 @@ def check_config(config: ExperimentConfig) -> Strategy:
     """Validate every registry name and the device before anything heavy happens."""
     get_adapter(config.model.arch)
     get_source(config.data.name)
-    check_optimizer_name(config.optim.name)
-    check_schedule_name(config.schedule.name)
+    OPTIMIZERS.check(config.optim.name)
+    SHAPES.check(config.schedule.name)
     resolve_device(config.train.device, config.train.amp)
     return get_strategy(config.strategy)
 

@@ -14,36 +14,26 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from ftlab.config.schema import ScheduleConfig
-from ftlab.errors import ConfigError
+from ftlab.registry import Registry
 
 # shape(config, epoch index after warmup, fractional epochs after warmup, epochs after warmup)
 Shape = Callable[[ScheduleConfig, int, float, float], float]
 
-_SHAPES: dict[str, Shape] = {
-    "constant": lambda c, epoch, progress, total: 1.0,
-    # Once per epoch, as torch's ExponentialLR/StepLR stepped at epoch ends.
-    "exponential": lambda c, epoch, progress, total: c.gamma ** epoch,
-    "step": lambda c, epoch, progress, total: c.step_gamma ** (epoch // c.step_size),
-    # Smooth over steps, reaching min_lr_factor at the last step.
-    "cosine": lambda c, epoch, progress, total: c.min_lr_factor + (1 - c.min_lr_factor)
-    * 0.5 * (1 + math.cos(math.pi * min(progress / total, 1.0) if total > 0 else 0.0)),
-}
-
-
-def schedule_names() -> list[str]:
-    return sorted(_SHAPES)
-
-
-def check_schedule_name(name: str) -> None:
-    if name not in _SHAPES:
-        raise ConfigError(f"schedule.name={name!r} is unknown; choose one of: "
-                          + ", ".join(schedule_names()))
+SHAPES: Registry[Shape] = Registry("schedule.name")
+SHAPES.register("constant", lambda c, epoch, progress, total: 1.0)
+# Once per epoch, as torch's ExponentialLR/StepLR stepped at epoch ends.
+SHAPES.register("exponential", lambda c, epoch, progress, total: c.gamma ** epoch)
+SHAPES.register("step", lambda c, epoch, progress, total:
+                c.step_gamma ** (epoch // c.step_size))
+# Smooth over steps, reaching min_lr_factor at the last step.
+SHAPES.register("cosine", lambda c, epoch, progress, total: c.min_lr_factor
+                + (1 - c.min_lr_factor) * 0.5
+                * (1 + math.cos(math.pi * min(progress / total, 1.0) if total > 0 else 0.0)))
 
 
 def lr_factor(config: ScheduleConfig, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     """The factor on each group's initial lr after `step` optimizer steps."""
-    check_schedule_name(config.name)
-    shape = _SHAPES[config.name]
+    shape = SHAPES.get(config.name)
     warmup = round(config.warmup_epochs * steps_per_epoch)
     total_epochs = (epochs * steps_per_epoch - warmup) / steps_per_epoch
 
