@@ -36,7 +36,9 @@ def test_strategies_lists_names_and_counts(capsys):
     assert "| full " in out and "| scratch " in out
     assert main(["strategies", "--model", "mobilenet_v2", "--num-classes", "10"]) == 0
     out = capsys.readouterr().out
-    assert "| full     | 2,236,682 | 2,236,682 | 100.00%" in out
+    assert "| full             | 2,236,682 | 2,236,682 | 100.00%" in out
+    assert "| linear_probe     | 12,810    |" in out
+    assert "| 19    | classifier.1 (head) | 12,810     |" in out
 
 
 def test_models_and_datasets(capsys, tmp_path):
@@ -70,3 +72,11 @@ def test_find_mirror_rejects_incomplete_folders(tmp_path):
     (tmp_path / "cifar10-mini" / "train").mkdir(parents=True)
     with pytest.raises(DataError, match="offline mirror not found"):
         find_mirror(str(tmp_path))
+
+
+def test_demo_checks_every_strategy_before_running_any(mirror, tmp_path, capsys):
+    code = main(["demo", "--mirror", str(mirror), "--output-dir", str(tmp_path),
+                 "--strategies", "full,nonsense"])
+    assert code == 2
+    assert "strategy.name='nonsense' is unknown" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -9,7 +9,7 @@ import ftlab
 pytestmark = pytest.mark.mirror
 
 
-def test_pretrained_beats_scratch_on_real_cifar10(mirror, tmp_path):
+def test_pretrained_beats_scratch_and_features_beat_chance(mirror, tmp_path):
     common = [
         "data.name=imagefolder", f"data.root={mirror / 'cifar10-mini'}",
         "data.resolution=64", "data.eval_crop_fraction=1.0", "data.train_crop_scale=[0.35,1.0]",
@@ -20,6 +20,7 @@ def test_pretrained_beats_scratch_on_real_cifar10(mirror, tmp_path):
     ]
     tuned = ftlab.train(None, overrides=common + ["strategy.name=full"])
     scratch = ftlab.train(None, overrides=common + ["strategy.name=scratch"])
+    probe = ftlab.train(None, overrides=common + ["strategy.name=linear_probe"])
     assert tuned["weights"].startswith("file ") and scratch["weights"] == "none (random init)"
     assert tuned["split_sizes"] == scratch["split_sizes"] == {"train": 1120, "val": 500,
                                                               "test": 1000}
@@ -27,3 +28,6 @@ def test_pretrained_beats_scratch_on_real_cifar10(mirror, tmp_path):
     assert tuned["test_top1"] >= 35.0
     assert tuned["test_top1"] >= scratch["test_top1"] + 20.0
     assert tuned["best_val_top1"] >= scratch["best_val_top1"] + 20.0
+    # Pretrained features alone separate the classes: well above chance (10 %).
+    assert probe["trainable_params"] == 1280 * 10 + 10
+    assert probe["test_top1"] >= 20.0

@@ -1,62 +1,262 @@
-"""The strategy base: registry, freezing, param groups with absolute lrs, norm statistics."""
+"""Every registered strategy: what trains, at which lr, with which statistics, and on resume."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from torch import nn
 
-from ftlab.config import OptimConfig, StrategyConfig
+import ftlab
+from ftlab.config import OptimConfig, ScheduleConfig, StrategyConfig, load_config
 from ftlab.errors import ConfigError
-from ftlab.models import build_model, count_parameters
+from ftlab.models import build_model
+from ftlab.models.adapters import FeaturesClassifierAdapter
 from ftlab.strategies import ParamInfo, Strategy, get_strategy, register_strategy, strategy_names
 from ftlab.strategies.base import STRATEGIES
+from ftlab.training.optim import build_optimizer
+from ftlab.training.schedule import build_scheduler, lr_factor
+
+ARCHS = ["mobilenet_v2", "resnet18"]
 
 
-class HeadAtDoubleLr(Strategy):
-    """Test strategy: only the last block and the head train, the head at twice the lr."""
-
-    name = "test_head_double"
-    summary = "test"
-
-    def is_trainable(self, param: ParamInfo) -> bool:
-        return param.block >= param.num_blocks - 1
-
-    def lr_multiplier(self, param: ParamInfo) -> float:
-        return 2.0 if param.is_head else 1.0
+def _prepared(name: str, arch: str = "mobilenet_v2", classes: int = 5, size: int = 64,
+              **options):
+    built = build_model(arch, None, classes, pretrained=False, seed=0)
+    strategy = get_strategy(StrategyConfig(name=name, **options))
+    torch.manual_seed(1)
+    trainable = strategy.prepare(built.model, built.adapter, input_size=size)
+    return built.model, built.adapter, strategy, trainable
 
 
-@pytest.fixture
-def custom():
-    register_strategy(HeadAtDoubleLr)
-    yield get_strategy(StrategyConfig(name=HeadAtDoubleLr.name))
-    STRATEGIES.unregister(HeadAtDoubleLr.name)
-
-
-def _mobilenet():
-    built = build_model("mobilenet_v2", None, 5, pretrained=False)
-    return built.model, built.adapter
-
-
-@pytest.mark.parametrize("name", strategy_names())
-def test_every_registered_strategy_prepares_and_steps(name):
-    model, adapter = _mobilenet()
-    strategy = get_strategy(StrategyConfig(name=name))
-    trainable = strategy.prepare(model, adapter)
-    assert trainable and strategy.summary
-    groups = strategy.param_groups(model, adapter, OptimConfig())
-    assert sum(len(g["params"]) for g in groups) == len(trainable)
+def _steps(model, strategy, optimizer, scheduler=None, n=3, size=64):
+    torch.manual_seed(2)
     strategy.set_train_mode(model)
-    optimizer = torch.optim.Adam(groups)
-    model(torch.randn(2, 3, 32, 32)).sum().backward()
-    optimizer.step()
+    for _ in range(n):
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(torch.randn(4, 3, size, size)),
+                                           torch.randint(0, 5, (4,)))
+        penalty = strategy.penalty(model)
+        (loss if penalty is None else loss + penalty).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
 
 
-def test_full_trains_everything_and_scratch_starts_random():
-    assert get_strategy(StrategyConfig(name="full")).pretrained
-    assert not get_strategy(StrategyConfig(name="scratch")).pretrained
-    model, adapter = _mobilenet()
-    names = get_strategy(StrategyConfig(name="full")).prepare(model, adapter)
-    assert names == [n for n, _ in model.named_parameters()]
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", strategy_names())
+def test_frozen_stay_bit_identical_and_trainable_move(name, arch):
+    model, adapter, strategy, trainable = _prepared(name, arch)
+    groups = strategy.param_groups(model, adapter, OptimConfig(lr=1e-2))
+    optimized = [n for g in groups for n in g["param_names"]]
+    assert set(trainable) <= set(optimized)
+    # The optimizer holds exactly the trainable parameters (gradual_unfreeze: every
+    # parameter that will train at some epoch; only the head's train in epoch 1).
+    if name == "gradual_unfreeze":
+        assert set(optimized) == {n for n, _ in model.named_parameters()}
+        assert all(n.startswith(adapter.head_name(model)) for n in trainable)
+    else:
+        assert sorted(optimized) == sorted(trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _steps(model, strategy, torch.optim.Adam(groups))
+    for n, p in model.named_parameters():
+        if n in trainable:
+            assert not torch.equal(before[n], p), f"{n} should have trained"
+        else:
+            assert torch.equal(before[n], p), f"{n} should be frozen"
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "cosine", "step", "constant"])
+@pytest.mark.parametrize("name", strategy_names())
+def test_group_lrs_are_absolute_under_every_schedule(name, schedule):
+    model, adapter, strategy, _ = _prepared(name)
+    optim = OptimConfig(lr=0.01)
+    groups = strategy.param_groups(model, adapter, optim)
+    multipliers = [g["lr_multiplier"] for g in groups]
+    optimizer = build_optimizer(groups, optim)
+    config = ScheduleConfig(name=schedule, warmup_epochs=0.5, step_size=1, gamma=0.5)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=2, epochs=4)
+    _steps(model, strategy, optimizer, scheduler, n=3)
+    factor = lr_factor(config, 2, 4)(3)
+    for group, multiplier in zip(optimizer.param_groups, multipliers):
+        assert group["lr"] == pytest.approx(0.01 * multiplier * factor)
+
+
+def test_linear_probe_trains_exactly_the_head():
+    model, adapter, strategy, trainable = _prepared("linear_probe", classes=10)
+    assert trainable == ["classifier.1.weight", "classifier.1.bias"]
+    assert sum(p.numel() for n, p in model.named_parameters() if n in trainable) == 1280 * 10 + 10
+    strategy.set_train_mode(model)
+    assert not any(m.training for m in model.features.modules()
+                   if isinstance(m, nn.BatchNorm2d))
+
+
+def test_last_k_is_the_reference_last_three_layers():
+    model, _, _, trainable = _prepared("last_k", k=3)
+    expected = [n for n, _ in model.named_parameters()
+                if n.startswith(("features.16.", "features.17.", "features.18.", "classifier."))]
+    assert trainable == expected
+
+
+def test_bias_and_norm_last_select_what_they_say():
+    model, _, strategy, trainable = _prepared("bias")
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert set(trainable) == {n for n, _ in model.named_parameters() if n.endswith("bias")} | {
+        "classifier.1.weight"}
+    strategy.set_train_mode(model)
+    assert not any(m.training for m in norms)  # pretrained statistics kept by default
+    model, _, strategy, trainable = _prepared("norm_last")
+    expected = {n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert {n.rsplit(".", 1)[0] for n in trainable} == expected | {"classifier.1"}
+    strategy.set_train_mode(model)
+    assert all(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_norm_stats_setting_overrides_the_default():
+    model, _, strategy, _ = _prepared("bias", norm_stats="update")
+    strategy.set_train_mode(model)
+    assert all(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    model, _, strategy, _ = _prepared("full", norm_stats="freeze")
+    strategy.set_train_mode(model)
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_separate_lr_reference_preset_matches_the_report_parameter_for_parameter():
+    model, adapter, strategy, _ = _prepared("separate_lr")
+    groups = {g["lr_multiplier"]: g["param_names"] for g in
+              strategy.param_groups(model, adapter, OptimConfig())}
+    names = {id(p): n for n, p in model.named_parameters()}
+    classifier = [names[id(p)] for p in model.classifier.parameters()]
+    last_five = [names[id(p)] for p in model.features[-5:].parameters()]  # the definition
+    rest = [n for n in names.values() if n not in classifier + last_five]
+    assert groups == {1.0: classifier, 0.6: last_five, 0.4: rest}
+
+
+def test_separate_lr_reference_as_run_matches_the_reports_code():
+    model, adapter, strategy, _ = _prepared("separate_lr", preset="reference_as_run")
+    # The reference report's code, verbatim in logic: its middle group holds module ids.
+    classifier_map = list(map(id, model.classifier.parameters()))
+    low_map = list(map(id, model.features[-5:]))
+    classifier_params = [p for p in model.parameters() if id(p) in classifier_map]
+    low_params = [p for p in model.parameters() if id(p) in low_map]
+    deep_params = [p for p in model.parameters() if id(p) not in low_map + classifier_map]
+    assert low_params == []
+    ours = {g["lr_multiplier"]: g["params"] for g in
+            strategy.param_groups(model, adapter, OptimConfig())}
+    assert [id(p) for p in ours[1.0]] == [id(p) for p in classifier_params]
+    assert [id(p) for p in ours[0.4]] == [id(p) for p in deep_params]
+
+
+def test_separate_lr_general_rules():
+    from ftlab.config.schema import LrRule
+
+    model, adapter, strategy, trainable = _prepared(
+        "separate_lr", preset=None, default_multiplier=0.5,
+        lr_rules=[LrRule(pattern=r"^features\.0\.", multiplier=0.0),
+                  LrRule(blocks=(1, 2), multiplier=0.1), LrRule(head=True, multiplier=2.0)])
+    groups = {g["lr_multiplier"]: g["param_names"] for g in
+              strategy.param_groups(model, adapter, OptimConfig())}
+    assert not any(n.startswith("features.0.") for n in trainable)  # x0 freezes
+    assert all(n.startswith(("features.1.", "features.2.")) for n in groups[0.1])
+    assert groups[2.0] == ["classifier.1.weight", "classifier.1.bias"]
+    assert set(groups) == {0.1, 0.5, 2.0}
+    with pytest.raises(ConfigError, match="strategy.preset='nope' is unknown"):
+        get_strategy(StrategyConfig(name="separate_lr", preset="nope"))
+
+
+def test_layer_decay_multipliers_follow_depth():
+    model, adapter, strategy, _ = _prepared("layer_decay", decay=0.5)
+    multipliers = {n: m for g in strategy.param_groups(model, adapter, OptimConfig())
+                   for n, m in zip(g["param_names"], [g["lr_multiplier"]] * len(g["params"]))}
+    assert multipliers["classifier.1.weight"] == 1.0
+    assert multipliers["features.18.0.weight"] == 0.5
+    assert multipliers["features.0.0.weight"] == 0.5**19
+
+
+def test_gradual_unfreeze_stages():
+    model, adapter, strategy, _ = _prepared("gradual_unfreeze", head_epochs=2,
+                                            blocks_per_stage=4, epochs_per_stage=2)
+    top = {1: [], 2: [], 3: [15, 16, 17, 18], 4: [15, 16, 17, 18],
+           5: list(range(11, 19)), 11: list(range(0, 19))}
+    index = adapter.block_indexer(model)
+    for epoch, blocks in top.items():
+        names = strategy.begin_epoch(epoch, model, adapter)
+        assert sorted({index(n) for n in names} - {19}) == blocks, epoch
+        assert strategy.state_dict()["unfrozen_blocks"] == 4 * max(0, (epoch - 1) // 2)
+    strategy.begin_epoch(3, model, adapter)
+    strategy.set_train_mode(model)
+    assert not model.features[14].conv[0][1].training and model.features[15].conv[0][1].training
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tinytl_starts_as_the_backbone(arch):
+    plain = build_model(arch, None, 5, pretrained=False, seed=0).model
+    model, _, strategy, trainable = _prepared("tinytl", arch, size=64)
+    assert any(".lite_residual." in n for n in trainable)
+    x = torch.randn(3, 3, 64, 64)
+    plain.load_state_dict(model.state_dict(), strict=False)  # backbone keys are unchanged
+    for mode in ("eval", "train"):
+        getattr(plain, mode)()
+        getattr(model, mode)()
+        with torch.no_grad():
+            torch.manual_seed(3)  # the same dropout mask for both
+            ours = model(x)
+            torch.manual_seed(3)
+            assert torch.equal(ours, plain(x)), mode
+
+
+def test_tinytl_branch_shapes_and_variants():
+    model, _, strategy, trainable = _prepared("tinytl", size=64)
+    deepest = model.features[17].lite_residual  # 2 x 2 input at 64 px: global pool, 1 x 1
+    assert deepest.conv1.kernel_size == (1, 1) and isinstance(deepest.pool, nn.AdaptiveAvgPool2d)
+    early = model.features[2].lite_residual     # 32 x 32 input: pooled 16, kernel 5
+    assert early.conv1.kernel_size == (5, 5) and early.conv1.groups == 2
+    assert early.conv2.stride == (2, 2)
+    assert "features.2.lite_residual.final_bn.bias" not in trainable   # L+B
+    assert "features.2.conv.1.1.bias" in trainable
+    _, _, _, only_l = _prepared("tinytl", variant="L")
+    assert "features.2.lite_residual.final_bn.bias" in only_l
+    assert not any(n.endswith("bias") and "lite_residual" not in n and "classifier" not in n
+                   for n in only_l)
+    model_b, _, _, only_b = _prepared("tinytl", variant="B")
+    assert not any("lite_residual" in n for n, _ in model_b.named_parameters())
+    strategy.set_train_mode(model)
+    assert model.features[2].lite_residual.bn1.training
+    assert not model.features[2].conv[0][1].training
+
+
+def test_tinytl_refuses_an_architecture_without_known_blocks():
+    class Unknown(FeaturesClassifierAdapter):
+        residual_block_types = ()
+
+    built = build_model("mobilenet_v2", None, 5, pretrained=False)
+    strategy = get_strategy(StrategyConfig(name="tinytl"))
+    with pytest.raises(ConfigError, match="tinytl .*cannot apply to MobileNetV2: its adapter "
+                                          "knows no residual blocks"):
+        strategy.prepare(built.model, Unknown(), input_size=64)
+    assert get_strategy(StrategyConfig(name="tinytl", variant="B")).prepare(
+        built.model, Unknown(), input_size=64)
+
+
+def test_l2sp_penalty_is_the_distance_to_the_start():
+    model, adapter, strategy, _ = _prepared("l2sp", alpha=2.0, beta=0.5)
+    head = model.classifier[1]
+    expected_head = 0.25 * (head.weight.pow(2).sum() + head.bias.pow(2).sum())
+    assert strategy.penalty(model).item() == pytest.approx(expected_head.item(), rel=1e-5)
+    with torch.no_grad():
+        model.features[0][0].weight.add_(0.1)
+    drift = 1.0 * 0.01 * model.features[0][0].weight.numel()
+    assert strategy.penalty(model).item() == pytest.approx(expected_head.item() + drift, rel=1e-4)
+
+
+def test_options_of_other_strategies_are_refused():
+    with pytest.raises(ConfigError, match=r"strategy.k is not used by strategy 'full' \(it is "
+                                          r"an option of last_k\)"):
+        get_strategy(StrategyConfig(name="full", k=5))
+    with pytest.raises(ConfigError, match="strategy.variant is not used by strategy 'bias'"):
+        ftlab.training.experiment.check_config(
+            load_config(None, ["strategy.name=bias", "strategy.variant=L", "train.device=cpu"]))
 
 
 def test_registry_rejects_duplicates_and_unknown_names():
@@ -66,47 +266,43 @@ def test_registry_rejects_duplicates_and_unknown_names():
         get_strategy(StrategyConfig(name="nope"))
 
 
-def test_frozen_parameters_and_absolute_group_lrs(custom):
-    model, adapter = _mobilenet()
-    trainable = custom.prepare(model, adapter)
-    assert all(n.startswith(("features.18.", "classifier.1.")) for n in trainable)
-    frozen = [p for n, p in model.named_parameters() if not p.requires_grad]
-    assert frozen and count_parameters(model)[0] < count_parameters(model)[1]
-    groups = custom.param_groups(model, adapter, OptimConfig(lr=0.01))
-    lrs = {g["name"]: g["lr"] for g in groups}
-    assert lrs == {"lr_x2": pytest.approx(0.02), "lr_x1": pytest.approx(0.01)}
-    head_group = next(g for g in groups if g["name"] == "lr_x2")
-    assert head_group["param_names"] == ["classifier.1.weight", "classifier.1.bias"]
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    custom.set_train_mode(model)
-    optimizer = torch.optim.Adam(groups)  # steps of ~lr whatever the gradient's scale
-    model(torch.randn(4, 3, 32, 32)).logsumexp(1).sum().backward()
-    optimizer.step()
-    for name, param in model.named_parameters():
-        changed = not torch.equal(before[name], param)
-        assert changed == param.requires_grad, name
-
-
-def test_frozen_norm_layers_keep_their_statistics(custom):
-    model, adapter = _mobilenet()
-    custom.prepare(model, adapter)
-    custom.set_train_mode(model)
-    frozen_bn = model.features[1].conv[0][1]
-    trained_bn = model.features[18][1]
-    assert not frozen_bn.training and trained_bn.training
-    stats = frozen_bn.running_mean.clone()
-    model(torch.randn(4, 3, 32, 32))
-    assert torch.equal(frozen_bn.running_mean, stats)
-
-
 def test_a_strategy_that_trains_nothing_is_an_error():
     class Nothing(Strategy):
         name = "nothing"
         summary = "x"
 
-        def is_trainable(self, param):
+        def is_trainable(self, param: ParamInfo) -> bool:
             return False
 
-    model, adapter = _mobilenet()
+    built = build_model("mobilenet_v2", None, 5, pretrained=False)
     with pytest.raises(ConfigError, match="leaves no parameter to train"):
-        Nothing(StrategyConfig(name="nothing")).prepare(model, adapter)
+        Nothing(StrategyConfig(name="nothing")).prepare(built.model, built.adapter)
+    assert "nothing" not in STRATEGIES
+
+
+STRATEGY_RUNS = {name: {} for name in strategy_names()}
+STRATEGY_RUNS["gradual_unfreeze"] = {"strategy.blocks_per_stage": 5}
+STRATEGY_RUNS["last_k"] = {"strategy.k": 2}
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_resume_restores_trainable_sets_and_lrs(name, tiny):
+    extra = {"strategy.name": name, "data.synthetic.train_per_class": 6, "data.val_fraction": 0.3,
+             **{k: v for k, v in STRATEGY_RUNS[name].items()}}
+    first = ftlab.train(None, overrides=tiny(**extra, **{"train.epochs": 2,
+                                                           "train.run_name": "resumed"}))
+    run_dir = Path(first["run_dir"])
+    saved = torch.load(run_dir / "last.pt", weights_only=True)
+    assert saved["strategy"] == name and saved["trainable"]
+    resumed = ftlab.train(resume=run_dir, overrides=["train.epochs=3"])
+    straight = ftlab.train(None, overrides=tiny(**extra, **{"train.epochs": 3,
+                                                              "train.run_name": "straight"}))
+    a = torch.load(run_dir / "last.pt", weights_only=True)
+    b = torch.load(Path(straight["run_dir"]) / "last.pt", weights_only=True)
+    assert a["trainable"] == b["trainable"]
+    assert [g["lr"] for g in a["optimizer"]["param_groups"]] == \
+        [g["lr"] for g in b["optimizer"]["param_groups"]]
+    for key in b["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert resumed["test_top1"] == straight["test_top1"]
+    assert resumed["trainable_params"] == straight["trainable_params"]

@@ -68,9 +68,11 @@ def _datasets(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ftlab.demo import run_demo
+    from ftlab.strategies import strategy_names
 
+    names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
     run_demo(mirror=args.mirror, output_dir=args.output_dir, epochs=args.epochs,
-             resolution=args.resolution)
+             resolution=args.resolution, strategies=names)
     return 0
 
 
@@ -101,13 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     datasets = _add(sub, "datasets", _datasets, "list datasets, their layout, and what is present")
     datasets.add_argument("--root", help="data root to look in (default: $FTLAB_DATA or ./data)")
 
-    demo = _add(sub, "demo", _demo, "fine-tune vs train from scratch on the offline mirror "
-                "(cifar10-mini) and print the results table")
+    demo = _add(sub, "demo", _demo, "compare strategies (default: fine-tune vs train from "
+                "scratch) on the offline mirror (cifar10-mini) and print the results table")
     demo.add_argument("--mirror", help="mirror folder (default: $FTLAB_MIRROR, else "
                       "../shared/mirror)")
     demo.add_argument("--output-dir", default="runs/demo", help="where the runs go")
     demo.add_argument("--epochs", type=_positive_int, default=3)
     demo.add_argument("--resolution", type=_positive_int, default=64)
+    demo.add_argument("--strategies", default="full,scratch",
+                      help="comma-separated strategy names, or all (default: full,scratch)")
     return parser
 
 

@@ -25,17 +25,41 @@ def strategies_table(model: str | None, num_classes: int) -> str:
         trainable, total = _count_for_strategy(model, num_classes, StrategyConfig(name=name))
         rows.append([name, f"{trainable:,}", f"{total:,}", f"{100 * trainable / total:.2f}%",
                      strategy_class(name).summary])
-    return markdown_table(["strategy", "trainable", "total", "share", "what trains"], rows)
+    table = markdown_table(["strategy", "trainable", "total", "share", "what trains"], rows)
+    return f"{table}\n\n{blocks_table(model, num_classes)}"
+
+
+def blocks_table(arch: str, num_classes: int) -> str:
+    """How the adapter numbers the blocks (strategy.k, lr_rules blocks, layer_decay)."""
+    from ftlab.models import build_model
+
+    built = build_model(arch, None, num_classes, pretrained=False)
+    model, adapter = built.model, built.adapter
+    index = adapter.block_indexer(model)
+    counts: dict[int, int] = {}
+    for name, param in model.named_parameters():
+        counts[index(name)] = counts.get(index(name), 0) + param.numel()
+    blocks = adapter.block_names(model)
+    rows = [[str(i), ", ".join(prefixes), f"{counts.get(i, 0):,}"]
+            for i, prefixes in enumerate(blocks)]
+    rows.append([str(len(blocks)), adapter.head_name(model) + " (head)",
+                 f"{counts.get(len(blocks), 0):,}"])
+    return (f"blocks of {arch} (strategy.k counts them from the top; lr_rules blocks index them)"
+            "\n" + markdown_table(["block", "modules", "parameters"], rows))
 
 
 def _count_for_strategy(arch: str, num_classes: int, config) -> tuple[int, int]:
+    """(parameters the optimizer would update, all parameters incl. inserted modules)."""
+    from ftlab.config import OptimConfig
     from ftlab.models import build_model, count_parameters
     from ftlab.strategies import get_strategy
 
     strategy = get_strategy(config)
     built = build_model(arch, None, num_classes, pretrained=False)
-    strategy.prepare(built.model, built.adapter)
-    return count_parameters(built.model)
+    strategy.prepare(built.model, built.adapter, input_size=224)
+    groups = strategy.param_groups(built.model, built.adapter, OptimConfig())
+    optimized = {id(p): p.numel() for g in groups for p in g["params"]}
+    return sum(optimized.values()), count_parameters(built.model)[1]
 
 
 def models_table() -> str:

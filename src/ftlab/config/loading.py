@@ -130,15 +130,22 @@ def _first_line(err: BaseException) -> str:
 def _unknown_key_message(err: ConfigKeyError) -> str:
     key = _key_of(err) or "?"
     section, _, _ = key.rpartition(".")
-    valid = _valid_keys(section)
+    owner = getattr(err, "object_type", None)
+    valid = ([f.name for f in dataclasses.fields(owner)] if dataclasses.is_dataclass(owner)
+             else _valid_keys(section))
     hint = _first_line(err)
     suggestion = ""
     if "Did you mean" in hint:
         guess = hint.split("Did you mean:")[-1].strip().rstrip("?").strip("'")
         suggestion = f" (did you mean '{section + '.' if section else ''}{guess}'?)"
-    where = f"'{section}'" if section else "the top level"
+    where = f"'{section}'" if section else _LIST_ENTRIES.get(getattr(owner, "__name__", ""),
+                                                              "the top level")
     return (f"unknown config key '{key}'{suggestion}; valid keys in {where}: "
             + ", ".join(valid))
+
+
+# Keys inside list entries come back from OmegaConf without their path.
+_LIST_ENTRIES = {"LrRule": "a strategy.lr_rules entry"}
 
 
 def _type_message(err: ValidationError) -> str:

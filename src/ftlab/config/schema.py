@@ -9,6 +9,7 @@ those registries by `ftlab.experiment`, which can see them; this module cannot, 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -141,11 +142,103 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LrRule:
+    """One rule of `separate_lr`: parameters it selects train at `multiplier` x optim.lr.
+
+    Exactly one selector: `head`, `blocks` or `pattern`. The first matching rule wins.
+    """
+
+    multiplier: float = 1.0
+    """Factor on optim.lr for the parameters this rule selects (0 freezes them)."""
+    head: bool = False
+    """Select the new classification head."""
+    blocks: Optional[tuple[int, ...]] = None
+    """[first, last] backbone block indices, inclusive (`ftlab strategies --model ARCH`
+    lists them);
+    negative values count from the last block, so [-5, -1] is the last five."""
+    pattern: Optional[str] = None
+    """Regular expression searched in parameter names, e.g. '^features\\.1\\.'."""
+
+    def __post_init__(self) -> None:
+        _check_number("strategy.lr_rules.multiplier", self.multiplier, low=0.0, high=100.0)
+        chosen = [self.head, self.blocks is not None, self.pattern is not None]
+        if sum(chosen) != 1:
+            _fail("strategy.lr_rules", {"head": self.head, "blocks": self.blocks,
+                                        "pattern": self.pattern},
+                  "exactly one of head: true, blocks: [first, last] or pattern: REGEX per rule")
+        if self.blocks is not None:
+            _check_length("strategy.lr_rules.blocks", self.blocks, 2)
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                _fail("strategy.lr_rules.pattern", self.pattern, f"a valid regex ({err})")
+
+
+NORM_STATS = ("auto", "update", "freeze")
+TINYTL_VARIANTS = ("L", "B", "L+B")
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
-    """Which parameters train and at which learning rate (see `ftlab strategies`)."""
+    """Which parameters train and at which learning rate (see `ftlab strategies`).
+
+    Options other than `name` and `norm_stats` belong to one strategy each; setting one that
+    the chosen strategy does not read is an error rather than silently ignored.
+    """
 
     name: str = "full"
     """Strategy name from `ftlab strategies`."""
+    norm_stats: str = "auto"
+    """BatchNorm running statistics in training: update, freeze (eval mode), or auto (the
+    strategy's documented default)."""
+    k: int = 3
+    """last_k: how many final backbone blocks train (with the head)."""
+    variant: str = "L+B"
+    """tinytl: L (lite residual branches), B (biases) or L+B."""
+    n_groups: int = 2
+    """tinytl: groups of the side branch's k x k convolution."""
+    kernel_size: int = 5
+    """tinytl: the side branch's kernel, reduced where the feature map is smaller."""
+    expand: float = 1.0
+    """tinytl: side-branch width as a multiple of the block's input channels."""
+    preset: Optional[str] = "reference"
+    """separate_lr: a named rule set (reference, reference_as_run); null uses lr_rules."""
+    lr_rules: list[LrRule] = field(default_factory=list)
+    """separate_lr: rules tried in order before the preset's (so they override it);
+    parameters that no rule selects get default_multiplier."""
+    default_multiplier: float = 1.0
+    """separate_lr: multiplier of parameters that no rule selects."""
+    decay: float = 0.85
+    """layer_decay: lr factor per block below the head (head x1, last block x decay, ...)."""
+    head_epochs: int = 1
+    """gradual_unfreeze: epochs that train the head alone."""
+    blocks_per_stage: int = 3
+    """gradual_unfreeze: backbone blocks unfrozen at each stage, from the top."""
+    epochs_per_stage: int = 1
+    """gradual_unfreeze: epochs between stages."""
+    alpha: float = 0.1
+    """l2sp: weight of the squared distance of backbone parameters to their pretrained values."""
+    beta: float = 0.01
+    """l2sp: weight of the plain L2 penalty on the new head."""
+
+    def __post_init__(self) -> None:
+        _check_choice("strategy.norm_stats", self.norm_stats, NORM_STATS)
+        _check_number("strategy.k", self.k, low=1, high=10_000)
+        _check_choice("strategy.variant", self.variant, TINYTL_VARIANTS)
+        _check_number("strategy.n_groups", self.n_groups, low=1, high=1024)
+        _check_number("strategy.kernel_size", self.kernel_size, low=1, high=15)
+        if self.kernel_size % 2 == 0:
+            _fail("strategy.kernel_size", self.kernel_size, "an odd number")
+        _check_number("strategy.expand", self.expand, low=0.0, high=16.0, low_open=True)
+        _check_number("strategy.default_multiplier", self.default_multiplier, low=0.0,
+                      high=100.0)
+        _check_number("strategy.decay", self.decay, low=0.0, high=1.0, low_open=True)
+        _check_number("strategy.head_epochs", self.head_epochs, low=0, high=100_000)
+        _check_number("strategy.blocks_per_stage", self.blocks_per_stage, low=1, high=10_000)
+        _check_number("strategy.epochs_per_stage", self.epochs_per_stage, low=1, high=100_000)
+        _check_number("strategy.alpha", self.alpha, low=0.0, high=1e6)
+        _check_number("strategy.beta", self.beta, low=0.0, high=1e6)
 
 
 @dataclass(frozen=True)

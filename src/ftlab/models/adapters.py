@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torchvision.models import efficientnet, mobilenetv2, mobilenetv3, resnet
 
 from ftlab.registry import Registry
 
@@ -21,6 +22,8 @@ class ArchAdapter(ABC):
     """Knows one family's layout. Stateless: every method takes the model."""
 
     family: ClassVar[str]
+    residual_block_types: ClassVar[tuple[type[nn.Module], ...]] = ()
+    """Block classes where side branches (TinyTL's lite residuals) may attach."""
 
     @abstractmethod
     def head_name(self, model: nn.Module) -> str:
@@ -36,6 +39,13 @@ class ArchAdapter(ABC):
     def init_head(self, head: nn.Linear) -> None:
         """Initialise a fresh head the way the family's own constructor does."""
         head.reset_parameters()
+
+    def residual_blocks(self, model: nn.Module) -> list[str]:
+        """Dotted names of the residual blocks, input to output (none if the family has no
+        known block type)."""
+        types = self.residual_block_types
+        return [name for name, module in model.named_modules()
+                if types and isinstance(module, types)]
 
     def head(self, model: nn.Module) -> nn.Linear:
         module = model.get_submodule(self.head_name(model))
@@ -83,6 +93,8 @@ class FeaturesClassifierAdapter(ArchAdapter):
     """
 
     family = "features-classifier"
+    residual_block_types = (mobilenetv2.InvertedResidual, mobilenetv3.InvertedResidual,
+                            efficientnet.MBConv, efficientnet.FusedMBConv)
 
     def head_name(self, model: nn.Module) -> str:
         last = len(model.classifier) - 1  # type: ignore[arg-type]
@@ -107,6 +119,7 @@ class ResNetAdapter(ArchAdapter):
     """Stem (conv1, bn1), then every residual block of layer1..layer4, then `fc`."""
 
     family = "resnet"
+    residual_block_types = (resnet.BasicBlock, resnet.Bottleneck)
 
     def head_name(self, model: nn.Module) -> str:
         return "fc"

@@ -3,7 +3,19 @@
 Importing this package registers every built-in strategy.
 """
 
-from ftlab.strategies import full, scratch  # noqa: F401  (registration side effect)
+from ftlab.strategies import (  # noqa: F401  (registration side effect)
+    bias,
+    full,
+    gradual_unfreeze,
+    l2sp,
+    last_k,
+    layer_decay,
+    linear_probe,
+    norm_last,
+    scratch,
+    separate_lr,
+    tinytl,
+)
 from ftlab.strategies.base import (
     ParamInfo,
     Strategy,

@@ -1,17 +1,20 @@
 """The strategy base class and registry.
 
-A strategy answers three questions about a model (through its architecture adapter): which
-modules to insert, which parameters train, and each parameter's learning-rate multiplier.
-Freezing, building param groups with absolute learning rates, and setting train/eval modes
-live here, once, so a strategy file holds only what makes it different.
+A strategy answers a few questions about a model (through its architecture adapter): which
+modules to insert, which parameters train, each parameter's learning-rate multiplier, and,
+for the few that need it, how that changes per epoch or what penalty joins the loss.
+Freezing, param groups with absolute learning rates, norm-statistics modes and the state a
+checkpoint needs live here, once, so a strategy file holds only what makes it different.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from ftlab.config.schema import OptimConfig, StrategyConfig
@@ -22,6 +25,7 @@ from ftlab.registry import Registry
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
 )
+SHARED_OPTIONS = ("name", "norm_stats")
 
 
 @dataclass(frozen=True)
@@ -30,56 +34,85 @@ class ParamInfo:
 
     name: str
     block: int
-    """Block index from the adapter; the head is `num_blocks`."""
+    """Block index from the adapter: 0 is the stem, `num_blocks` is the head."""
     num_blocks: int
     is_head: bool
     is_bias: bool
     is_norm: bool
+    is_new: bool
+    """Belongs to a module the strategy inserted (no pretrained value)."""
 
 
 class Strategy:
-    """Base class. Subclasses set `name`/`summary` and override the hooks they need."""
+    """Base class. Subclasses set the class attributes and override the hooks they need."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     pretrained: ClassVar[bool] = True
     """False: the backbone starts from random initialisation whatever model.weights says."""
+    options: ClassVar[tuple[str, ...]] = ()
+    """StrategyConfig fields this strategy reads, besides name and norm_stats."""
+    freezes_pretrained_norm_stats: ClassVar[bool] = False
+    """Default (norm_stats=auto) for pretrained norm layers that have trainable parameters:
+    True keeps their running statistics fixed (eval mode)."""
 
     def __init__(self, config: StrategyConfig) -> None:
         self.config = config
+        self.inserted: list[str] = []
+        self._check_options()
 
     # --- hooks -------------------------------------------------------------------------
-    def insert_modules(self, model: nn.Module, adapter: ArchAdapter) -> None:
-        """Add modules (side branches, adapters) before anything is frozen. Default: none."""
+    def insert_modules(self, model: nn.Module, adapter: ArchAdapter,
+                       input_size: int) -> list[str]:
+        """Add modules before anything is frozen; return their dotted names. Default: none."""
+        return []
 
     def is_trainable(self, param: ParamInfo) -> bool:
-        """Whether a parameter receives gradients. Default: all of them."""
+        """Whether a parameter receives gradients now. Default: all of them."""
         return True
 
+    def is_optimized(self, param: ParamInfo) -> bool:
+        """Whether the optimizer holds it: every parameter that trains at any epoch."""
+        return self.is_trainable(param)
+
     def lr_multiplier(self, param: ParamInfo) -> float:
-        """Factor on optim.lr for a trainable parameter. Default: 1."""
+        """Factor on optim.lr for an optimized parameter. Default: 1."""
         return 1.0
 
-    def norm_statistics_update(self, module: nn.Module, trainable: bool) -> bool:
-        """Whether a norm layer's running statistics update in training mode.
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each epoch (1-based) and on resume; for schedules of freezing."""
 
-        Default: they update exactly when the layer has trainable parameters, so a frozen
-        backbone keeps the statistics it was pretrained with (a true feature extractor).
-        """
-        return trainable
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to the training loss (regularisers). Default: none."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold to continue this strategy exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
 
     # --- shared machinery --------------------------------------------------------------
-    def prepare(self, model: nn.Module, adapter: ArchAdapter) -> list[str]:
-        """Insert modules, freeze what does not train; return trainable parameter names."""
-        self.insert_modules(model, adapter)
-        trainable_names = []
+    def prepare(self, model: nn.Module, adapter: ArchAdapter, input_size: int = 224
+                ) -> list[str]:
+        """Insert modules, set the trainable set of epoch 1; return trainable names."""
+        self.inserted = self.insert_modules(model, adapter, input_size)
+        optimized = [info.name for info, _ in self.parameters(model, adapter)
+                     if self.is_optimized(info)]
+        if not optimized:
+            raise ConfigError(f"strategy {self.name!r} leaves no parameter to train")
+        return self.begin_epoch(1, model, adapter)
+
+    def begin_epoch(self, epoch: int, model: nn.Module, adapter: ArchAdapter) -> list[str]:
+        """Move to `epoch` and set `requires_grad` to match; return trainable names."""
+        self.set_epoch(epoch)
+        trainable = []
         for info, param in self.parameters(model, adapter):
             param.requires_grad_(self.is_trainable(info))
             if param.requires_grad:
-                trainable_names.append(info.name)
-        if not trainable_names:
-            raise ConfigError(f"strategy {self.name!r} leaves no parameter to train")
-        return trainable_names
+                trainable.append(info.name)
+        return trainable
 
     def parameters(self, model: nn.Module, adapter: ArchAdapter
                    ) -> Iterator[tuple[ParamInfo, nn.Parameter]]:
@@ -88,49 +121,69 @@ class Strategy:
                        for p in m.parameters(recurse=False)}
         num_blocks = len(adapter.block_names(model))
         block_of = adapter.block_indexer(model)
+        new_prefixes = tuple(name + "." for name in self.inserted)
         for name, param in model.named_parameters():
             block = block_of(name)
-            yield ParamInfo(
-                name=name,
-                block=block,
-                num_blocks=num_blocks,
-                is_head=block == num_blocks,
-                is_bias=name.endswith("bias"),
-                is_norm=id(param) in norm_params,
-            ), param
+            yield ParamInfo(name=name, block=block, num_blocks=num_blocks,
+                            is_head=block == num_blocks, is_bias=name.endswith("bias"),
+                            is_norm=id(param) in norm_params,
+                            is_new=bool(new_prefixes) and name.startswith(new_prefixes)), param
 
     def param_groups(self, model: nn.Module, adapter: ArchAdapter,
                      optim: OptimConfig) -> list[dict[str, Any]]:
-        """Trainable parameters grouped by (learning rate, weight decay), with absolute values.
+        """Optimized parameters grouped by (learning rate, weight decay), absolute values.
 
         Each group carries `lr` = optim.lr x multiplier and a readable `name`, so any torch
         scheduler works on it and logs can name it.
         """
         groups: dict[tuple[float, float], dict[str, Any]] = {}
         for info, param in self.parameters(model, adapter):
-            if not param.requires_grad:
+            if not self.is_optimized(info):
                 continue
             multiplier = self.lr_multiplier(info)
             no_decay = optim.exclude_norm_bias_from_decay and (info.is_bias or info.is_norm
                                                                 or param.ndim <= 1)
             decay = 0.0 if no_decay else optim.weight_decay
-            key = (multiplier, decay)
-            if key not in groups:
-                groups[key] = {"params": [], "param_names": [], "lr": optim.lr * multiplier,
-                               "weight_decay": decay, "lr_multiplier": multiplier,
-                               "name": _group_name(multiplier, decay, optim.weight_decay)}
-            groups[key]["params"].append(param)
-            groups[key]["param_names"].append(info.name)
+            group = groups.setdefault((multiplier, decay), {
+                "params": [], "param_names": [], "lr": optim.lr * multiplier,
+                "weight_decay": decay, "lr_multiplier": multiplier,
+                "name": _group_name(multiplier, decay, optim.weight_decay)})
+            group["params"].append(param)
+            group["param_names"].append(info.name)
         return sorted(groups.values(), key=lambda g: (-g["lr_multiplier"], -g["weight_decay"]))
 
     def set_train_mode(self, model: nn.Module) -> None:
         """`model.train()`, then put norm layers whose statistics must not move in eval mode."""
         model.train()
-        for module in model.modules():
+        new = tuple(name + "." for name in self.inserted)
+        for name, module in model.named_modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 trainable = any(p.requires_grad for p in module.parameters(recurse=False))
-                if not self.norm_statistics_update(module, trainable):
+                if not self._updates_statistics(trainable, bool(new) and
+                                                (name + ".").startswith(new)):
                     module.eval()
+
+    def _updates_statistics(self, trainable: bool, is_new: bool) -> bool:
+        """norm_stats: update / freeze as configured; auto: the strategy's default. Inserted
+        norm layers always update, since they have no pretrained statistics to keep."""
+        if is_new or self.config.norm_stats == "update":
+            return True
+        if self.config.norm_stats == "freeze":
+            return False
+        return trainable and not self.freezes_pretrained_norm_stats
+
+    def _check_options(self) -> None:
+        """Refuse settings meant for another strategy instead of silently ignoring them."""
+        defaults = StrategyConfig()
+        for field in dataclasses.fields(StrategyConfig):
+            key = field.name
+            if key in SHARED_OPTIONS or key in self.options:
+                continue
+            if getattr(self.config, key) != getattr(defaults, key):
+                users = [n for n in STRATEGIES.names() if key in STRATEGIES.get(n).options]
+                raise ConfigError(f"strategy.{key} is not used by strategy {self.name!r} "
+                                  f"(it is an option of {', '.join(users) or 'no strategy'}); "
+                                  "remove it or choose that strategy")
 
 
 def _group_name(multiplier: float, decay: float, configured_decay: float) -> str:

@@ -53,7 +53,12 @@ class Experiment:
         return [g["name"] for g in self.optimizer.param_groups]
 
     def parameter_counts(self) -> tuple[int, int]:
-        return count_parameters(self.model)
+        """(parameters the optimizer updates, all parameters), each tensor counted once."""
+        optimized = {id(p): p.numel() for g in self.optimizer.param_groups for p in g["params"]}
+        return sum(optimized.values()), count_parameters(self.model)[1]
+
+    def trainable_names(self) -> list[str]:
+        return [name for name, p in self.model.named_parameters() if p.requires_grad]
 
 
 def check_config(config: ExperimentConfig) -> Strategy:
@@ -93,7 +98,9 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True) -> 
     data = build_data(config.data, source.preprocessing)
     built = build_model(config.model.arch, source, data.num_classes,
                         pretrained=strategy.pretrained and load_weights, seed=train_cfg.seed)
-    strategy.prepare(built.model, built.adapter)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed + 1)  # inserted modules' initialisation
+        strategy.prepare(built.model, built.adapter, input_size=data.input.resolution)
     channels_last = train_cfg.channels_last and device.type == "cuda"
     built.model.to(device, memory_format=torch.channels_last if channels_last else
                    torch.contiguous_format)

@@ -75,8 +75,13 @@ class NonFiniteLoss(RuntimeError):
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler,
                     scaler: torch.amp.GradScaler | None, loss_fn: Callable[..., torch.Tensor],
-                    settings: StepSettings, progress: Progress) -> EpochStats:
-    """Train over `loader` once; the caller has already put the model in training mode."""
+                    settings: StepSettings, progress: Progress,
+                    penalty: Callable[[], torch.Tensor | None] | None = None) -> EpochStats:
+    """Train over `loader` once; the caller has already put the model in training mode.
+
+    `penalty` (a strategy's regulariser) joins the optimised objective; the reported loss is
+    the data loss alone, so runs of different strategies compare.
+    """
     device = settings.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -88,12 +93,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         with settings.autocast():
             logits = model(images)
             loss = loss_fn(logits, labels)
+        extra = penalty() if penalty is not None else None
+        objective = loss if extra is None else loss + extra
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(objective).backward()
             scaler.unscale_(optimizer)
         else:
-            loss.backward()
+            objective.backward()
         if settings.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(params, settings.grad_clip_norm)
         if scaler is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 
 from ftlab.config import config_to_dict, config_to_yaml
 from ftlab.data import epoch_seed
-from ftlab.errors import TrainingDiverged
+from ftlab.errors import CheckpointError, TrainingDiverged
 from ftlab.fileio import atomic_write_text
 from ftlab.training import rundir
 from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -67,13 +68,15 @@ class Trainer:
         random.seed(seed)
         exp.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         lrs = {f"lr/{g['name']}": g["lr"] for g in exp.optimizer.param_groups}
+        exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
         exp.strategy.set_train_mode(exp.model)
         progress = Progress(config.train.progress, len(exp.train_loader) *
                             (exp.train_loader.batch_size or 1),
                             f"epoch {epoch}/{config.train.epochs}")
         try:
             stats = train_one_epoch(exp.model, exp.train_loader, exp.optimizer, exp.scheduler,
-                                    exp.scaler, exp.loss_fn, exp.settings, progress)
+                                    exp.scaler, exp.loss_fn, exp.settings, progress,
+                                    penalty=partial(exp.strategy.penalty, exp.model))
         except NonFiniteLoss as err:
             raise self._diverged(epoch, err) from None
         finally:
@@ -117,6 +120,8 @@ class Trainer:
             "rng": capture_rng(),
             "config": config_to_dict(exp.config),
             "strategy": exp.strategy.name,
+            "strategy_state": exp.strategy.state_dict(),
+            "trainable": exp.trainable_names(),
             "arch": exp.built.arch,
             "classes": exp.data.classes,
             "history": self.history,
@@ -133,6 +138,12 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         exp = self.exp
         exp.model.load_state_dict(state["model"])
+        exp.strategy.load_state_dict(state["strategy_state"])
+        trainable = exp.strategy.begin_epoch(int(state["epoch"]), exp.model, exp.built.adapter)
+        _check_same("trainable parameters", state["trainable"], trainable)
+        _check_same("optimizer parameter groups",
+                    [g["param_names"] for g in state["optimizer"]["param_groups"]],
+                    [g["param_names"] for g in exp.optimizer.param_groups])
         exp.optimizer.load_state_dict(state["optimizer"])
         exp.scheduler.load_state_dict(state["scheduler"])
         if exp.scaler is not None and state.get("scaler"):
@@ -154,3 +165,19 @@ class Trainer:
         write_summary(self.run_dir, summary)
         log.info(format_summary(summary))
         return summary
+
+
+def _check_same(what: str, saved: list[Any], rebuilt: list[Any]) -> None:
+    """A resumed strategy must train exactly what the checkpoint trained, or say so."""
+    if saved != rebuilt:
+        raise CheckpointError(f"the checkpoint's {what} differ from those the strategy sets up "
+                              f"now ({len(saved)} saved, {len(rebuilt)} now; first difference: "
+                              f"{_first_difference(saved, rebuilt)}); was the checkpoint written "
+                              "by another ftlab version or strategy?")
+
+
+def _first_difference(saved: list[Any], rebuilt: list[Any]) -> str:
+    for index, (a, b) in enumerate(zip(saved, rebuilt)):
+        if a != b:
+            return f"entry {index}: {str(a)[:80]} vs {str(b)[:80]}"
+    return f"entry {min(len(saved), len(rebuilt))} exists on one side only"

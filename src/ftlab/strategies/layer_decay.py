@@ -1,0 +1,19 @@
+"""Layer-wise learning-rate decay (BEiT; timm's `layer_decay`)."""
+
+from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
+
+
+@register_strategy
+class LayerDecay(Strategy):
+    """Every parameter trains at optim.lr x decay^(blocks below the head): the head at x1,
+    the last backbone block at x decay, the stem at x decay^num_blocks. Blocks are numbered
+    by the architecture adapter (MobileNetV2: features.0 to features.18, so the stem gets
+    0.85^19 = 0.045 at the default decay). The multipliers are fixed per group, so every
+    schedule applies on top of them."""
+
+    name = "layer_decay"
+    summary = "every layer trains, lr x decay^(depth from the top) (strategy.decay)"
+    options = ("decay",)
+
+    def lr_multiplier(self, param: ParamInfo) -> float:
+        return self.config.decay ** (param.num_blocks - param.block)
