@@ -56,7 +56,7 @@ def test_run_writes_config_metrics_summary_and_checkpoints(tiny, tmp_path):
     rows = _rows(run_dir)
     assert list(rows[0]) == ["epoch", "lr/lr_x1", "train_loss", "train_top1", "val_loss",
                              "val_top1", "val_top5", "epoch_time_s", "train_time_s",
-                             "images_per_s"]
+                             "images_per_s", "skipped_images"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     lrs = [float(r["lr/lr_x1"]) for r in rows]
     assert lrs == pytest.approx([1e-3, 1e-3 * 0.95, 1e-3 * 0.95**2])  # exponential, per epoch

@@ -13,6 +13,20 @@ class FtlabError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_unwrap_worker_message(message))
+
+
+def _unwrap_worker_message(message: str) -> str:
+    """A DataLoader worker re-raises our error with its whole traceback as the message
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); keep the
+    original one line, which is the traceback's last."""
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.rstrip().splitlines()[-1]
+        _, sep, text = last.partition(": ")
+        return text if sep else last
+    return message
+
 
 class ConfigError(FtlabError):
     """A config key is unknown, has the wrong type, or an impossible value."""

@@ -69,6 +69,10 @@ class SyntheticConfig:
         _check_number("data.synthetic.image_size", self.image_size, low=8, high=1024)
 
 
+BAD_IMAGE_POLICIES = ("skip", "error")
+PIPELINES = ("auto", "workers", "device")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, how it is split, and how images are prepared."""
@@ -100,6 +104,13 @@ class DataConfig:
     """Normalisation mean. None: that of the weights (ImageNet's)."""
     std: Optional[tuple[float, ...]] = None
     """Normalisation std. None: that of the weights (ImageNet's)."""
+    pipeline: str = "auto"
+    """workers (decode and augment in DataLoader workers), device (keep the split as uint8 on
+    the training device and augment there; for datasets of equal-size images that fit), or
+    auto (device for CIFAR on CUDA, else workers)."""
+    bad_images: str = "skip"
+    """An image that cannot be decoded: skip (dropped with a warning, counted in the
+    summary) or error (stop, naming the file)."""
     num_workers: Optional[int] = None
     """DataLoader worker processes. None: one less than the CPU count, at most 8."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -126,6 +137,8 @@ class DataConfig:
                 _check_length(key, values, 3)
                 for v in values:
                     _check_number(key, v, low=0.0, high=1.0, low_open=(key == "data.std"))
+        _check_choice("data.bad_images", self.bad_images, BAD_IMAGE_POLICIES)
+        _check_choice("data.pipeline", self.pipeline, PIPELINES)
         if self.num_workers is not None:
             _check_number("data.num_workers", self.num_workers, low=0, high=256)
 

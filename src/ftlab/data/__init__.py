@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ftlab.config.schema import DataConfig
-from ftlab.data import cifar, imagefolder, synthetic  # noqa: F401  (registration)
+from ftlab.data import (  # noqa: F401  (registration)
+    cifar,
+    cub,
+    imagefolder,
+    synthetic,
+    torchvision_sets,
+)
 from ftlab.data.loading import (
     SeededShuffleSampler,
     TransformedSubset,
@@ -59,12 +65,14 @@ def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
                         "validation split; lower data.val_fraction or add images")
     spec = resolve_input(config, weights)
     train_tf, eval_tf = train_transform(config, spec), eval_transform(spec)
+    policy = config.bad_images
     return DataBundle(
-        train=TransformedSubset(source.train, train_idx, train_tf, [targets[i] for i in train_idx]),
-        val=TransformedSubset(source.train, val_idx, eval_tf, [targets[i] for i in val_idx])
-        if val_idx else None,
+        train=TransformedSubset(source.train, train_idx, train_tf, [targets[i] for i in train_idx],
+                                policy),
+        val=TransformedSubset(source.train, val_idx, eval_tf, [targets[i] for i in val_idx],
+                              policy) if val_idx else None,
         test=TransformedSubset(source.test, range(len(source.test)), eval_tf,  # type: ignore[arg-type]
-                               source.test_targets),
+                               source.test_targets, policy),
         classes=source.classes,
         input=spec,
     )

@@ -38,4 +38,5 @@ for _name, _cls in (("cifar10", datasets.CIFAR10), ("cifar100", datasets.CIFAR10
         summary=f"{_name.upper()} (torchvision), official 50k train / 10k test",
         layout=f"ROOT/{_FOLDERS[_name]}/ (torchvision format; data.download=true fetches it)",
         folder=_FOLDERS[_name],
+        in_memory=True,
     ))

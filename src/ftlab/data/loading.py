@@ -11,37 +11,61 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ftlab.data.unreadable import collate_present, read_sample
 
 
 class TransformedSubset(Dataset):
     """`base[indices[i]]` with `transform` applied to the image.
 
     Indexing with `(i, seed)` runs the transform under that seed without disturbing the
-    caller's random state.
+    caller's random state. A damaged image gives None (dropped by `collate_present`) or an
+    error, as `bad_images` says.
     """
 
     def __init__(self, base: Dataset, indices: Sequence[int], transform: Callable[[Any], Any],
-                 targets: Sequence[int]) -> None:
+                 targets: Sequence[int], bad_images: str = "skip") -> None:
         self.base = base
         self.indices = list(indices)
         self.transform = transform
         self.targets = list(targets)
+        self.bad_images = bad_images
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int] | None:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        image, label = self.base[self.indices[index]]
+        sample = read_sample(self.base, self.indices[index], self.bad_images)
+        if sample is None:
+            return None
+        image, label = sample
         if seed is None:
             return self.transform(image), label
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_cpu_rng(seed):
             return self.transform(image), label
+
+
+@contextmanager
+def seeded_cpu_rng(seed: int) -> Iterator[None]:
+    """Run under `seed` on the CPU generator, then restore it.
+
+    Only the CPU default generator, which is what torchvision's transforms draw from:
+    `torch.manual_seed` and `fork_rng` also visit every accelerator backend and cost ~50x
+    more, which per image made the input pipeline twice as slow.
+    """
+    generator = torch.random.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
 
 
 class SeededShuffleSampler(Sampler[tuple[int, int]]):
@@ -89,9 +113,17 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, workers: int,
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       drop_last=len(dataset) > batch_size,  # type: ignore[arg-type]
                       num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, collate_fn=collate_present)
 
 
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=pin_memory, persistent_workers=workers > 0)
+                      pin_memory=pin_memory, persistent_workers=workers > 0,
+                      collate_fn=collate_present)
+
+
+def requested_images(loader: Any) -> int:
+    """Images the loader's batches ask for in one pass (before damaged ones are dropped)."""
+    if getattr(loader, "drop_last", False):
+        return len(loader) * loader.batch_size
+    return len(loader.sampler)

@@ -46,6 +46,8 @@ class DatasetSource:
     layout: str
     folder: str | None = None
     """Sub-folder of the data root that holds it, for presence checks; None: not applicable."""
+    in_memory: bool = False
+    """Small, equal-size images: data.pipeline=auto augments it on a CUDA device."""
 
     def present(self, root: Path) -> bool | None:
         return None if self.folder is None else (root / self.folder).is_dir()

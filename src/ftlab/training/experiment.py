@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from ftlab.config.schema import ExperimentConfig
 from ftlab.data import DataBundle, build_data, default_workers, eval_loader, train_loader
+from ftlab.data.device_pipeline import DeviceBatches, in_memory
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, build_model, count_parameters, get_adapter, resolve_weights
@@ -123,12 +124,36 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True) -> 
 
 def _loaders(config: ExperimentConfig, data: DataBundle, device: torch.device
              ) -> dict[str, Any]:
-    workers = default_workers() if config.data.num_workers is None else config.data.num_workers
-    pin = device.type == "cuda"
     batch = config.train.batch_size
     eval_batch = config.train.eval_batch_size or 2 * batch
+    if resolve_pipeline(config, device) == "device":
+        return _device_loaders(config, data, device, batch, eval_batch)
+    workers = default_workers() if config.data.num_workers is None else config.data.num_workers
+    pin = device.type == "cuda"
     return {
         "train": train_loader(data.train, batch, config.train.seed, workers, pin),
         "val": eval_loader(data.val, eval_batch, workers, pin) if data.val else None,
         "test": eval_loader(data.test, eval_batch, workers, pin),
+    }
+
+
+def resolve_pipeline(config: ExperimentConfig, device: torch.device) -> str:
+    if config.data.pipeline != "auto":
+        return config.data.pipeline
+    in_memory = get_source(config.data.name).in_memory
+    return "device" if in_memory and device.type == "cuda" else "workers"
+
+
+def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.device,
+                    batch: int, eval_batch: int) -> dict[str, Any]:
+    def batches(subset, size: int, train: bool) -> DeviceBatches:
+        images, labels = in_memory(subset)
+        return DeviceBatches(images.to(device), labels.to(device), size, data.input,
+                             train=train, crop_scale=config.data.train_crop_scale,
+                             hflip=config.data.hflip, seed=config.train.seed)
+
+    return {
+        "train": batches(data.train, batch, True),
+        "val": batches(data.val, eval_batch, False) if data.val else None,
+        "test": batches(data.test, eval_batch, False),
     }

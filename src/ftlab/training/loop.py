@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ftlab.data.loading import requested_images
 from ftlab.training.progress import Progress
 
 
@@ -49,6 +50,8 @@ class EpochStats:
     top1: float
     images: int
     seconds: float
+    skipped: int = 0
+    """Images dropped because they could not be decoded (data.bad_images=skip)."""
 
     @property
     def images_per_s(self) -> float:
@@ -61,6 +64,7 @@ class EvalStats:
     top1: float
     top5: float
     images: int
+    skipped: int = 0
 
 
 class NonFiniteLoss(RuntimeError):
@@ -88,8 +92,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     seen = step = 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(loader, start=1):
-        images, labels = settings.to_device(images, labels)
+    for batch in loader:
+        if batch is None:  # every image of the batch was unreadable
+            continue
+        step += 1
+        images, labels = settings.to_device(*batch)
         with settings.autocast():
             logits = model(images)
             loss = loss_fn(logits, labels)
@@ -121,7 +128,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     seconds = time.perf_counter() - start
     n = max(seen, 1)
     return EpochStats(loss=loss_sum.item() / n, top1=100.0 * correct.item() / n, images=seen,
-                      seconds=seconds)
+                      seconds=seconds, skipped=requested_images(loader) - seen)
 
 
 @torch.no_grad()
@@ -135,8 +142,10 @@ def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings) -> Ev
     top1 = torch.zeros((), device=settings.device, dtype=torch.int64)
     top5 = torch.zeros((), device=settings.device, dtype=torch.int64)
     seen = 0
-    for images, labels in loader:
-        images, labels = settings.to_device(images, labels)
+    for batch in loader:
+        if batch is None:
+            continue
+        images, labels = settings.to_device(*batch)
         with settings.autocast():
             logits = model(images)
         loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").double()
@@ -148,7 +157,8 @@ def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings) -> Ev
         seen += labels.shape[0]
     n = max(seen, 1)
     return EvalStats(loss=loss_sum.item() / n, top1=100.0 * top1.item() / n,
-                     top5=100.0 * top5.item() / n, images=seen)
+                     top5=100.0 * top5.item() / n, images=seen,
+                     skipped=requested_images(loader) - seen)
 
 
 def _check_finite(loss_sum: torch.Tensor, step: int) -> None:

@@ -21,9 +21,10 @@ TENSORBOARD_TAGS = {
     "train_loss": "train/loss", "train_top1": "train/top1", "val_loss": "val/loss",
     "val_top1": "val/top1", "val_top5": "val/top5", "epoch_time_s": "time/epoch_s",
     "train_time_s": "time/train_s", "images_per_s": "throughput/images_per_s",
+    "skipped_images": "data/skipped_images",
 }
 BASE_COLUMNS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                "epoch_time_s", "train_time_s", "images_per_s"]
+                "epoch_time_s", "train_time_s", "images_per_s", "skipped_images"]
 
 
 def metric_columns(group_names: list[str]) -> list[str]:
@@ -74,7 +75,7 @@ class TensorBoardLog:
             return
         epoch = int(row["epoch"])
         for key, value in row.items():
-            if key == "epoch" or value is None:
+            if key == "epoch" or value is None or key in ("train_skipped", "val_skipped"):
                 continue
             self.writer.add_scalar(TENSORBOARD_TAGS.get(key, key), value, epoch)
         self.writer.flush()

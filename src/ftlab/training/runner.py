@@ -88,7 +88,12 @@ class Trainer:
             "val_top5": val.top5 if val else None,
             "epoch_time_s": time.perf_counter() - start, "train_time_s": stats.seconds,
             "images_per_s": stats.images_per_s,
+            "skipped_images": stats.skipped + (val.skipped if val else 0),
+            "train_skipped": stats.skipped, "val_skipped": val.skipped if val else 0,
         }
+        if row["skipped_images"]:
+            log.warning("epoch %d: skipped %d unreadable image(s) (train %d, val %d)", epoch,
+                        row["skipped_images"], row["train_skipped"], row["val_skipped"])
         improved = val is None or val.top1 > self.best["val_top1"]
         if improved:
             self.best = {"epoch": epoch, "val_top1": val.top1 if val else None,

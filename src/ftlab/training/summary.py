@@ -55,6 +55,9 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
         "train_time_s": sum(row["train_time_s"] for row in history),
         "wall_time_s": sum(epoch_times) + test_seconds,
         "images_per_s": fmean(row["images_per_s"] for row in history),
+        "skipped_images": {"train": max(row.get("train_skipped", 0) for row in history),
+                           "val": max(row.get("val_skipped", 0) for row in history),
+                           "test": test.skipped},
         "device": _device_name(exp.settings.device),
         "versions": {"ftlab": __version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "python": platform.python_version()},
@@ -93,11 +96,19 @@ def format_summary(s: dict[str, Any]) -> str:
         f"(checkpoint {s['test_checkpoint']})",
         f"time        {s['epochs']} epochs in {_duration(s['wall_time_s'])}, "
         f"{s['epoch_time_s']:.1f} s/epoch, {s['images_per_s']:.0f} train img/s on {s['device']}",
+        *_skipped_line(s["skipped_images"]),
         f"files       {rundir.CONFIG} {rundir.METRICS} {rundir.SUMMARY} {rundir.LAST} "
         f"{rundir.BEST} {rundir.LOG}",
         "─" * 79,
     ]
     return "\n".join(lines)
+
+
+def _skipped_line(skipped: dict[str, int]) -> list[str]:
+    if not any(skipped.values()):
+        return []
+    return [f"skipped     unreadable images: {skipped['train']} train, {skipped['val']} val, "
+            f"{skipped['test']} test (see the warnings in {rundir.LOG})"]
 
 
 def _duration(seconds: float) -> str:

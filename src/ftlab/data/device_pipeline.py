@@ -1,0 +1,146 @@
+"""Augmentation on the device, for datasets small enough to live there as uint8 (CIFAR).
+
+On a GPU, the stock pipeline decodes and upsamples every 32 px image to 224 px on CPU
+workers, which cannot keep up with the model. Here the whole split is one uint8 tensor on the
+device; each batch is gathered, cropped and resized in one `roi_align` call (bilinear, with
+adaptive multi-sample averaging when a crop shrinks, like antialiasing), flipped and
+normalised there. Batches follow the same seeded shuffle as the worker pipeline, so labels
+arrive in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+from ftlab.data.loading import SeededShuffleSampler, TransformedSubset, epoch_seed
+from ftlab.data.transforms import InputSpec
+from ftlab.data.unreadable import read_sample
+from ftlab.errors import DataError
+
+MAX_BYTES = 8 * 2**30
+RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect-ratio range
+
+
+def in_memory(subset: TransformedSubset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The subset's images as one uint8 N x 3 x H x W tensor, and its labels."""
+    data = getattr(subset.base, "data", None)
+    if isinstance(data, np.ndarray) and data.ndim == 4:  # CIFAR keeps N x H x W x 3 uint8
+        images = torch.from_numpy(data[subset.indices]).permute(0, 3, 1, 2).contiguous()
+        return images, torch.tensor(subset.targets)
+    arrays, labels = [], []
+    for index, label in zip(subset.indices, subset.targets):
+        sample = read_sample(subset.base, index, subset.bad_images)
+        if sample is not None:
+            arrays.append(np.asarray(sample[0].convert("RGB")))
+            labels.append(label)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise DataError(f"data.pipeline=device needs images of one size, found {len(shapes)} "
+                        f"sizes (e.g. {sorted(shapes)[:2]}); use data.pipeline=workers")
+    size = len(arrays) * math.prod(next(iter(shapes)))
+    if size > MAX_BYTES:
+        raise DataError(f"data.pipeline=device would hold {size / 2**30:.1f} GiB of images; "
+                        "use data.pipeline=workers for a dataset this large")
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(labels)
+
+
+class DeviceBatches:
+    """An iterable of (normalised images, labels) batches computed on `images.device`.
+
+    Has what the training loop and runner use of a DataLoader: `len`, `batch_size`,
+    `drop_last` and a `sampler` with `set_epoch`.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 spec: InputSpec, *, train: bool, crop_scale: Sequence[float] = (0.08, 1.0),
+                 hflip: bool = True, seed: int = 0) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.spec, self.train = batch_size, spec, train
+        self.crop_scale, self.hflip, self.seed = tuple(crop_scale), hflip and train, seed
+        self.drop_last = train and len(images) > batch_size
+        self.sampler = SeededShuffleSampler(len(images), seed) if train else range(len(images))
+        device, scale = images.device, 255.0
+        self.mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * scale
+        self.std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * scale
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = self.images.device
+        order = torch.tensor([i for i, _ in self.sampler] if self.train else list(self.sampler),
+                             device=device)
+        epoch = getattr(self.sampler, "epoch", 0)
+        generator = torch.Generator(device=device).manual_seed(
+            epoch_seed(self.seed, epoch, stream=3))
+        for b in range(len(self)):
+            index = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self._batch(index, generator), self.labels[index]
+
+    def _batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        pixels = self.images[index].float()
+        n, _, height, width = pixels.shape
+        if self.train:
+            boxes = random_resized_boxes(n, height, width, self.crop_scale, generator)
+        else:
+            boxes = center_boxes(n, height, width, self.spec, pixels.device)
+        numbered = torch.cat([torch.arange(n, device=pixels.device, dtype=boxes.dtype)[:, None],
+                              boxes], dim=1)
+        out = roi_align(pixels, numbered, output_size=self.spec.resolution, spatial_scale=1.0,
+                        sampling_ratio=-1, aligned=True)
+        if self.hflip:
+            flip = torch.rand(n, device=pixels.device, generator=generator) < 0.5
+            out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+        return (out - self.mean) / self.std
+
+
+def random_resized_boxes(n: int, height: int, width: int, scale: Sequence[float],
+                         generator: torch.Generator, attempts: int = 10) -> torch.Tensor:
+    """RandomResizedCrop's boxes (x0, y0, x1, y1) for n images, drawn in one go.
+
+    As torchvision: up to 10 tries of an area share in `scale` and a log-uniform aspect ratio
+    in [3/4, 4/3]; the first that fits wins; if none fits, the whole image.
+    """
+    device = generator.device
+    area = height * width * _uniform((n, attempts), *scale, generator)
+    ratio = torch.exp(_uniform((n, attempts), math.log(RATIO[0]), math.log(RATIO[1]), generator))
+    w = torch.round(torch.sqrt(area * ratio))
+    h = torch.round(torch.sqrt(area / ratio))
+    fits = (w >= 1) & (w <= width) & (h >= 1) & (h <= height)
+    first = fits.float().argmax(dim=1, keepdim=True)
+    any_fit = fits.any(dim=1)
+    w = torch.where(any_fit, w.gather(1, first).squeeze(1), torch.full((n,), float(width),
+                                                                        device=device))
+    h = torch.where(any_fit, h.gather(1, first).squeeze(1), torch.full((n,), float(height),
+                                                                        device=device))
+    x0 = torch.floor(torch.rand(n, device=device, generator=generator) * (width - w + 1))
+    y0 = torch.floor(torch.rand(n, device=device, generator=generator) * (height - h + 1))
+    return torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
+
+
+def center_boxes(n: int, height: int, width: int, spec: InputSpec, device: torch.device
+                 ) -> torch.Tensor:
+    """Resize(shorter side to eval_resize) + CenterCrop(resolution) as one box per image,
+    with torchvision's rounding of the resized size and of the crop offset."""
+    short, long = min(height, width), max(height, width)
+    scale = spec.eval_resize / short
+    resized_long = int(spec.eval_resize * long / short)
+    resized_h, resized_w = (spec.eval_resize, resized_long) if height <= width else \
+        (resized_long, spec.eval_resize)
+    top = int(round((resized_h - spec.resolution) / 2.0))
+    left = int(round((resized_w - spec.resolution) / 2.0))
+    box = torch.tensor([left, top, left + spec.resolution, top + spec.resolution],
+                       device=device, dtype=torch.float32) / scale
+    return box.expand(n, 4)
+
+
+def _uniform(shape: tuple[int, int], low: float, high: float, generator: torch.Generator
+             ) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, device=generator.device, generator=generator)
