@@ -66,6 +66,29 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ftlab.memory.report import EXECUTIONS, check_strategies, memory_table, save, to_markdown
+    from ftlab.strategies import strategy_names
+    from ftlab.training.experiment import resolve_device
+
+    names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
+    check_strategies(args.model, names, args.n_groups)
+    device = str(resolve_device(args.device))
+    executions = EXECUTIONS if args.execution == "both" else (args.execution,)
+    rows = memory_table(args.model, names, args.batch_sizes, args.resolution, executions,
+                        n_groups=args.n_groups, frozen_bits=args.frozen_bits,
+                        num_classes=args.num_classes, device=device)
+    title = (f"Training memory: {args.model}, {args.resolution} px, {args.num_classes} "
+             f"classes, TinyTL n_groups={args.n_groups}, frozen weights at {args.frozen_bits} bit "
+             f"(analytic), device {device}")
+    markdown, table = save(rows, Path(args.output_dir), title)
+    print(to_markdown(rows))
+    print(f"\nsaved {markdown} and {table}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ftlab.demo import run_demo
     from ftlab.strategies import strategy_names
@@ -103,6 +126,23 @@ def _parser() -> argparse.ArgumentParser:
     datasets = _add(sub, "datasets", _datasets, "list datasets, their layout, and what is present")
     datasets.add_argument("--root", help="data root to look in (default: $FTLAB_DATA or ./data)")
 
+    memory = _add(sub, "memory", _memory, "training memory per strategy: measured (stock and "
+                  "memory-efficient) and analytic, as Markdown and CSV")
+    memory.add_argument("--model", default="mobilenet_v2")
+    memory.add_argument("--strategies", default="all", help="comma-separated names, or all")
+    memory.add_argument("--batch-sizes", type=_int_list, default=[1, 64],
+                        help="comma-separated (default 1,64)")
+    memory.add_argument("--resolution", type=_positive_int, default=224)
+    memory.add_argument("--n-groups", type=_positive_int, default=2,
+                        help="TinyTL side-branch groups (default 2)")
+    memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32), default=32,
+                        help="bits per frozen weight in the analytic count (TinyTL: 8)")
+    memory.add_argument("--num-classes", type=_positive_int, default=10)
+    memory.add_argument("--execution", choices=("both", "stock", "efficient"), default="both")
+    memory.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    memory.add_argument("--output-dir", default="runs/memory",
+                        help="where memory.md and memory.csv go")
+
     demo = _add(sub, "demo", _demo, "compare strategies (default: fine-tune vs train from "
                 "scratch) on the offline mirror (cifar10-mini) and print the results table")
     demo.add_argument("--mirror", help="mirror folder (default: $FTLAB_MIRROR, else "
@@ -120,6 +160,10 @@ def _add(sub: argparse._SubParsersAction, name: str, handler: Command, help_text
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",")]
 
 
 def _positive_int(text: str) -> int:

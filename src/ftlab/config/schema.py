@@ -355,6 +355,10 @@ class TrainConfig:
     """Steps between plain progress lines and non-finite-loss checks."""
     tensorboard: bool = True
     """Write TensorBoard event files into <run>/tensorboard."""
+    memory_efficient: bool = True
+    """Keep for backward only what backward needs: frozen convs/linears keep no input,
+    frozen eval-mode BatchNorms fold into the conv before them, ReLUs keep 1-bit masks.
+    Gradients are unchanged; false runs stock PyTorch modules."""
 
     def __post_init__(self) -> None:
         _check_number("train.epochs", self.epochs, low=1, high=100_000)

@@ -18,6 +18,7 @@ import torch
 
 from ftlab.config import config_to_dict, config_to_yaml
 from ftlab.data import epoch_seed
+from ftlab.efficient import MemoryPlan, apply_memory_plan
 from ftlab.errors import CheckpointError, TrainingDiverged
 from ftlab.fileio import atomic_write_text
 from ftlab.training import rundir
@@ -41,6 +42,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "val_top1": -1.0}
         self.epochs_done = 0
+        self.memory_plan: MemoryPlan | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
         self.columns = metric_columns(experiment.group_names)
@@ -70,6 +72,7 @@ class Trainer:
         lrs = {f"lr/{g['name']}": g["lr"] for g in exp.optimizer.param_groups}
         exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
         exp.strategy.set_train_mode(exp.model)
+        self._plan_memory()
         progress = Progress(config.train.progress, len(exp.train_loader) *
                             (exp.train_loader.batch_size or 1),
                             f"epoch {epoch}/{config.train.epochs}")
@@ -105,6 +108,15 @@ class Trainer:
         write_metrics_csv(self.run_dir, self.columns, self.history)
         log.info(format_epoch(row, config.train.epochs, improved and val is not None))
         return row
+
+    def _plan_memory(self) -> None:
+        """Re-plan memory-efficient execution for this epoch's trainable set and modes."""
+        if not self.exp.config.train.memory_efficient:
+            return
+        plan = apply_memory_plan(self.exp.model)
+        if plan != self.memory_plan:
+            log.info("memory-efficient execution: %s", plan.describe())
+        self.memory_plan = plan
 
     def _diverged(self, epoch: int, err: NonFiniteLoss) -> TrainingDiverged:
         kept = (f"the last good checkpoint {self.run_dir / rundir.LAST} (epoch "

@@ -1,0 +1,83 @@
+"""Peak training memory and step time per strategy, stock PyTorch against ftlab's
+memory-efficient execution, relative to stock full fine-tuning in the same run.
+
+Targets (MobileNetV2, 224 px): bias <= 25 %, tinytl L+B <= 33 %, full <= 80 % of stock full's
+measured peak, and memory-efficient steps no slower than 0.9x stock.
+
+    python benchmarks/memory.py                       # CPU, batch 8 and 64
+    python benchmarks/memory.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from ftlab.memory.report import MIB, measure_row, setup_step
+
+TARGETS = {"bias": 0.25, "tinytl": 0.33, "full": 0.80}
+
+
+def paired_step_seconds(arch: str, strategy: str, batch: int, resolution: int, device: str,
+                        steps: int) -> dict[str, float]:
+    """Median step time of stock and efficient execution, their steps interleaved so that
+    machine noise hits both alike."""
+    runs = {e: setup_step(arch, strategy, batch, resolution, e, device=device)
+            for e in ("stock", "efficient")}
+    for run in runs.values():
+        run.step()  # warm-up
+    times: dict[str, list[float]] = {e: [] for e in runs}
+    for i in range(steps):
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
+        for execution in order:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            runs[execution].step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times[execution].append(time.perf_counter() - start)
+    return {e: statistics.median(ts) for e, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="mobilenet_v2")
+    parser.add_argument("--strategies", default="full,bias,tinytl")
+    parser.add_argument("--batch-sizes", default="8,64")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per execution")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    strategies = args.strategies.split(",")
+    print(f"{args.arch}, {args.resolution} px, Adam, device {args.device}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print("| batch | strategy | execution | activations MiB | peak MiB | peak vs stock full | "
+          "target | step s | speed vs stock |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for batch in map(int, args.batch_sizes.split(",")):
+        rows = {(s, e): measure_row(args.arch, s, batch, args.resolution, e, device=args.device)
+                for s in strategies for e in ("stock", "efficient")}
+        seconds = {}
+        for strategy in strategies:
+            paired = paired_step_seconds(args.arch, strategy, batch, args.resolution,
+                                         args.device, args.steps)
+            seconds.update({(strategy, e): t for e, t in paired.items()})
+        baseline = rows[("full", "stock")].measured.peak
+        for (strategy, execution), row in rows.items():
+            peak = row.measured.peak
+            share = f"{peak / baseline:.1%}" if peak and baseline else "n/a"
+            target = f"<= {TARGETS[strategy]:.0%}" if execution == "efficient" and \
+                strategy in TARGETS else ""
+            speed = seconds[(strategy, "stock")] / seconds[(strategy, execution)]
+            print(f"| {batch} | {strategy} | {execution} | {row.measured.activations / MIB:,.1f} "
+                  f"| {'n/a' if peak is None else f'{peak / MIB:,.1f}'} | {share} | {target} | "
+                  f"{seconds[(strategy, execution)]:.2f} | {speed:.2f}x |")
+    print(f"\npeak: {rows[('full', 'stock')].measured.peak_method}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Autograd functions that keep only what their backward needs.
+
+Stock autograd is conservative: `convolution` saves its input even when the weight is
+frozen (the input is needed only for the weight's gradient), eval-mode BatchNorm saves its
+input, and in-place ReLU6 keeps a copy of its input. For a frozen backbone those saved
+inputs are most of the training memory, which is why TinyTL's savings were only on paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torch.nn.grad import conv2d_input
+
+
+class FrozenConv2dFunction(torch.autograd.Function):
+    """conv2d(x, weight * scale, bias) with a frozen weight: backward keeps the weight (a
+    parameter, no extra memory) and the per-channel scale, never the input.
+
+    `scale` is a folded BatchNorm's γ/σ (or None); the folded weight is recomputed in
+    backward instead of being saved.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
+                bias: torch.Tensor | None, stride: Any, padding: Any, dilation: Any,
+                groups: int) -> torch.Tensor:
+        folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
+        ctx.save_for_backward(weight, scale)
+        ctx.conv = (x.shape, stride, padding, dilation, groups)
+        return F.conv2d(x, folded, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weight, scale = ctx.saved_tensors
+        shape, stride, padding, dilation, groups = ctx.conv
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
+            grad_x = conv2d_input(shape, folded, grad, stride, padding, dilation, groups)
+        if ctx.needs_input_grad[3]:
+            grad_bias = grad.sum(dim=(0, 2, 3))
+        return grad_x, None, None, grad_bias, None, None, None, None
+
+
+class FrozenLinearFunction(torch.autograd.Function):
+    """linear(x, weight, bias) with a frozen weight: backward keeps the weight only."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (weight,) = ctx.saved_tensors
+        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_bias
+
+
+class MaskedClampFunction(torch.autograd.Function):
+    """In-place clamp(x, low, high) (ReLU: high=None) whose backward keeps a 1-bit mask of
+    low < x < high instead of a float copy of x (32x smaller). For an activation whose
+    output nothing else keeps: then the mask is all that backward needs.
+
+    Mask and gradient are computed a chunk at a time, so their temporaries stay small (and
+    in cache) instead of adding a full-size bool and float tensor to the peak.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+        ctx.save_for_backward(pack_inside(x, low, high))  # saved the usual way: hooks see it
+        ctx.shape = x.shape
+        ctx.mark_dirty(x)
+        return x.clamp_(low, high)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (packed,) = ctx.saved_tensors
+        return masked_gradient(grad, packed), None, None
+
+
+class SharedClampFunction(torch.autograd.Function):
+    """In-place clamp(x, low, high) whose backward reads its own output, for an activation
+    whose output the next layer keeps anyway (a training conv): low < y < high exactly
+    where low < x < high, so no copy of x is needed (stock in-place ReLU6 keeps one)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+        ctx.mark_dirty(x)
+        y = x.clamp_(low, high)
+        ctx.save_for_backward(y)
+        ctx.bounds = (low, high)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (y,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        if high is None:
+            return torch.ops.aten.threshold_backward(grad, y, low), None, None
+        return torch.ops.aten.hardtanh_backward(grad, y, low, high), None, None
+
+
+CHUNK = 1 << 20  # elements per chunk of mask work: 1 MiB of bools, 4 MiB of floats
+_MAGIC_PACK = 0x0102040810204080  # gathers the low bit of 8 bytes into the top byte
+_MAGIC_SPREAD = 0x0101010101010101  # copies a byte into all 8 bytes of an int64
+_BIT_SELECT = -0x7FBFDFEFF7FBFDFF  # 0x8040201008040201 as int64: byte i keeps bit 7 - i
+
+
+def pack_inside(x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+    """Bits of low < x < high (x > low when high is None), eight per byte, in x's
+    row-major order."""
+    flat = x.detach().reshape(-1)
+    packed = torch.empty((flat.numel() + 7) // 8, dtype=torch.uint8, device=x.device)
+    for start in range(0, flat.numel(), CHUNK):
+        part = flat[start:start + CHUNK]
+        inside = part > low
+        if high is not None:
+            inside.logical_and_(part < high)
+        packed[start // 8:(start + part.numel() + 7) // 8] = pack_bits(inside)
+    return packed
+
+
+def masked_gradient(grad: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """grad where the packed mask is set, zero elsewhere."""
+    flat = grad.reshape(-1)
+    out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+    out_flat = out.view(-1)
+    for start in range(0, flat.numel(), CHUNK):
+        stop = min(start + CHUNK, flat.numel())
+        bits = unpack_bits(packed[start // 8:(stop + 7) // 8], stop - start)
+        torch.mul(flat[start:stop], bits.to(grad.dtype), out=out_flat[start:stop])
+    return out
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """A 1-D bool tensor as uint8, eight elements per byte (zero-padded): one int64 multiply
+    gathers eight 0/1 bytes into one."""
+    pad = (-mask.numel()) % 8
+    if pad:
+        mask = torch.cat([mask, mask.new_zeros(pad)])
+    words = mask.view(torch.uint8).view(torch.int64)
+    return ((words * _MAGIC_PACK) >> 56).to(torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, count: int) -> torch.Tensor:
+    """The first `count` bits of `packed` as a uint8 0/1 tensor."""
+    words = packed.to(torch.int64).mul_(_MAGIC_SPREAD).bitwise_and_(_BIT_SELECT)
+    return words.view(torch.uint8)[:count].clamp_(max=1)
+
+
+class BlockAvgPoolFunction(torch.autograd.Function):
+    """avg_pool2d with kernel = stride = k and no padding, whose backward keeps only the
+    input's shape (stock autograd keeps the whole input to learn its size)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.shape, ctx.k = x.shape, k
+        return F.avg_pool2d(x, k, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        k = ctx.k
+        spread = grad.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) / (k * k)
+        grad_x = grad.new_zeros(ctx.shape)
+        grad_x[..., : spread.shape[-2], : spread.shape[-1]] = spread  # floor mode: rest is 0
+        return grad_x, None
+
+
+class GlobalAvgPoolFunction(torch.autograd.Function):
+    """adaptive_avg_pool2d(x, 1) whose backward keeps only the input's shape."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.mean(dim=(-2, -1), keepdim=True)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        height, width = ctx.shape[-2:]
+        return (grad / (height * width)).expand(ctx.shape).contiguous(), None

@@ -1,0 +1,107 @@
+"""Drop-in module classes for memory-efficient training.
+
+A planned module changes class (`module.__class__ = ...`), never its parameters, buffers or
+place in the model: the state_dict keeps torchvision's keys and values, and removing the
+plan restores the original classes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ftlab.efficient.functions import (
+    BlockAvgPoolFunction,
+    FrozenConv2dFunction,
+    FrozenLinearFunction,
+    GlobalAvgPoolFunction,
+    MaskedClampFunction,
+    SharedClampFunction,
+)
+
+FOLDED_NORM = "_ftlab_folded_norm"  # kept in __dict__, so it is not registered as a child
+SHARE_OUTPUT = "_ftlab_share_output"
+
+
+class FrozenConv2d(nn.Conv2d):
+    """A Conv2d whose weight is frozen: its input is not kept for backward. When a frozen,
+    eval-mode BatchNorm follows it, that norm is folded in: the convolution uses weight x γ/σ
+    and bias β - μγ/σ (+ its own bias x γ/σ), so β still receives its exact gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm: nn.BatchNorm2d | None = self.__dict__.get(FOLDED_NORM)
+        scale, bias = None, self.bias
+        if norm is not None:
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight.detach()
+            bias = -norm.running_mean * scale
+            if norm.bias is not None:
+                bias = bias + norm.bias
+            if self.bias is not None:
+                bias = bias + self.bias * scale
+        return FrozenConv2dFunction.apply(x, self.weight.detach(), scale, bias, self.stride,
+                                          self.padding, self.dilation, self.groups)
+
+
+class FoldedBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm2d folded into the convolution before it: here it passes its input on."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class FrozenLinear(nn.Linear):
+    """A Linear with a frozen weight: its input is not kept for backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FrozenLinearFunction.apply(x, self.weight.detach(), self.bias)
+
+
+class EfficientReLU(nn.ReLU):
+    """ReLU that keeps no copy of its input for backward: its own output when the next layer
+    keeps that anyway (SHARE_OUTPUT), else a 1-bit mask."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _clamp(self, x, 0.0, None)
+        return F.relu(x, inplace=self.inplace)
+
+
+class EfficientReLU6(nn.ReLU6):
+    """ReLU6 that keeps no copy of its input for backward (see EfficientReLU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _clamp(self, x, 0.0, 6.0)
+        return F.hardtanh(x, 0.0, 6.0, self.inplace)
+
+
+def _clamp(module: nn.Module, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+    if not module.inplace:  # the caller may still need x: work on a copy, as stock would
+        x = x.clone()
+    function = SharedClampFunction if module.__dict__.get(SHARE_OUTPUT) else MaskedClampFunction
+    return function.apply(x, low, high)
+
+
+class ShapeAvgPool2d(nn.AvgPool2d):
+    """AvgPool2d (kernel = stride, no padding) that keeps only its input's shape for backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return BlockAvgPoolFunction.apply(x, _single(self.kernel_size))
+        return super().forward(x)
+
+
+class ShapeGlobalAvgPool2d(nn.AdaptiveAvgPool2d):
+    """AdaptiveAvgPool2d(1) that keeps only its input's shape for backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return GlobalAvgPoolFunction.apply(x)
+        return super().forward(x)
+
+
+def _single(value: int | tuple[int, ...]) -> int:
+    return value if isinstance(value, int) else value[0]

@@ -1,0 +1,204 @@
+"""Decide, per module, how to run it so that backward keeps only what it needs.
+
+The plan depends on what trains and which norm layers keep their statistics, so it is made
+after the strategy has set `requires_grad` and train/eval modes (every epoch: gradual
+unfreezing changes both), and it is undone and redone rather than patched.
+
+Rules:
+- a Conv2d / Linear whose weight is frozen keeps its weight, not its input, for backward;
+- a BatchNorm2d in eval mode with a frozen (or no) γ that alone reads such a conv's output
+  is folded into it (the pair becomes one convolution; β keeps its gradient);
+- ReLU and ReLU6 keep no copy of their input: their own output when every module reading it
+  keeps it anyway (a training conv), else a 1-bit mask;
+- average pools that tile their input, and global average pools, keep only its shape.
+Which module feeds which is observed, not assumed: a probe forward records where each
+module's input tensor came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ftlab.efficient.modules import (
+    FOLDED_NORM,
+    SHARE_OUTPUT,
+    EfficientReLU,
+    EfficientReLU6,
+    FoldedBatchNorm2d,
+    FrozenConv2d,
+    FrozenLinear,
+    ShapeAvgPool2d,
+    ShapeGlobalAvgPool2d,
+)
+
+ORIGINAL = "_ftlab_original_class"
+WIRING = "_ftlab_wiring"
+ACTIVATIONS: dict[type[nn.Module], type[nn.Module]] = {nn.ReLU: EfficientReLU,
+                                                       nn.ReLU6: EfficientReLU6}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What a plan changed, for logs and tests."""
+
+    frozen_convs: int = 0
+    folded_norms: int = 0
+    frozen_linears: int = 0
+    masked_activations: int = 0
+    shared_activations: int = 0
+    pools: int = 0
+
+    def describe(self) -> str:
+        return (f"{self.frozen_convs} frozen convs keep no input ({self.folded_norms} with their "
+                f"BatchNorm folded in), {self.frozen_linears} frozen linears, "
+                f"{self.masked_activations} ReLUs keep 1-bit masks and "
+                f"{self.shared_activations} share their output, {self.pools} average pools "
+                "keep only shapes")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Who reads whose output, as one forward pass showed it."""
+
+    readers: dict[str, list[str]]
+    """module name -> names of the leaf modules that read its output (functional ops such
+    as additions are not modules and do not appear)."""
+
+    def norm_after(self, conv: str, modules: dict[str, nn.Module]) -> nn.Module | None:
+        """The BatchNorm2d that alone reads `conv`'s output, if any."""
+        names = self.readers.get(conv, [])
+        if len(names) == 1 and type(modules[names[0]]) is nn.BatchNorm2d:
+            return modules[names[0]]
+        return None
+
+
+def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
+    """Re-plan `model` for its current trainable set and modes; returns what changed."""
+    remove_memory_plan(model)
+    wiring = observe_wiring(model, probe_size)
+    modules = dict(model.named_modules())
+    counts = dict.fromkeys(MemoryPlan.__dataclass_fields__, 0)
+    for name, module in modules.items():
+        if _frozen_conv(module):
+            _swap(module, FrozenConv2d)
+            counts["frozen_convs"] += 1
+            norm = wiring.norm_after(name, modules)
+            if norm is not None and _foldable(norm):
+                module.__dict__[FOLDED_NORM] = norm
+                _swap(norm, FoldedBatchNorm2d)
+                counts["folded_norms"] += 1
+        elif type(module) is nn.Linear and not module.weight.requires_grad:
+            _swap(module, FrozenLinear)
+            counts["frozen_linears"] += 1
+        elif type(module) in ACTIVATIONS:
+            readers = [modules[r] for r in wiring.readers.get(name, [])]
+            share = bool(readers) and all(_keeps_input(r) for r in readers)
+            _swap(module, ACTIVATIONS[type(module)])
+            module.__dict__[SHARE_OUTPUT] = share
+            counts["shared_activations" if share else "masked_activations"] += 1
+        elif _block_pool(module) or _global_pool(module):
+            _swap(module, ShapeAvgPool2d if _block_pool(module) else ShapeGlobalAvgPool2d)
+            counts["pools"] += 1
+    return MemoryPlan(**counts)
+
+
+def remove_memory_plan(model: nn.Module) -> None:
+    """Give every planned module back its original class."""
+    for module in model.modules():
+        original = module.__dict__.pop(ORIGINAL, None)
+        if original is not None:
+            module.__class__ = original
+        module.__dict__.pop(FOLDED_NORM, None)
+        module.__dict__.pop(SHARE_OUTPUT, None)
+
+
+def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
+    """Observe the wiring once with a small forward pass and cache it on the model: the
+    wiring of a model does not change during training."""
+    cached = model.__dict__.get(WIRING)
+    if cached is not None:
+        return cached
+    # Outputs stay referenced until the probe ends, so no id is reused by another tensor.
+    producers: dict[int, tuple[str, torch.Tensor]] = {}
+    readers: dict[str, list[str]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if list(module.children()):  # containers: their leaves are observed instead
+            continue
+        handles.append(module.register_forward_pre_hook(
+            lambda m, args, name=name: _record_reader(readers, producers, args, name)))
+        handles.append(module.register_forward_hook(
+            lambda m, args, out, name=name: producers.__setitem__(id(out), (name, out))))
+    _probe(model, handles, probe_size)
+    wiring = Wiring(readers=readers)
+    model.__dict__[WIRING] = wiring
+    return wiring
+
+
+def _record_reader(readers: dict[str, list[str]],
+                   producers: dict[int, tuple[str, torch.Tensor]], args: tuple, name: str
+                   ) -> None:
+    if args and isinstance(args[0], torch.Tensor) and id(args[0]) in producers:
+        readers.setdefault(producers[id(args[0])][0], []).append(name)
+
+
+def _probe(model: nn.Module, handles: list, size: int) -> None:
+    modes = {m: m.training for m in model.modules()}
+    try:
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size, dtype=parameter.dtype,
+                                     device=parameter.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+
+
+def _frozen_conv(module: nn.Module) -> bool:
+    return (type(module) is nn.Conv2d and not module.weight.requires_grad
+            and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
+
+
+def _block_pool(module: nn.Module) -> bool:
+    """An AvgPool2d whose windows tile the input: kernel = stride, no padding, floor mode."""
+    if type(module) is not nn.AvgPool2d:
+        return False
+    kernel, stride = module.kernel_size, module.stride or module.kernel_size
+    return (isinstance(kernel, int) and kernel == stride and module.padding == 0
+            and not module.ceil_mode and module.divisor_override is None)
+
+
+def _global_pool(module: nn.Module) -> bool:
+    return type(module) is nn.AdaptiveAvgPool2d and module.output_size in (1, (1, 1))
+
+
+def _keeps_input(module: nn.Module) -> bool:
+    """Whether `module` keeps its input for backward anyway (so sharing it costs nothing)."""
+    weight = getattr(module, "weight", None)
+    trains = isinstance(weight, torch.Tensor) and weight.requires_grad
+    if type(module) in (nn.Conv2d, nn.Linear):
+        return trains
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.training or trains
+    return False
+
+
+def _foldable(norm: nn.Module) -> bool:
+    return (type(norm) is nn.BatchNorm2d and not norm.training
+            and norm.running_mean is not None and norm.running_var is not None
+            and (norm.weight is None or not norm.weight.requires_grad))
+
+
+def _swap(module: nn.Module, cls: type[nn.Module]) -> None:
+    module.__dict__[ORIGINAL] = type(module)
+    module.__class__ = cls
+
+
+def planned_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    return ((n, m) for n, m in model.named_modules() if ORIGINAL in m.__dict__)

@@ -1,0 +1,125 @@
+"""Measured training memory of one step, split into what holds it.
+
+- activations: every tensor autograd saves for backward during the forward pass, found with
+  `torch.autograd.graph.saved_tensors_hooks` and counted once per storage (views and tensors
+  saved twice count once), parameters excluded;
+- parameters, gradients, optimizer state: the storages of those tensors after the step;
+- peak: the most memory the step held at once. On CUDA, the caching allocator's
+  `max_memory_allocated` over the step. On CPU, the bytes alive before the step (parameters,
+  buffers, optimizer state, the batch) plus the highest point of the allocations the step
+  itself makes, from the PyTorch profiler's memory timeline.
+All in bytes, float32, one warmed-up step (the optimizer state exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MeasuredMemory:
+    activations: int
+    parameters: int
+    gradients: int
+    optimizer: int
+    peak: int | None
+    peak_method: str
+
+
+def unique_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of the distinct storages behind `tensors`."""
+    storages: dict[int, int] = {}
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def saved_activation_bytes(forward: Callable[[], torch.Tensor], model: nn.Module
+                           ) -> tuple[torch.Tensor, int]:
+    """Run `forward` and count what autograd saves for backward (parameters excluded)."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters and storage.device.type != "meta":
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = forward()
+    return output, sum(saved.values())
+
+
+def measure_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                 labels: torch.Tensor, loss_fn: Callable[..., torch.Tensor] | None = None
+                 ) -> MeasuredMemory:
+    """Warm up with one step, then measure the next."""
+    loss_fn = loss_fn or nn.functional.cross_entropy
+
+    def step(count_activations: bool) -> int:
+        optimizer.zero_grad(set_to_none=True)
+        if count_activations:
+            logits, activations = saved_activation_bytes(lambda: model(images), model)
+        else:
+            logits, activations = model(images), 0
+        loss_fn(logits, labels).backward()
+        gradients[0] = unique_bytes(p.grad for p in model.parameters() if p.grad is not None)
+        optimizer.step()
+        return activations
+
+    gradients = [0]
+    step(count_activations=False)
+    optimizer.zero_grad(set_to_none=True)
+    if images.device.type == "cuda":
+        peak, method, activations = _cuda_peak(lambda: step(True), images.device)
+    else:
+        persistent = _persistent_bytes(model, optimizer, images, labels)
+        step_peak, activations = _cpu_step_peak(lambda: step(True))
+        peak = None if step_peak is None else persistent + step_peak
+        method = "cpu: alive before the step + profiler memory-timeline peak of the step"
+    return MeasuredMemory(
+        activations=activations,
+        parameters=unique_bytes(model.parameters()),
+        gradients=gradients[0],
+        optimizer=unique_bytes(t for s in optimizer.state.values() for t in s.values()
+                               if isinstance(t, torch.Tensor) and t.dim() > 0),
+        peak=peak, peak_method=method)
+
+
+def _persistent_bytes(model: nn.Module, optimizer: torch.optim.Optimizer,
+                      *batch: torch.Tensor) -> int:
+    state = [t for s in optimizer.state.values() for t in s.values()
+             if isinstance(t, torch.Tensor)]
+    return unique_bytes([*model.parameters(), *model.buffers(), *state, *batch])
+
+
+def _cuda_peak(run: Callable[[], int], device: torch.device) -> tuple[int, str, int]:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    activations = run()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device),
+            "cuda: caching-allocator max_memory_allocated over the step", activations)
+
+
+def _cpu_step_peak(run: Callable[[], int]) -> tuple[int | None, int]:
+    """(highest total of the step's own live allocations, activations) via the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                 with_stack=True) as profiler:
+        activations = run()
+    try:  # a private API: if a torch release moves it, measure without a peak
+        from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+        timeline = MemoryProfileTimeline(profiler._memory_profile())
+        _, sizes = timeline._coalesce_timeline(torch.device("cpu"))
+    except (ImportError, AttributeError, RuntimeError, TypeError):
+        return None, activations
+    return (max(sum(row) for row in sizes) if sizes else 0), activations

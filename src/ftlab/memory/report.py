@@ -1,0 +1,164 @@
+"""`ftlab memory`: one row per strategy, batch size and execution mode, measured and
+analytic side by side, as a Markdown table and a CSV file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ftlab.cli_tables import markdown_table
+from ftlab.config import OptimConfig, StrategyConfig
+from ftlab.efficient import apply_memory_plan
+from ftlab.errors import ConfigError
+from ftlab.fileio import atomic_write_text
+from ftlab.memory.analytic import AnalyticMemory, analytic_memory
+from ftlab.memory.measure import MeasuredMemory, measure_step
+from ftlab.models import ArchAdapter, build_model, get_adapter
+from ftlab.strategies import Strategy, get_strategy
+from ftlab.training.optim import build_optimizer
+
+MIB = 2**20
+EXECUTIONS = ("stock", "efficient")
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    strategy: str
+    batch_size: int
+    execution: str
+    trainable_params: int
+    measured: MeasuredMemory
+    analytic: AnalyticMemory
+
+
+def strategy_config(name: str, n_groups: int) -> StrategyConfig:
+    return StrategyConfig(name=name, n_groups=n_groups) if name == "tinytl" else \
+        StrategyConfig(name=name)
+
+
+@dataclass
+class StepSetup:
+    """A model prepared as `ftlab train` prepares it, with an optimizer and a random batch."""
+
+    model: torch.nn.Module
+    strategy: Strategy
+    adapter: ArchAdapter
+    optimizer: torch.optim.Optimizer
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(self.model(self.images), self.labels).backward()
+        self.optimizer.step()
+
+
+def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
+               *, n_groups: int = 2, num_classes: int = 10, device: str = "cpu",
+               seed: int = 0) -> StepSetup:
+    torch.manual_seed(seed)
+    built = build_model(arch, None, num_classes, pretrained=False, seed=seed)
+    chosen = get_strategy(strategy_config(strategy, n_groups))
+    chosen.prepare(built.model, built.adapter, input_size=resolution)
+    model = built.model.to(device)
+    chosen.set_train_mode(model)
+    if execution == "efficient":
+        apply_memory_plan(model)
+    optim = OptimConfig(name="adam")
+    optimizer = build_optimizer(chosen.param_groups(model, built.adapter, optim), optim)
+    return StepSetup(model, chosen, built.adapter, optimizer,
+                     torch.randn(batch_size, 3, resolution, resolution, device=device),
+                     torch.randint(0, num_classes, (batch_size,), device=device))
+
+
+def measure_row(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
+                *, n_groups: int = 2, frozen_bits: int = 32, num_classes: int = 10,
+                device: str = "cpu", seed: int = 0) -> MemoryRow:
+    """Build the model as `ftlab train` would, take one warm-up and one measured step."""
+    run = setup_step(arch, strategy, batch_size, resolution, execution, n_groups=n_groups,
+                     num_classes=num_classes, device=device, seed=seed)
+    try:
+        measured = measure_step(run.model, run.optimizer, run.images, run.labels)
+    except ValueError as err:  # BatchNorm in training mode with one value per channel
+        if "more than 1 value per channel" not in str(err):
+            raise
+        raise ConfigError(f"{strategy} at batch {batch_size} and {resolution} px leaves a "
+                          "training-mode BatchNorm with one value per channel; use a larger "
+                          "--resolution or batch size") from None
+    analytic = analytic_memory(run.model, resolution, batch_size, frozen_bits=frozen_bits)
+    trainable = sum(p.numel() for g in run.optimizer.param_groups for p in g["params"])
+    return MemoryRow(strategy, batch_size, execution, trainable, measured, analytic)
+
+
+def check_strategies(arch: str, strategies: Sequence[str], n_groups: int) -> None:
+    """Fail on an unknown architecture or strategy before measuring anything."""
+    get_adapter(arch)
+    for name in strategies:
+        get_strategy(strategy_config(name, n_groups))
+
+
+def memory_table(arch: str, strategies: Sequence[str], batch_sizes: Sequence[int],
+                 resolution: int, executions: Sequence[str] = EXECUTIONS, **options
+                 ) -> list[MemoryRow]:
+    return [measure_row(arch, name, batch, resolution, execution, **options)
+            for batch in batch_sizes for name in strategies for execution in executions]
+
+
+HEADER = ["strategy", "batch", "execution", "trainable params", "activations MiB",
+          "analytic activations MiB", "params MiB", "grads MiB", "optimizer MiB",
+          "peak MiB", "analytic total MiB"]
+
+
+def _cells(row: MemoryRow) -> list[str]:
+    m, a = row.measured, row.analytic
+    return [row.strategy, str(row.batch_size), row.execution, f"{row.trainable_params:,}",
+            _mib(m.activations), _mib(a.activations), _mib(m.parameters), _mib(m.gradients),
+            _mib(m.optimizer), _mib(m.peak), _mib(a.total)]
+
+
+def to_markdown(rows: Sequence[MemoryRow]) -> str:
+    return markdown_table(HEADER, [_cells(r) for r in rows])
+
+
+def to_csv(rows: Sequence[MemoryRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["strategy", "batch_size", "execution", "trainable_params",
+                     "activations_bytes", "analytic_activations_bytes", "parameters_bytes",
+                     "gradients_bytes", "optimizer_bytes", "peak_bytes", "peak_method",
+                     "analytic_parameters_bytes", "analytic_gradients_bytes",
+                     "analytic_optimizer_bytes", "analytic_total_bytes"])
+    for r in rows:
+        m, a = r.measured, r.analytic
+        writer.writerow([r.strategy, r.batch_size, r.execution, r.trainable_params,
+                         m.activations, a.activations, m.parameters, m.gradients, m.optimizer,
+                         "" if m.peak is None else m.peak, m.peak_method, a.parameters,
+                         a.gradients, a.optimizer, a.total])
+    return buffer.getvalue()
+
+
+def save(rows: Sequence[MemoryRow], folder: Path, title: str) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown, table = folder / "memory.md", folder / "memory.csv"
+    atomic_write_text(markdown, f"# {title}\n\n{to_markdown(rows)}\n\n{METHOD}\n")
+    atomic_write_text(table, to_csv(rows))
+    return markdown, table
+
+
+def _mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / MIB:,.1f}"
+
+
+METHOD = """Measured: one warmed-up Adam step on random data. *activations*: tensors autograd
+saves for backward, once per storage, parameters excluded. *params*, *grads*, *optimizer*:
+storages of those tensors. *peak*: on CUDA the allocator's max_memory_allocated over the step;
+on CPU the bytes alive before the step plus the highest point of the step's own allocations
+in the PyTorch profiler's memory timeline. *stock* runs torchvision's modules as they are;
+*efficient* is `train.memory_efficient` (frozen convs keep no input, frozen BatchNorms fold
+into them, ReLUs keep 1-bit masks). Analytic: TinyTL's per-layer count of what backward needs
+(see docs/memory.md); *analytic total* adds parameters, gradients and Adam's two moments."""

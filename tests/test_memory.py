@@ -1,0 +1,212 @@
+"""Memory-efficient execution (gradients equal stock, memory actually saved) and the
+measured / analytic memory accounting behind `ftlab memory`."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import ftlab
+from ftlab.cli import main
+from ftlab.config import StrategyConfig
+from ftlab.efficient import apply_memory_plan, planned_modules, remove_memory_plan
+from ftlab.efficient.functions import MaskedClampFunction, SharedClampFunction
+from ftlab.memory import analytic_memory, saved_activation_bytes
+from ftlab.memory.report import measure_row
+from ftlab.models import build_model
+from ftlab.strategies import get_strategy, strategy_names
+
+
+def _prepared(name: str, arch: str, dtype: torch.dtype, size: int = 64):
+    built = build_model(arch, None, 5, pretrained=False, seed=0)
+    strategy = get_strategy(StrategyConfig(name=name))
+    torch.manual_seed(1)
+    strategy.prepare(built.model, built.adapter, input_size=size)
+    model = built.model.to(dtype)
+    with torch.no_grad():  # non-trivial statistics, so folding them is really tested
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    strategy.set_train_mode(model)
+    return model, strategy
+
+
+def _gradients(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict, int]:
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(2)
+    out, saved = saved_activation_bytes(lambda: model(x), model)
+    (out * torch.linspace(-1, 1, out.shape[1], dtype=out.dtype)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.detach(), grads, saved
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("name", strategy_names())
+def test_gradients_equal_stock_autograd_float64(name, arch):
+    model, _ = _prepared(name, arch, torch.float64)
+    x = torch.randn(3, 3, 64, 64, dtype=torch.float64)
+    stock_out, stock_grads, stock_saved = _gradients(model, x)
+    apply_memory_plan(model)
+    out, grads, saved = _gradients(model, x)
+    assert torch.allclose(out, stock_out)
+    assert grads.keys() == stock_grads.keys()
+    for key in grads:
+        assert torch.allclose(grads[key], stock_grads[key]), key
+    assert saved <= stock_saved * 1.01
+
+
+@pytest.mark.parametrize("name", ["full", "bias", "tinytl", "norm_last", "last_k"])
+def test_gradients_within_1e4_relative_in_float32(name):
+    """Within 1e-4 of stock float32, relative; where a gradient is so small that float32
+    itself cannot resolve it to that (sums that cancel, e.g. a zero-initialised γ), the
+    efficient gradient must be as close to the float64 truth as stock float32's is."""
+    model, _ = _prepared(name, "mobilenet_v2", torch.float32)
+    exact, _ = _prepared(name, "mobilenet_v2", torch.float64)
+    x = torch.randn(4, 3, 64, 64)
+    _, stock, _ = _gradients(model, x)
+    _, truth, _ = _gradients(exact, x.double())
+    apply_memory_plan(model)
+    _, ours, _ = _gradients(model, x)
+    for key, reference in stock.items():
+        error = (ours[key] - reference).norm().item()
+        if error <= 1e-4 * reference.norm().item():
+            continue
+        true = truth[key].float()
+        slack = 1.1 * (reference - true).norm() + 1e-4 * true.norm()
+        assert (ours[key] - true).norm() <= slack, key
+
+
+def test_frozen_backbones_keep_almost_nothing():
+    savings = {}
+    for name in ("bias", "tinytl", "full"):
+        model, _ = _prepared(name, "mobilenet_v2", torch.float32, size=96)
+        x = torch.randn(2, 3, 96, 96)
+        _, _, stock = _gradients(model, x)
+        plan = apply_memory_plan(model)
+        _, _, efficient = _gradients(model, x)
+        savings[name] = efficient / stock
+        if name == "bias":
+            assert plan.frozen_convs == plan.folded_norms == 52
+    assert savings["bias"] < 0.02      # measured 1 %: only 1-bit masks remain
+    assert savings["tinytl"] < 0.10    # the side branches' own activations
+    assert savings["full"] < 0.75      # no copies behind in-place ReLU6
+
+
+def test_plan_keeps_state_dict_and_is_removable():
+    model, _ = _prepared("bias", "mobilenet_v2", torch.float32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    classes = {n: type(m) for n, m in model.named_modules()}
+    apply_memory_plan(model)
+    assert dict(planned_modules(model))
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)
+    torchvision.models.mobilenet_v2(num_classes=5).load_state_dict(after)
+    remove_memory_plan(model)
+    assert {n: type(m) for n, m in model.named_modules()} == classes
+    assert not dict(planned_modules(model))
+
+
+def test_replanning_follows_the_trainable_set():
+    model, strategy = _prepared("gradual_unfreeze", "mobilenet_v2", torch.float32)
+    built = build_model("mobilenet_v2", None, 5, pretrained=False)
+    first = apply_memory_plan(model)
+    strategy.begin_epoch(5, model, built.adapter)
+    strategy.set_train_mode(model)
+    later = apply_memory_plan(model)
+    assert later.frozen_convs < first.frozen_convs
+
+
+@pytest.mark.parametrize("function, low, high", [(MaskedClampFunction, 0.0, 6.0),
+                                                 (MaskedClampFunction, 0.0, None),
+                                                 (SharedClampFunction, 0.0, 6.0)])
+def test_activation_functions_pass_gradcheck(function, low, high):
+    x = (torch.randn(2, 3, 5, 7, dtype=torch.float64) * 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: function.apply(t.clone(), low, high), (x,))
+
+
+def test_saved_bytes_count_each_storage_once():
+    weight = nn.Parameter(torch.randn(16, 16))
+    x = torch.randn(64, 16, requires_grad=True)
+
+    def forward():
+        y = x @ weight          # saves x (and the weight, a parameter: not counted)
+        return y * y + y * 2    # y saved twice by the first product: counted once
+
+    holder = nn.Linear(1, 1)
+    holder.weight = weight
+    _, saved = saved_activation_bytes(forward, holder)
+    assert saved == 64 * 16 * 4 * 2  # x and y
+
+
+def test_analytic_counts_follow_tinytl_rules():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                          nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    model.train()
+    all_trainable = analytic_memory(model, 16, batch_size=2).activations
+    # conv1 input 3x16x16, BN input 8x16x16, ReLU mask 8x16x16/8 bytes, conv2 input 8x16x16,
+    # linear input 4 (pool and flatten store nothing), each x 4 bytes, x 2 images
+    expected = 2 * (4 * (3 * 256 + 8 * 256 + 8 * 256 + 4) + 8 * 256 / 8)
+    assert all_trainable == expected
+    for p in model[:2].parameters():
+        p.requires_grad_(False)
+    model[1].eval()
+    # conv1 frozen and first: nothing; eval BN with frozen γ: nothing; gradient reaches only
+    # from conv2 on, so the ReLU needs no mask
+    assert analytic_memory(model, 16, batch_size=2).activations == 2 * 4 * (8 * 256 + 4)
+    memory = analytic_memory(model, 16, batch_size=1, frozen_bits=8)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert memory.parameters == 4 * trainable + frozen
+    assert memory.gradients == 4 * trainable and memory.optimizer == 8 * trainable
+
+
+@pytest.mark.parametrize("name", ["full", "bias", "tinytl"])
+def test_measured_efficient_activations_match_the_analytic_count(name):
+    row = measure_row("mobilenet_v2", name, 2, 96, "efficient")
+    measured, analytic = row.measured.activations, row.analytic.activations
+    assert abs(measured - analytic) <= 0.05 * analytic + 64 * 1024
+    stock = measure_row("mobilenet_v2", name, 2, 96, "stock")
+    assert stock.measured.peak > row.measured.peak > row.measured.parameters
+
+
+def test_memory_command_writes_markdown_and_csv(tmp_path, capsys):
+    code = main(["memory", "--strategies", "full,linear_probe", "--batch-sizes", "1,2",
+                 "--resolution", "64", "--output-dir", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| strategy " in out and "| linear_probe | 2     | efficient |" in out
+    rows = list(csv.DictReader(open(tmp_path / "memory.csv")))
+    assert len(rows) == 2 * 2 * 2
+    full_stock = next(r for r in rows if r["strategy"] == "full" and r["batch_size"] == "2"
+                      and r["execution"] == "stock")
+    assert int(full_stock["activations_bytes"]) > 0 and int(full_stock["peak_bytes"]) > 0
+    probe = next(r for r in rows if r["strategy"] == "linear_probe" and r["batch_size"] == "2"
+                 and r["execution"] == "efficient")
+    # only the head trains: its input, 1280 floats per image, is all backward keeps
+    measured, analytic = int(probe["activations_bytes"]), int(probe["analytic_activations_bytes"])
+    assert measured == analytic == 2 * 1280 * 4
+    assert "Analytic: TinyTL" in (tmp_path / "memory.md").read_text()
+    assert main(["memory", "--strategies", "full,nope", "--output-dir", str(tmp_path)]) == 2
+    assert "strategy.name='nope' is unknown" in capsys.readouterr().err
+    assert main(["memory", "--strategies", "full", "--batch-sizes", "1", "--resolution", "32",
+                 "--output-dir", str(tmp_path)]) == 2
+    assert "one value per channel; use a larger --resolution" in capsys.readouterr().err
+
+
+def test_training_with_and_without_memory_efficiency_agree(tiny):
+    common = {"strategy.name": "bias", "train.epochs": 1}
+    stock = ftlab.train(None, overrides=tiny(**common, **{"train.memory_efficient": False,
+                                                          "train.run_name": "stock"}))
+    efficient = ftlab.train(None, overrides=tiny(**common, **{"train.run_name": "efficient"}))
+    assert efficient["memory_efficient"] and not stock["memory_efficient"]
+    a = torch.load(f"{stock['run_dir']}/last.pt", weights_only=True)["model"]
+    b = torch.load(f"{efficient['run_dir']}/last.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+    torchvision.models.mobilenet_v2(num_classes=4).load_state_dict(b)
