@@ -9,7 +9,7 @@ import pytest
 
 from ftlab import __version__
 from ftlab.cli import main
-from ftlab.demo import demo_configs, find_mirror
+from ftlab.demo import demo_suite, find_mirror
 from ftlab.errors import DataError
 from ftlab.training.experiment import check_config
 
@@ -59,24 +59,21 @@ def test_demo_without_mirror_says_what_is_missing(tmp_path, capsys):
     assert "cifar10-mini/train" in err and "weights/mobilenet_v2_imagenet.pth" in err
 
 
-def test_demo_configs_are_valid(mirror):
-    root = find_mirror(str(mirror))
-    configs = demo_configs(root, "runs/demo", epochs=3, resolution=64)
-    assert [c.strategy.name for c in configs] == ["full", "scratch"]
-    for config in configs:
+def test_demo_suite_is_valid_with_the_mirror(mirror, monkeypatch):
+    from ftlab.suite.expand import expand, load_suite, validate
+
+    monkeypatch.setenv("FTLAB_MIRROR", str(find_mirror(str(mirror))))
+    suite = load_suite(demo_suite())
+    specs = expand(suite, demo_suite())
+    configs = validate(specs)
+    assert {s.strategy for s in specs if s.strategy} >= {"full", "scratch", "linear_probe",
+                                                          "tinytl", "separate_lr"}
+    for config in configs.values():
+        assert config.data.root == str(mirror.resolve() / "cifar10-mini")
         check_config(config)
-        assert config.data.resolution == 64
 
 
 def test_find_mirror_rejects_incomplete_folders(tmp_path):
     (tmp_path / "cifar10-mini" / "train").mkdir(parents=True)
     with pytest.raises(DataError, match="offline mirror not found"):
         find_mirror(str(tmp_path))
-
-
-def test_demo_checks_every_strategy_before_running_any(mirror, tmp_path, capsys):
-    code = main(["demo", "--mirror", str(mirror), "--output-dir", str(tmp_path),
-                 "--strategies", "full,nonsense"])
-    assert code == 2
-    assert "strategy.name='nonsense' is unknown" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())

@@ -133,10 +133,21 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
         "ftlab: error: train.batch_size=0 is not allowed: an integer in [1, 1000000]"]
 
 
-def test_every_shipped_config_is_valid():
+def test_every_shipped_config_is_valid(monkeypatch, tmp_path):
+    from ftlab.suite.expand import expand, load_suite, validate
+
+    monkeypatch.setenv("FTLAB_MIRROR", str(tmp_path / "mirror"))
     shipped = sorted((REPO / "configs").glob("*.yaml"))
-    assert shipped, "configs/ should ship example configs"
+    assert len(shipped) >= 6, "configs/ should ship experiment configs and suites"
+    suites = 0
     for path in shipped:
-        config = load_config(path)
-        assert isinstance(config, ExperimentConfig)
-        check_config(config)
+        text = path.read_text()
+        if "\ngrid:" in text or "\nruns:" in text:  # a suite: every run must validate
+            specs = expand(load_suite(path), path)
+            assert specs and len(validate(specs)) == len(specs)
+            suites += 1
+        else:
+            config = load_config(path)
+            assert isinstance(config, ExperimentConfig)
+            check_config(config)
+    assert suites >= 2

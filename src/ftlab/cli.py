@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ftlab import __version__
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, RunDirError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -89,14 +89,52 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite(args: argparse.Namespace) -> int:
+    from ftlab.suite import run_suite
+
+    result = run_suite(args.suite, args.overrides, report=not args.no_report)
+    if result.report:
+        print(f"report: {result.report[1]}")
+    if result.failed:
+        print(f"ftlab: {len(result.failed)} run(s) failed: {', '.join(result.failed)} "
+              f"(errors in {result.root / 'suite.csv'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ftlab.report import plot_runs
+
+    missing = [d for d in args.runs if not (Path(d) / "metrics.csv").is_file()]
+    if missing:
+        raise RunDirError(f"{missing[0]} holds no metrics.csv; pass ftlab run folders")
+    _, paths = plot_runs([Path(d) for d in args.runs], args.metrics.split(","),
+                         Path(args.output), args.labels.split(",") if args.labels else None,
+                         args.smooth, args.title)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ftlab.report import build_report
+
+    root = Path(args.suite_dir)
+    if not root.is_dir():
+        raise RunDirError(f"{root} is not a folder; pass the folder of an ftlab suite")
+    markdown, html = build_report(root, args.title)
+    print(f"report: {html}\nmarkdown: {markdown}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ftlab.demo import run_demo
-    from ftlab.strategies import strategy_names
 
-    names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
-    run_demo(mirror=args.mirror, output_dir=args.output_dir, epochs=args.epochs,
-             resolution=args.resolution, strategies=names)
-    return 0
+    result = run_demo(mirror=args.mirror, output_dir=args.output_dir)
+    return 1 if result.failed else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,6 +164,28 @@ def _parser() -> argparse.ArgumentParser:
     datasets = _add(sub, "datasets", _datasets, "list datasets, their layout, and what is present")
     datasets.add_argument("--root", help="data root to look in (default: $FTLAB_DATA or ./data)")
 
+    suite = _add(sub, "suite", _suite, "run a suite of experiments (a grid or a list), then "
+                 "write its index and report")
+    suite.add_argument("suite", metavar="SUITE.yaml")
+    suite.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="overrides of the suite file (e.g. parallel=2)")
+    suite.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+    plot = _add(sub, "plot", _plot, "learning curves of runs on shared axes (PNG, SVG, JSON)")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--metrics", default="val_top1,train_loss",
+                      help="metrics.csv columns, comma-separated (default val_top1,train_loss)")
+    plot.add_argument("--labels", help="legend names, comma-separated (default: folder names)")
+    plot.add_argument("--smooth", type=float, default=0.0,
+                      help="exponential smoothing weight in [0, 1) (TensorBoard's)")
+    plot.add_argument("--title")
+    plot.add_argument("--output", default="curves", help="file stem: writes .png, .svg, .json")
+
+    report = _add(sub, "report", _report, "write the report (Markdown + self-contained HTML) "
+                  "of a suite folder")
+    report.add_argument("suite_dir", metavar="SUITE_DIR")
+    report.add_argument("--title")
+
     memory = _add(sub, "memory", _memory, "training memory per strategy: measured (stock and "
                   "memory-efficient) and analytic, as Markdown and CSV")
     memory.add_argument("--model", default="mobilenet_v2")
@@ -143,15 +203,11 @@ def _parser() -> argparse.ArgumentParser:
     memory.add_argument("--output-dir", default="runs/memory",
                         help="where memory.md and memory.csv go")
 
-    demo = _add(sub, "demo", _demo, "compare strategies (default: fine-tune vs train from "
-                "scratch) on the offline mirror (cifar10-mini) and print the results table")
+    demo = _add(sub, "demo", _demo, "the reference report at CPU scale on the offline mirror "
+                "(cifar10-mini): main strategies, scratch, memory table, report")
     demo.add_argument("--mirror", help="mirror folder (default: $FTLAB_MIRROR, else "
                       "../shared/mirror)")
-    demo.add_argument("--output-dir", default="runs/demo", help="where the runs go")
-    demo.add_argument("--epochs", type=_positive_int, default=3)
-    demo.add_argument("--resolution", type=_positive_int, default=64)
-    demo.add_argument("--strategies", default="full,scratch",
-                      help="comma-separated strategy names, or all (default: full,scratch)")
+    demo.add_argument("--output-dir", help="where the suite folder goes (default: runs)")
     return parser
 
 

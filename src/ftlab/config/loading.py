@@ -32,14 +32,22 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     Raises:
         ConfigError: naming the first bad key and what it accepts.
     """
-    layers: list[DictConfig] = [OmegaConf.structured(ExperimentConfig)]
+    config = load_structured(ExperimentConfig, path, overrides, base)
+    assert isinstance(config, ExperimentConfig)
+    return config
+
+
+def load_structured(schema: type, path: str | Path | None = None, overrides: Sequence[str] = (),
+                    base: Mapping[str, Any] | None = None) -> Any:
+    """`load_config` for any dataclass schema (experiment configs, suite files)."""
+    layers: list[DictConfig] = [OmegaConf.structured(schema)]
     if path is not None:
         layers.append(_read_yaml(Path(path)))
     if base is not None:
         layers.append(_from_mapping(base))
     if overrides:
         layers.append(_parse_overrides(overrides))
-    return _to_config(layers)
+    return _to_object(schema, layers)
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
@@ -101,21 +109,19 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
         raise ConfigError(f"override: {_first_line(err)}") from None
 
 
-def _to_config(layers: list[DictConfig]) -> ExperimentConfig:
+def _to_object(schema: type, layers: list[DictConfig]) -> Any:
     try:
         merged = OmegaConf.merge(*layers)
-        config = OmegaConf.to_object(merged)
+        return OmegaConf.to_object(merged)
     except ConfigKeyError as err:
-        raise ConfigError(_unknown_key_message(err)) from None
+        raise ConfigError(_unknown_key_message(err, schema)) from None
     except ValidationError as err:
-        raise ConfigError(_type_message(err)) from None
+        raise ConfigError(_type_message(err, schema)) from None
     except OmegaConfBaseException as err:
         where = f"config key '{_key_of(err)}'" if _key_of(err) else "config"
         raise ConfigError(f"{where}: {_first_line(err)}") from None
     except TypeError as err:  # a mapping given where a plain value belongs, or vice versa
         raise ConfigError(f"config has a value of the wrong shape: {err}") from None
-    assert isinstance(config, ExperimentConfig)
-    return config
 
 
 def _key_of(err: OmegaConfBaseException) -> str | None:
@@ -127,12 +133,12 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _unknown_key_message(err: ConfigKeyError) -> str:
+def _unknown_key_message(err: ConfigKeyError, schema: type) -> str:
     key = _key_of(err) or "?"
     section, _, _ = key.rpartition(".")
     owner = getattr(err, "object_type", None)
     valid = ([f.name for f in dataclasses.fields(owner)] if dataclasses.is_dataclass(owner)
-             else _valid_keys(section))
+             else _valid_keys(schema, section))
     hint = _first_line(err)
     suggestion = ""
     if "Did you mean" in hint:
@@ -148,11 +154,12 @@ def _unknown_key_message(err: ConfigKeyError) -> str:
 _LIST_ENTRIES = {"LrRule": "a strategy.lr_rules entry"}
 
 
-def _type_message(err: ValidationError) -> str:
+def _type_message(err: ValidationError, schema: type) -> str:
     key = _key_of(err) or "a list element"
     text = _first_line(err)
     if "is not a subclass of" in text:  # a plain value where a section belongs
-        section = _section_named(text.split("is not a subclass of")[-1].split(".")[0].strip())
+        section = _section_named(schema,
+                                 text.split("is not a subclass of")[-1].split(".")[0].strip())
         return f"config section '{section}' must be a mapping of keys, not a single value"
     # OmegaConf says "Value 'abc' of type 'str' could not be converted to Float".
     if "could not be converted to" in text:
@@ -167,18 +174,25 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _valid_keys(section: str) -> list[str]:
-    node: Any = ExperimentConfig
+def _valid_keys(schema: type, section: str) -> list[str]:
+    node: Any = schema
     for part in [p for p in section.split(".") if p]:
         fields = {f.name: f for f in dataclasses.fields(node)}
-        if part not in fields:
+        child = _section_default(fields[part]) if part in fields else None
+        if not dataclasses.is_dataclass(child):
             return []
-        node = fields[part].default_factory()  # type: ignore[misc]
+        node = child
     return [f.name for f in dataclasses.fields(node)]
 
 
-def _section_named(class_name: str) -> str:
-    for f in dataclasses.fields(ExperimentConfig):
-        if f.default_factory().__class__.__name__ == class_name:  # type: ignore[misc]
+def _section_named(schema: type, class_name: str) -> str:
+    for f in dataclasses.fields(schema):
+        if type(_section_default(f)).__name__ == class_name:
             return f.name
     return class_name
+
+
+def _section_default(f: dataclasses.Field) -> Any:
+    """The default of a nested-section field (None for plain fields)."""
+    factory = f.default_factory
+    return factory() if callable(factory) else None

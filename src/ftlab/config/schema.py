@@ -382,12 +382,12 @@ class TrainConfig:
             _check_run_name(self.run_name)
 
 
-def _check_run_name(name: str) -> None:
+def _check_run_name(name: str, key: str = "train.run_name") -> None:
     """A run name is one folder name: no separators, no '..', nothing hidden or odd."""
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+=@")
     if not name or name in (".", "..") or name.startswith(".") or not set(name) <= allowed \
             or len(name) > 200:
-        _fail("train.run_name", name,
+        _fail(key, name,
               "a single folder name of letters, digits and . _ - + = @ (not starting with '.')")
 
 

@@ -13,7 +13,10 @@ All in bytes, float32, one warmed-up step (the optimizer state exists).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -112,8 +115,9 @@ def _cpu_step_peak(run: Callable[[], int]) -> tuple[int | None, int]:
     """(highest total of the step's own live allocations, activations) via the profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                 with_stack=True) as profiler:
+    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU],
+                                         profile_memory=True, record_shapes=True,
+                                         with_stack=True) as profiler:
         activations = run()
     try:  # a private API: if a torch release moves it, measure without a peak
         from torch.profiler._memory_profiler import MemoryProfileTimeline
@@ -123,3 +127,18 @@ def _cpu_step_peak(run: Callable[[], int]) -> tuple[int | None, int]:
     except (ImportError, AttributeError, RuntimeError, TypeError):
         return None, activations
     return (max(sum(row) for row in sizes) if sizes else 0), activations
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the profiler's native start/stop lines (written by C++ straight to fd 2);
+    Python errors still raise as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -22,7 +22,8 @@ log = logging.getLogger("ftlab")
 # never what is trained or how (that would make the resumed run a different experiment).
 RESUMABLE_KEYS = frozenset({
     "train.epochs", "train.device", "train.num_threads", "train.progress", "train.log_every",
-    "train.tensorboard", "data.num_workers", "data.root", "data.download", "model.weights",
+    "train.tensorboard", "train.run_name", "train.output_dir", "data.num_workers",
+    "data.root", "data.download", "model.weights",
 })
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +38,6 @@ def write_metrics_csv(run_dir: Path, columns: list[str], history: list[dict[str,
     for row in history:
         writer.writerow({k: _csv_value(row.get(k)) for k in columns})
     atomic_write_text(run_dir / rundir.METRICS, buffer.getvalue())
-
-
-def read_metrics_csv(path: Path) -> list[dict[str, float]]:
-    """Rows of a metrics.csv as floats (empty cells become NaN)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [{k: float(v) if v != "" else math.nan for k, v in row.items()}
-                for row in csv.DictReader(handle)]
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -10,14 +10,7 @@ import shutil
 from pathlib import Path
 
 from ftlab.errors import RunDirError
-
-CONFIG = "config.yaml"
-METRICS = "metrics.csv"
-SUMMARY = "summary.json"
-LAST = "last.pt"
-BEST = "best.pt"
-LOG = "log.txt"
-TENSORBOARD = "tensorboard"
+from ftlab.runfiles import BEST, CONFIG, LAST, LOG, METRICS, SUMMARY, TENSORBOARD  # noqa: F401
 
 
 def run_dir_path(output_dir: str | Path, name: str) -> Path:

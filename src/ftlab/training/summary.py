@@ -59,6 +59,7 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
                            "val": max(row.get("val_skipped", 0) for row in history),
                            "test": test.skipped},
         "memory_efficient": exp.config.train.memory_efficient,
+        **_peak_memory(exp.settings.device),
         "device": _device_name(exp.settings.device),
         "versions": {"ftlab": __version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "python": platform.python_version()},
@@ -116,6 +117,21 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _peak_memory(device: torch.device) -> dict[str, Any]:
+    """The run's peak memory: the CUDA allocator's, else this process's maximum RSS (which
+    includes Python, the framework and data loading, and covers only this process: after a
+    resume, only the resumed part)."""
+    if device.type == "cuda":
+        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(device),
+                "peak_memory_kind": "cuda max_memory_allocated"}
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_memory_bytes": rss if sys.platform == "darwin" else rss * 1024,
+            "peak_memory_kind": "process max RSS"}
 
 
 def _device_name(device: torch.device) -> str:

@@ -1,0 +1,260 @@
+"""`ftlab report SUITE_DIR`: the reference report, written from the suite's run folders.
+
+Sections: settings; results (val and test top-1 per dataset x strategy, mean ± std over
+seeds, trainable parameters, peak memory, time per epoch, images/s); strategy comparison
+curves; the memory table; training from scratch against fine-tuning (and training on for
+more epochs); parameter analysis; every run. Markdown with PNG/SVG figures beside it, and
+one self-contained HTML file with the figures embedded.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import markdown
+import yaml
+
+from ftlab.fileio import atomic_write_text
+from ftlab.report.collect import Group, RunRecord, groups, load_records, mean_std
+from ftlab.report.plots import Curve, Panel, draw, save, smooth
+
+REPORT = "report"
+SUITE_FILE = "suite.yaml"
+CURVE_METRICS = ("val_top1", "train_loss")
+
+
+def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
+    """Write report/report.md and report/report.html under the suite folder `root`."""
+    settings = _suite_settings(root)
+    records = load_records(root)
+    out = root / REPORT
+    figures = out / "figures"
+    title = title or settings.get("report", {}).get("title") or f"Fine-tuning report: {root.name}"
+    sections = [
+        f"# {title}\n\n{_overview(root, records)}",
+        _settings(records, settings),
+        _results(records),
+        _comparison(records, settings, figures),
+        _memory(root),
+        _scratch(records, settings, figures),
+        _analysis(root, out),
+        _runs(records),
+    ]
+    text = "\n\n".join(s for s in sections if s) + "\n"
+    md_path, html_path = out / "report.md", out / "report.html"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(md_path, text)
+    atomic_write_text(html_path, to_html(text, title, out))
+    return md_path, html_path
+
+
+def _suite_settings(root: Path) -> dict[str, Any]:
+    path = root / SUITE_FILE
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+
+def _overview(root: Path, records: list[RunRecord]) -> str:
+    done = sum(r.complete for r in records)
+    failed = sum(r.status == "failed" for r in records)
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"Suite `{root.name}`: {len(records)} runs, {done} complete, {failed} failed. "
+            f"Generated {when} by `ftlab report`; every number below is read from the run "
+            "folders (`summary.json`, `metrics.csv`).")
+
+
+def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
+    complete = [r for r in records if r.complete]
+    if not complete:
+        return ""
+    config, summary = complete[0].folder.config, complete[0].folder.summary
+    rows = [
+        ("architecture", f"{summary['arch']}, weights {summary['weights']}"),
+        ("classifier", "re-initialised for the target classes"),
+        ("datasets", ", ".join(sorted({r.dataset for r in records}))),
+        ("strategies", ", ".join(sorted({r.strategy for r in records}))),
+        ("seeds", ", ".join(str(s) for s in sorted({r.seed for r in records
+                                                      if r.seed is not None})) or "–"),
+        ("optimizer", _optimizer(config)),
+        ("schedule", _schedule(config)),
+        ("epochs, batch", f"{config['train']['epochs']}, {config['train']['batch_size']}"),
+        ("input", f"{summary['resolution']} px"),
+        ("suite overrides", ", ".join(f"`{o}`" for o in settings.get("overrides", [])) or "–"),
+        ("software", ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())),
+    ]
+    return "## Settings\n\n" + _table(["setting", "value"], [list(r) for r in rows])
+
+
+def _optimizer(config: dict[str, Any]) -> str:
+    optim = config["optim"]
+    return f"{optim['name']}, lr {optim['lr']:g}, weight decay {optim['weight_decay']:g}"
+
+
+def _schedule(config: dict[str, Any]) -> str:
+    schedule = config["schedule"]
+    detail = {"exponential": f"gamma {schedule['gamma']:g} per epoch",
+              "step": f"x{schedule['step_gamma']:g} every {schedule['step_size']} epochs",
+              "cosine": f"to x{schedule['min_lr_factor']:g}"}.get(schedule["name"], "")
+    warmup = f", {schedule['warmup_epochs']:g} warmup epochs" if schedule["warmup_epochs"] else ""
+    return f"{schedule['name']} {detail}{warmup}".strip()
+
+
+def _results(records: list[RunRecord]) -> str:
+    header = ["dataset", "strategy", "runs", "val top-1 %", "test top-1 %", "trainable params",
+              "peak memory MiB", "s/epoch", "train img/s"]
+    rows = []
+    for group in sorted(groups(records), key=lambda g: (g.dataset, g.label)):
+        done = [r for r in group.runs if r.complete]
+        params = group.values("trainable_params")
+        rows.append([group.dataset, group.label, f"{len(done)}/{len(group.runs)}",
+                     mean_std(group.values("best_val_top1")), mean_std(group.values("test_top1")),
+                     f"{int(params[0]):,}" if params else "–",
+                     mean_std([v / 2**20 for v in group.values("peak_memory_bytes")], 0),
+                     mean_std(group.values("epoch_time_s"), 1),
+                     mean_std(group.values("images_per_s"), 0)])
+    note = ("Val: best validation top-1 over epochs; test: top-1 of that best-validation "
+            "checkpoint; mean ± standard deviation over seeds. Peak memory: the CUDA allocator's "
+            "peak on GPU runs, the training process's maximum RSS on CPU runs.")
+    return "## Results\n\n" + _table(header, rows) + "\n\n" + note
+
+
+def _comparison(records: list[RunRecord], settings: dict[str, Any], figures: Path) -> str:
+    compare = settings.get("report", {}).get("compare") or []
+    smoothing = float(settings.get("report", {}).get("smoothing", 0.0))
+    parts = []
+    for dataset in sorted({r.dataset for r in records}):
+        # Continuations (more epochs) belong to the scratch-vs-fine-tune section.
+        pool = [g for g in groups(records) if g.dataset == dataset and _has_runs(g)
+                and not any(r.continue_from for r in g.runs)]
+        for names in compare or [sorted({g.strategy for g in pool})]:
+            chosen = [g for g in pool if g.strategy in names]
+            if len(chosen) < 2:
+                continue
+            stem = _slug(f"compare-{dataset}-{'-'.join(names)}")
+            title = f"{dataset}: {' vs '.join(g.label for g in chosen)}"
+            parts.append(_figure(chosen, title, figures / stem, smoothing))
+    return "## Strategy comparison\n\n" + "\n\n".join(parts) if parts else ""
+
+
+def _scratch(records: list[RunRecord], settings: dict[str, Any], figures: Path) -> str:
+    pair = settings.get("report", {}).get("scratch_vs_finetune") or ["scratch", "full"]
+    parts = []
+    for dataset in sorted({r.dataset for r in records}):
+        pool = [g for g in groups(records) if g.dataset == dataset and _has_runs(g)]
+        chosen = [g for g in pool if g.strategy in pair]
+        if {g.strategy for g in chosen} != set(pair):
+            continue
+        title = f"{dataset}: training from scratch vs fine-tuning"
+        parts.append(_figure(chosen, title, figures / _slug(f"scratch-{dataset}"), 0.0))
+    if not parts:
+        return ""
+    return ("## Training from scratch vs fine-tuning\n\nThe same model, data and schedule; "
+            "only the starting weights differ. Runs that continue another for more epochs "
+            "appear as their own curves.\n\n" + "\n\n".join(parts))
+
+
+def _figure(chosen: Sequence[Group], title: str, stem: Path, smoothing: float) -> str:
+    panels = []
+    for metric in CURVE_METRICS:
+        curves = []
+        for group in chosen:
+            epochs, values = group.mean_curve(metric)
+            curves.append(Curve(group.label, epochs, smooth(values, smoothing)))
+        panels.append(Panel(metric, curves))
+    save(draw(panels, title), panels, stem)
+    seeds = max(len(g.runs) for g in chosen)
+    note = f" (mean over {seeds} seeds)" if seeds > 1 else ""
+    return f"### {title}\n\n![{title}](figures/{stem.name}.png){note}"
+
+
+def _has_runs(group: Group) -> bool:
+    return any(r.complete for r in group.runs)
+
+
+def _memory(root: Path) -> str:
+    table = root / "memory" / "memory.csv"
+    if not table.is_file():
+        return ""
+    with open(table, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    header = ["strategy", "batch", "execution", "activations MiB", "analytic activations MiB",
+              "params MiB", "grads MiB", "optimizer MiB", "peak MiB", "analytic total MiB"]
+    keys = ["activations_bytes", "analytic_activations_bytes", "parameters_bytes",
+            "gradients_bytes", "optimizer_bytes", "peak_bytes", "analytic_total_bytes"]
+    cells = [[r["strategy"], r["batch_size"], r["execution"],
+              *(f"{int(r[k]) / 2**20:,.1f}" if r[k] else "n/a" for k in keys)] for r in rows]
+    return ("## Training memory\n\nOne warmed-up training step, measured (stock PyTorch and "
+            "ftlab's memory-efficient execution) and analytic (TinyTL's per-layer count); see "
+            "docs/memory.md. From `memory/memory.csv`.\n\n" + _table(header, cells))
+
+
+def _analysis(root: Path, out: Path) -> str:
+    folder = root / "analysis"
+    if not folder.is_dir():
+        return ""
+    parts = []
+    for summary in sorted(folder.glob("*/summary.md")):
+        text = summary.read_text(encoding="utf-8")
+        relative = Path("..") / summary.parent.relative_to(root)
+        parts.append(re.sub(r"\]\((?!http)([^)]+)\)",
+                            lambda m, base=relative: f"]({base / m.group(1)})", text))
+    return "## Parameter analysis\n\n" + "\n\n".join(parts) if parts else ""
+
+
+def _runs(records: list[RunRecord]) -> str:
+    header = ["run", "status", "dataset", "strategy", "seed", "epochs", "best val top-1 %",
+              "test top-1 %", "folder / error"]
+    rows = []
+    for r in records:
+        s = r.folder.summary if r.complete else {}
+        rows.append([r.name, r.status, r.dataset, r.strategy, "–" if r.seed is None else
+                     str(r.seed), str(s.get("epochs", "–")), _num(s.get("best_val_top1")),
+                     _num(s.get("test_top1")),
+                     f"`{r.folder.path}`" if r.complete else f"{r.error or ''} (log `{r.log}`)"])
+    return "## Runs\n\n" + _table(header, rows)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    line = lambda cells: "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
+
+
+def to_html(text: str, title: str, folder: Path) -> str:
+    """One self-contained page: Markdown rendered, every local PNG embedded as a data URI."""
+    body = markdown.markdown(text, extensions=["tables"])
+
+    def embed(match: re.Match) -> str:
+        path = (folder / match.group(1)).resolve()
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+        color: #222; line-height: 1.45; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+code {{ background: #f5f5f5; padding: 0 0.2em; }}
+</style></head><body>
+{body}
+</body></html>
+"""

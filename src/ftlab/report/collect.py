@@ -1,0 +1,103 @@
+"""The runs of a suite folder, grouped for the report: every number comes from a run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean, stdev
+from typing import Any
+
+from ftlab.runfiles import CONFIG, RunFolder
+
+INDEX = "suite.json"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    name: str
+    folder: RunFolder
+    status: str
+    dataset: str
+    strategy: str
+    variant: str | None
+    seed: int | None
+    error: str | None = None
+    log: str | None = None
+    continue_from: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete" and self.folder.complete
+
+
+@dataclass
+class Group:
+    """Runs that differ only by seed."""
+
+    dataset: str
+    strategy: str
+    variant: str | None
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.strategy if self.variant is None else f"{self.strategy} ({self.variant})"
+
+    def values(self, key: str) -> list[float]:
+        return [float(r.folder.summary[key]) for r in self.runs
+                if r.complete and r.folder.summary.get(key) is not None]
+
+    def mean_curve(self, metric: str) -> tuple[list[float], list[float]]:
+        """Per-epoch mean over the complete runs that reached that epoch."""
+        by_epoch: dict[float, list[float]] = defaultdict(list)
+        for run in self.runs:
+            if run.complete:
+                for epoch, value in zip(*run.folder.series(metric)):
+                    by_epoch[epoch].append(value)
+        epochs = sorted(by_epoch)
+        return epochs, [fmean(by_epoch[e]) for e in epochs]
+
+
+def load_records(root: Path) -> list[RunRecord]:
+    """From the suite index when there is one, else every run folder below `root`."""
+    index = root / INDEX
+    if index.is_file():
+        rows = json.loads(index.read_text(encoding="utf-8"))["runs"]
+        return [_record(Path(row["run_dir"]), row) for row in rows]
+    folders = sorted(p.parent for p in root.rglob(CONFIG))
+    return [_record(folder, {"status": "complete" if RunFolder(folder).complete else "pending"})
+            for folder in folders]
+
+
+def groups(records: list[RunRecord]) -> list[Group]:
+    grouped: dict[tuple[str, str, str | None], Group] = {}
+    for record in records:
+        key = (record.dataset, record.strategy, record.variant)
+        grouped.setdefault(key, Group(*key)).runs.append(record)
+    return list(grouped.values())
+
+
+def mean_std(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{fmean(values):.{digits}f} ± {stdev(values):.{digits}f}"
+
+
+def _record(folder: Path, row: dict[str, Any]) -> RunRecord:
+    run = RunFolder(folder)
+    config = run.config if (folder / CONFIG).is_file() else {}
+    seed = row.get("seed", config.get("train", {}).get("seed"))
+    return RunRecord(
+        name=folder.name, folder=run, status=row.get("status", "pending"),
+        dataset=row.get("dataset") or config.get("data", {}).get("name", "?"),
+        strategy=row.get("strategy") or config.get("strategy", {}).get("name", "?"),
+        # A listed (not grid) run is its own group: its overrides are its own.
+        variant=row.get("variant") if row.get("strategy") or "overrides" not in row
+        else folder.name,
+        seed=None if seed is None or (isinstance(seed, float) and math.isnan(seed)) else seed,
+        error=row.get("error"), log=row.get("log"), continue_from=row.get("continue_from"))

@@ -1,0 +1,107 @@
+"""Learning curves of runs on shared axes, as PNG and SVG (matplotlib), plus the data drawn.
+
+Every figure is saved with a JSON file of exactly the series it shows, so a plot can be
+checked against the runs it came from, and a reader can re-plot it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from ftlab.fileio import atomic_write_text
+from ftlab.runfiles import RunFolder
+
+METRIC_LABELS = {
+    "val_top1": "validation top-1 (%)", "val_top5": "validation top-5 (%)",
+    "train_top1": "training top-1 (%)", "val_loss": "validation loss",
+    "train_loss": "training loss",
+}
+
+
+@dataclass(frozen=True)
+class Curve:
+    label: str
+    epochs: list[float]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class Panel:
+    metric: str
+    curves: list[Curve]
+
+
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: a debiased exponential moving average (weight 0: none)."""
+    if weight <= 0:
+        return list(values)
+    smoothed, last = [], 0.0
+    for count, value in enumerate(values, start=1):
+        last = last * weight + (1 - weight) * value
+        smoothed.append(last / (1 - weight**count))
+    return smoothed
+
+
+def run_panels(runs: Sequence[RunFolder], metrics: Sequence[str], labels: Sequence[str],
+               smoothing: float = 0.0) -> list[Panel]:
+    """One panel per metric, one curve per run (skipping runs without that metric)."""
+    panels = []
+    for metric in metrics:
+        curves = []
+        for run, label in zip(runs, labels):
+            epochs, values = run.series(metric)
+            if values:
+                curves.append(Curve(label, epochs, smooth(values, smoothing)))
+        panels.append(Panel(metric, curves))
+    return panels
+
+
+def draw(panels: Sequence[Panel], title: str) -> Figure:
+    """Side-by-side panels sharing the epoch axis; one legend naming every curve."""
+    figure = Figure(figsize=(5.2 * len(panels), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        for curve in panel.curves:
+            ax.plot(curve.epochs, curve.values, marker="o", markersize=3, label=curve.label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(METRIC_LABELS.get(panel.metric, panel.metric))
+        ax.grid(alpha=0.3)
+        if _integral(panel):
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="outside right upper", fontsize="small")
+    figure.suptitle(title)
+    return figure
+
+
+def save(figure: Figure, panels: Sequence[Panel], stem: Path) -> list[Path]:
+    """stem.png, stem.svg and stem.json (the series drawn)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    figure.savefig(paths[0], dpi=120)
+    figure.savefig(paths[1])
+    data = {"title": figure.get_suptitle(), "panels": [asdict(p) for p in panels]}
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    return paths + [stem.with_suffix(".json")]
+
+
+def plot_runs(run_dirs: Sequence[Path], metrics: Sequence[str], output: Path,
+              labels: Sequence[str] | None = None, smoothing: float = 0.0,
+              title: str | None = None) -> tuple[Figure, list[Path]]:
+    """`ftlab plot`: the chosen metrics of the chosen runs, saved as PNG, SVG and JSON."""
+    runs = [RunFolder(Path(d)) for d in run_dirs]
+    names = list(labels) if labels else [r.name for r in runs]
+    panels = run_panels(runs, metrics, names, smoothing)
+    figure = draw(panels, title or ", ".join(names))
+    return figure, save(figure, panels, output)
+
+
+def _integral(panel: Panel) -> bool:
+    return all(math.isclose(e, round(e)) for c in panel.curves for e in c.epochs)

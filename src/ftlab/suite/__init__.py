@@ -1,0 +1,81 @@
+"""`ftlab suite`: many runs from one file, their index, the memory table, and the report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ftlab.fileio import atomic_write_text
+from ftlab.suite.execute import RunState, initial_states, run_states
+from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
+from ftlab.suite.schema import SuiteConfig
+
+log = logging.getLogger("ftlab")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    root: Path
+    states: dict[str, RunState]
+    report: tuple[Path, Path] | None
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, state in self.states.items() if state.status == "failed"]
+
+
+def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = True
+              ) -> SuiteResult:
+    """Run (or resume) every run of the suite file, then its memory table and report.
+
+    Every run's config is validated before the first starts; complete runs are skipped.
+    """
+    from ftlab.training.api import _ensure_console_log
+
+    _ensure_console_log()
+    suite_file = Path(path)
+    suite = load_suite(suite_file, list(overrides))
+    specs = expand(suite, suite_file)
+    configs = validate(specs)
+    root = suite_dir(suite, suite_file)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "suite.yaml", yaml.safe_dump(to_container(suite), sort_keys=False))
+    states = initial_states(specs, configs, root)
+    skipped = [name for name, state in states.items() if state.status == "complete"]
+    log.info("suite %s: %d runs, %d already complete%s", suite.name, len(states), len(skipped),
+             f" ({', '.join(skipped)})" if skipped else "")
+    run_states(suite, suite_file, root, states)
+    memory_step(suite, root)
+    paths = None
+    if report:
+        from ftlab.report import build_report
+
+        paths = build_report(root)
+        log.info("report: %s and %s", *paths)
+    return SuiteResult(root, states, paths)
+
+
+def memory_step(suite: SuiteConfig, root: Path) -> None:
+    """The suite's `ftlab memory` table, once (kept while its settings are unchanged)."""
+    step = suite.memory
+    if not step.strategies:
+        return
+    from ftlab.memory.report import memory_table, save
+
+    folder = root / "memory"
+    stamp = folder / "settings.yaml"
+    settings = yaml.safe_dump(to_container(suite)["memory"], sort_keys=True)
+    if (folder / "memory.csv").is_file() and stamp.is_file() and stamp.read_text() == settings:
+        return
+    log.info("suite %s: measuring training memory of %s", suite.name, ", ".join(step.strategies))
+    rows = memory_table(step.arch, step.strategies, step.batch_sizes, step.resolution,
+                        n_groups=step.n_groups)
+    save(rows, folder, f"Training memory: {step.arch}, {step.resolution} px")
+    atomic_write_text(stamp, settings)
+
+
+__all__ = ["SuiteConfig", "SuiteResult", "run_suite"]

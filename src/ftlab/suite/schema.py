@@ -1,0 +1,130 @@
+"""The suite file: which runs make an experiment, and what the report shows of them.
+
+A suite is a grid (datasets x strategies x variants x seeds, each a named list of
+`key=value` overrides on a base experiment config) and/or an explicit list of runs. Like
+experiment configs, suite files are merged against these dataclasses by OmegaConf, so an
+unknown key or a wrong type is one clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ftlab.config.schema import _check_choice, _check_number, _check_run_name, _fail
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Every combination of one entry per axis is a run; an empty axis is left out."""
+
+    datasets: dict[str, list[str]] = field(default_factory=dict)
+    """name -> overrides that select and configure the dataset (data.name=..., data.root=...)."""
+    strategies: dict[str, list[str]] = field(default_factory=dict)
+    """name -> overrides; `strategy.name=<name>` is added unless they set strategy.name."""
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    """name -> overrides, e.g. other learning rates."""
+    seeds: list[int] = field(default_factory=list)
+    """train.seed values; each adds a run per combination."""
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One explicitly listed run."""
+
+    name: str
+    """Run folder name (unique within the suite)."""
+    overrides: list[str] = field(default_factory=list)
+    """Applied after the suite's overrides."""
+    continue_from: Optional[str] = None
+    """Name of another run of the suite: this run starts as a copy of it once it is complete
+    and trains on to `train.epochs` ("training for more epochs")."""
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name, "runs.name")
+
+
+@dataclass(frozen=True)
+class SubmititConfig:
+    """Where `executor: submitit` sends runs (submitit.AutoExecutor parameters)."""
+
+    cluster: Optional[str] = None
+    """None: Slurm when available; "local": processes on this machine; "slurm"."""
+    timeout_min: int = 24 * 60
+    partition: Optional[str] = None
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+    mem_gb: Optional[int] = None
+    additional_parameters: dict[str, str] = field(default_factory=dict)
+    """Extra sbatch parameters (slurm_additional_parameters)."""
+
+
+@dataclass(frozen=True)
+class MemoryStep:
+    """An `ftlab memory` table for the report; no strategies: no table."""
+
+    strategies: list[str] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    resolution: int = 224
+    n_groups: int = 2
+    arch: str = "mobilenet_v2"
+
+
+@dataclass(frozen=True)
+class AnalysisEntry:
+    """A parameter comparison for the report (`ftlab diff A B --ref C`)."""
+
+    name: str
+    a: str
+    """A run of the suite, a checkpoint path, or pretrained:<weights>."""
+    b: str
+    ref: Optional[str] = None
+    probe_dataset: Optional[str] = None
+    """A run of the suite whose validation images feed the representation comparison."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report compares."""
+
+    title: Optional[str] = None
+    compare: list[list[str]] = field(default_factory=list)
+    """Groups of strategy names plotted together per dataset; empty: all strategies."""
+    scratch_vs_finetune: list[str] = field(default_factory=lambda: ["scratch", "full"])
+    """[scratch strategy, fine-tuning strategy] for the scratch-vs-fine-tune curves."""
+    smoothing: float = 0.0
+    """Exponential smoothing of the curves (TensorBoard's slider), 0 to 0.99."""
+
+    def __post_init__(self) -> None:
+        _check_number("report.smoothing", self.smoothing, low=0.0, high=0.99)
+
+
+EXECUTORS = ("local", "submitit")
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    name: str = "suite"
+    """Suite folder name under output_dir."""
+    base: Optional[str] = None
+    """Experiment YAML every run starts from, relative to the suite file."""
+    overrides: list[str] = field(default_factory=list)
+    """Applied to every run, after the base file."""
+    grid: GridConfig = field(default_factory=GridConfig)
+    runs: list[RunEntry] = field(default_factory=list)
+    output_dir: str = "runs/suites"
+    parallel: int = 1
+    """Runs at a time (local executor); threads are shared out between them."""
+    executor: str = "local"
+    """local (subprocesses here) or submitit (Slurm, or its local executor)."""
+    submitit: SubmititConfig = field(default_factory=SubmititConfig)
+    memory: MemoryStep = field(default_factory=MemoryStep)
+    analysis: list[AnalysisEntry] = field(default_factory=list)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name, "name")
+        _check_number("parallel", self.parallel, low=1, high=256)
+        _check_choice("executor", self.executor, EXECUTORS)
+        if not self.grid.strategies and not self.runs:
+            _fail("grid.strategies", {}, "at least one strategy, or an explicit runs list")

@@ -1,0 +1,202 @@
+"""Suites end to end on generated data: runs, failures, continuation, kill and resume, the
+index, plots checked through their data, and a report whose numbers are the runs'."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftlab.cli import main
+from ftlab.errors import ConfigError
+from ftlab.report import build_report, plot_runs
+from ftlab.runfiles import RunFolder
+from ftlab.suite import run_suite
+from ftlab.suite.expand import expand, load_suite
+
+COMMON = ["data.name=synthetic", "data.synthetic.train_per_class=8",
+          "data.synthetic.test_per_class=4", "data.val_fraction=0.25", "data.resolution=32",
+          "data.num_workers=0", "model.weights=none", "train.epochs=2", "train.batch_size=8",
+          "train.tensorboard=false", "train.num_threads=1", "train.progress=plain"]
+
+
+def write_suite(folder: Path, **sections) -> Path:
+    suite = {"name": "tiny", "output_dir": str(folder / "out"), "overrides": COMMON,
+             "grid": {"datasets": {"synth": []},
+                      "strategies": {"full": [], "linear_probe": [], "scratch": []},
+                      "seeds": [0, 1]},
+             **sections}
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def test_grid_expansion_names_and_overrides(tmp_path):
+    path = write_suite(tmp_path, grid={"datasets": {"a": ["data.name=synthetic"]},
+                                       "strategies": {"full": [], "lk": ["strategy.name=last_k",
+                                                                         "strategy.k=2"]},
+                                       "variants": {"fast": ["optim.lr=1e-2"]}, "seeds": [3]})
+    specs = expand(load_suite(path), path)
+    assert [s.name for s in specs] == ["a-full-fast-s3", "a-lk-fast-s3"]
+    assert "strategy.name=full" in specs[0].overrides
+    assert "strategy.name=lk" not in specs[1].overrides and "strategy.k=2" in specs[1].overrides
+    assert specs[1].overrides[-2:] == (f"train.output_dir={tmp_path / 'out' / 'tiny' / 'runs'}",
+                                       "train.run_name=a-lk-fast-s3")
+
+
+def test_bad_suites_are_refused_before_anything_runs(tmp_path, capsys):
+    path = write_suite(tmp_path, runs=[{"name": "bad", "overrides": ["optim.lr=-1"]}])
+    assert main(["suite", str(path)]) == 2
+    assert capsys.readouterr().err == ("ftlab: error: run bad: optim.lr=-1.0 is not allowed: a "
+                                       "finite number in (0, 10]\n")
+    assert not (tmp_path / "out").exists()
+    unknown = write_suite(tmp_path, paralel=2)
+    with pytest.raises(ConfigError, match="unknown config key 'paralel'"):
+        load_suite(unknown)
+    twice = write_suite(tmp_path, runs=[{"name": "synth-full-s0"}])
+    with pytest.raises(ConfigError, match="two runs of the suite are named 'synth-full-s0'"):
+        expand(load_suite(twice), twice)
+
+
+def test_suite_end_to_end_with_a_failure_a_continuation_and_the_report(tmp_path, capsys):
+    path = write_suite(tmp_path, parallel=2, runs=[
+        {"name": "broken", "overrides": ["data.name=imagefolder", "data.root=/nowhere"]},
+        {"name": "synth-scratch-more", "continue_from": "synth-scratch-s0",
+         "overrides": ["strategy.name=scratch", "train.epochs=3"]}],
+        memory={"strategies": ["full", "bias"], "batch_sizes": [2], "resolution": 32})
+    result = run_suite(path)
+    root = tmp_path / "out" / "tiny"
+    assert result.failed == ["broken"]
+    index = json.loads((root / "suite.json").read_text())
+    status = {row["name"]: row for row in index["runs"]}
+    assert len(status) == 8
+    assert "data.root /nowhere is not a folder" in status["broken"]["error"]
+    assert Path(status["broken"]["log"]).is_file()
+    for name, row in status.items():
+        if name != "broken":
+            assert row["status"] == "complete", name
+            summary = RunFolder(Path(row["run_dir"])).summary
+            assert row["test_top1"] == summary["test_top1"]
+    more = RunFolder(root / "runs" / "synth-scratch-more")
+    source = RunFolder(root / "runs" / "synth-scratch-s0")
+    assert more.summary["epochs"] == 3 and source.summary["epochs"] == 2
+    assert [r["train_loss"] for r in more.metrics[:2]] == [r["train_loss"] for r in source.metrics]
+    assert (root / "suite.csv").read_text().count("\n") == 9
+    assert (root / "memory" / "memory.csv").is_file()
+    _check_report(root, result.report)
+
+
+def _check_report(root: Path, paths) -> None:
+    markdown, html = paths
+    text = markdown.read_text()
+    for section in ("## Settings", "## Results", "## Strategy comparison", "## Training memory",
+                    "## Training from scratch vs fine-tuning", "## Runs"):
+        assert section in text
+    runs = {row["name"]: RunFolder(Path(row["run_dir"]))
+            for row in json.loads((root / "suite.json").read_text())["runs"]}
+    for name, folder in runs.items():
+        assert f"| {name} |" in text
+        if folder.complete:
+            s = folder.summary
+            assert re.search(rf"\| {name} \| complete \|[^\n]*\| {s['best_val_top1']:.2f} \| "
+                             rf"{s['test_top1']:.2f} \|", text), name
+    # The results row of full: mean ± std over the two seeds, from the summaries.
+    values = [runs[f"synth-full-s{i}"].summary["test_top1"] for i in (0, 1)]
+    from statistics import fmean, stdev
+
+    assert f"{fmean(values):.2f} ± {stdev(values):.2f}" in text
+    figure = json.loads((root / "report" / "figures" /
+                         "compare-synth-full-linear_probe-scratch.json").read_text())
+    val = figure["panels"][0]
+    assert val["metric"] == "val_top1" and len(val["curves"]) == 3
+    full = next(c for c in val["curves"] if c["label"] == "full")
+    seeds = [runs[f"synth-full-s{i}"].series("val_top1")[1] for i in (0, 1)]
+    assert full["values"] == pytest.approx([fmean(v) for v in zip(*seeds)])
+    scratch = json.loads((root / "report" / "figures" / "scratch-synth.json").read_text())
+    labels = {c["label"]: len(c["epochs"]) for c in scratch["panels"][0]["curves"]}
+    assert labels == {"full": 2, "scratch": 2, "scratch (synth-scratch-more)": 3}
+    page = html.read_text()
+    assert page.count('src="data:image/png;base64,') == 2 and "<table>" in page
+
+
+def test_killed_suite_resumes_where_it_stopped(tmp_path):
+    path = write_suite(tmp_path, grid={"strategies": {"full": [], "linear_probe": []},
+                                       "seeds": [0, 1]})
+    root = tmp_path / "out" / "tiny"
+    process = subprocess.Popen([sys.executable, "-m", "ftlab", "suite", str(path), "--no-report"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = root / "runs" / "full-s0" / "summary.json"
+    deadline = time.monotonic() + 180
+    while not first.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = json.loads(first.read_text())["finished_at"]
+    unfinished = [n for n in ("full-s1", "linear_probe-s0", "linear_probe-s1")
+                  if not (root / "runs" / n / "summary.json").exists()]
+    assert unfinished, "the kill must land before the suite ends"
+    result = run_suite(path, report=False)
+    assert not result.failed
+    assert all(s.status == "complete" for s in result.states.values())
+    assert json.loads(first.read_text())["finished_at"] == finished  # not run again
+
+
+def test_submitit_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    path = write_suite(tmp_path, executor="submitit", submitit={"cluster": "local",
+                                                                "timeout_min": 10},
+                       grid={"strategies": {"linear_probe": []}, "seeds": [0, 1]},
+                       runs=[{"name": "broken", "overrides": ["data.name=imagefolder",
+                                                              "data.root=/nowhere"]}])
+    result = run_suite(path, report=False)
+    assert result.failed == ["broken"]
+    assert result.states["linear_probe-s0"].status == "complete"
+    assert RunFolder(tmp_path / "out" / "tiny" / "runs" / "linear_probe-s1").complete
+    assert list((tmp_path / "out" / "tiny" / "submitit").iterdir())
+
+
+def test_plot_draws_exactly_the_runs_metrics(tiny, tmp_path, capsys):
+    import ftlab
+
+    runs = [Path(ftlab.train(None, overrides=tiny(**{"train.epochs": 3, "train.seed": seed,
+                                                     "train.run_name": f"r{seed}"}))["run_dir"])
+            for seed in (0, 1)]
+    figure, paths = plot_runs(runs, ["val_top1", "train_loss"], tmp_path / "plots" / "curves",
+                              labels=["first", "second"], title="two seeds")
+    assert [p.suffix for p in paths] == [".png", ".svg", ".json"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    axes = figure.axes
+    assert len(axes) == 2 and figure.get_suptitle() == "two seeds"
+    for ax, metric in zip(axes, ["val_top1", "train_loss"]):
+        assert [line.get_label() for line in ax.get_lines()] == ["first", "second"]
+        for line, run in zip(ax.get_lines(), runs):
+            epochs, values = RunFolder(run).series(metric)
+            assert list(line.get_xdata()) == epochs and list(line.get_ydata()) == values
+    smoothed, _ = plot_runs(runs[:1], ["train_loss"], tmp_path / "smooth", smoothing=0.6)
+    raw = RunFolder(runs[0]).series("train_loss")[1]
+    drawn = list(smoothed.axes[0].get_lines()[0].get_ydata())
+    assert drawn[0] == pytest.approx(raw[0])
+    assert drawn[1] == pytest.approx((0.6 * 0.4 * raw[0] + 0.4 * raw[1]) / (1 - 0.36))
+    assert main(["plot", str(runs[0]), "--output", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli.png").is_file()
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "holds no metrics.csv" in capsys.readouterr().err
+
+
+def test_report_of_plain_run_folders(tiny, tmp_path):
+    import ftlab
+
+    for strategy in ("full", "scratch"):
+        ftlab.train(None, overrides=tiny(**{"strategy.name": strategy, "train.epochs": 1}))
+    markdown, html = build_report(tmp_path / "runs")
+    text = markdown.read_text()
+    assert "| synthetic | full | 1/1 |" in text and "| synthetic | scratch | 1/1 |" in text
+    assert "## Training from scratch vs fine-tuning" in text and html.is_file()
