@@ -70,7 +70,8 @@ def test_suite_end_to_end_with_a_failure_a_continuation_and_the_report(tmp_path,
         {"name": "broken", "overrides": ["data.name=imagefolder", "data.root=/nowhere"]},
         {"name": "synth-scratch-more", "continue_from": "synth-scratch-s0",
          "overrides": ["strategy.name=scratch", "train.epochs=3"]}],
-        memory={"strategies": ["full", "bias"], "batch_sizes": [2], "resolution": 32})
+        memory={"strategies": ["full", "bias"], "batch_sizes": [2], "resolution": 32},
+        analysis=[{"name": "full-vs-scratch", "a": "synth-full-s0", "b": "synth-scratch-s0"}])
     result = run_suite(path)
     root = tmp_path / "out" / "tiny"
     assert result.failed == ["broken"]
@@ -97,8 +98,9 @@ def _check_report(root: Path, paths) -> None:
     markdown, html = paths
     text = markdown.read_text()
     for section in ("## Settings", "## Results", "## Strategy comparison", "## Training memory",
-                    "## Training from scratch vs fine-tuning", "## Runs"):
+                    "## Training from scratch vs fine-tuning", "## Parameter analysis", "## Runs"):
         assert section in text
+    assert "](../analysis/full-vs-scratch/layers.png)" in text
     runs = {row["name"]: RunFolder(Path(row["run_dir"]))
             for row in json.loads((root / "suite.json").read_text())["runs"]}
     for name, folder in runs.items():
@@ -123,7 +125,7 @@ def _check_report(root: Path, paths) -> None:
     labels = {c["label"]: len(c["epochs"]) for c in scratch["panels"][0]["curves"]}
     assert labels == {"full": 2, "scratch": 2, "scratch (synth-scratch-more)": 3}
     page = html.read_text()
-    assert page.count('src="data:image/png;base64,') == 2 and "<table>" in page
+    assert page.count('src="data:image/png;base64,') == 4 and "<table>" in page
 
 
 def test_killed_suite_resumes_where_it_stopped(tmp_path):

@@ -130,6 +130,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ftlab.analysis import diff
+
+    result = diff(args.a, args.b, args.ref, Path(args.output_dir), args.probe, args.probe_size,
+                  args.k)
+    print((Path(args.output_dir) / "summary.md").read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in result.files))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ftlab.demo import run_demo
 
@@ -185,6 +197,19 @@ def _parser() -> argparse.ArgumentParser:
                   "of a suite folder")
     report.add_argument("suite_dir", metavar="SUITE_DIR")
     report.add_argument("--title")
+
+    diff = _add(sub, "diff", _diff, "how two networks differ per layer (cosine, change, "
+                "filter subspaces) and per block (linear CKA)")
+    diff.add_argument("a", metavar="A", help="run folder, checkpoint, or pretrained:<weights>")
+    diff.add_argument("b", metavar="B", help="run folder, checkpoint, or pretrained:<weights>")
+    diff.add_argument("--ref", help="reference (e.g. pretrained:IMAGENET1K_V1): how far A and "
+                      "B each moved from it")
+    diff.add_argument("--probe", help="run folder whose data gives the probe batch (default: "
+                      "A's or B's)")
+    diff.add_argument("--probe-size", type=_positive_int, default=64)
+    diff.add_argument("--k", type=_positive_int, default=8,
+                      help="singular vectors per layer for the subspace similarity")
+    diff.add_argument("--output-dir", default="diff")
 
     memory = _add(sub, "memory", _memory, "training memory per strategy: measured (stock and "
                   "memory-efficient) and analytic, as Markdown and CSV")

@@ -50,6 +50,7 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
              f" ({', '.join(skipped)})" if skipped else "")
     run_states(suite, suite_file, root, states)
     memory_step(suite, root)
+    analysis_step(suite, root, states)
     paths = None
     if report:
         from ftlab.report import build_report
@@ -76,6 +77,42 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
                         n_groups=step.n_groups)
     save(rows, folder, f"Training memory: {step.arch}, {step.resolution} px")
     atomic_write_text(stamp, settings)
+
+
+def analysis_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -> None:
+    """Each `analysis` entry's `ftlab diff`, redone only when a compared run changed."""
+    for entry in suite.analysis:
+        sides = [_side(entry.a, states), _side(entry.b, states),
+                 _side(entry.ref, states) if entry.ref else None]
+        probe = _side(entry.probe_dataset, states) if entry.probe_dataset else None
+        if any(side is False for side in (*sides, probe)):
+            log.warning("suite %s: analysis %s skipped: a run it compares is not complete",
+                        suite.name, entry.name)
+            continue
+        out = root / "analysis" / entry.name
+        if _up_to_date(out, [s for s in (*sides, probe) if s]):
+            continue
+        from ftlab.analysis import diff
+
+        log.info("suite %s: analysis %s", suite.name, entry.name)
+        diff(sides[0], sides[1], sides[2], out, probe)
+
+
+def _side(spec: str, states: dict[str, RunState]) -> str | bool:
+    """A run of the suite as its folder (False while incomplete); anything else as given."""
+    state = states.get(spec)
+    if state is None:
+        return spec
+    return str(state.run_dir) if state.status == "complete" else False
+
+
+def _up_to_date(out: Path, sides: list[str]) -> bool:
+    result = out / "diff.json"
+    if not result.is_file():
+        return False
+    newest = max((Path(s) / "best.pt").stat().st_mtime for s in sides
+                 if (Path(s) / "best.pt").is_file()) if sides else 0.0
+    return result.stat().st_mtime >= newest
 
 
 __all__ = ["SuiteConfig", "SuiteResult", "run_suite"]
