@@ -1,33 +1,64 @@
-"""Training throughput: ftlab's training loop against a plain PyTorch loop, in one run.
+"""Training throughput, end to end with data: each strategy in ftlab against a plain PyTorch loop.
 
-Both loops train the same architecture on the same in-memory batches with the same
-optimizer (Adam), threads, batch size and resolution; ftlab's side is built exactly as
-`ftlab train` builds it (model factory, strategy param groups, optimizer, LambdaLR schedule,
-on-device metric accumulation). Epochs of the two loops alternate so that machine noise
-hits both alike; the table reports the median images/s of each and their ratio.
+For every strategy the same network is trained two ways on the same in-memory 32 px
+(CIFAR-sized) uint8 images, upsampled to `--resolution`:
 
-    python benchmarks/throughput.py                      # CPU defaults: 64 px, batch 32
-    python benchmarks/throughput.py --device cuda --resolution 224 --batch-size 128
+* **ftlab**: built exactly as `ftlab train` builds it (`build_experiment`: model, strategy,
+  param groups, optimizer, schedule, the on-device input pipeline), prepared each epoch as
+  the trainer does (train modes, memory-efficient execution, DDP/compile wrapper), trained
+  by `train_one_epoch` with `--amp` and channels-last as configured.
+* **plain**: the loop every tutorial writes, on a copy of the same prepared model (so the
+  same parameters are frozen): a shuffling DataLoader whose workers apply
+  torchvision.transforms.v2 RandomResizedCrop / flip / normalise per image, `model.train()`,
+  fp32, `zero_grad / forward / cross_entropy / backward / step` with Adam.
+
+Epochs of the two alternate so that machine noise hits both alike; the table reports the
+median images/s of each and their ratio.
+
+    python benchmarks/throughput.py                                  # CPU: 64 px, batch 32
+    python benchmarks/throughput.py --device cuda --resolution 224 --batch-size 256 \\
+        --images 20000 --amp bf16 --strategies full
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
-import torchvision
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
-from ftlab.config import OptimConfig, ScheduleConfig, StrategyConfig
-from ftlab.models import build_model
-from ftlab.strategies import get_strategy
-from ftlab.training.loop import StepSettings, train_one_epoch
-from ftlab.training.optim import build_optimizer
+from ftlab.config import load_config
+from ftlab.data import default_workers
+from ftlab.data.device_pipeline import in_memory
+from ftlab.efficient import apply_memory_plan
+from ftlab.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from ftlab.training.experiment import Experiment, build_experiment
+from ftlab.training.loop import train_one_epoch
 from ftlab.training.progress import Progress
-from ftlab.training.schedule import build_scheduler
+
+STRATEGIES = "full,last_k,norm_last,bias,tinytl,linear_probe"
+
+
+class AugmentedTensors(Dataset):
+    """uint8 images augmented one at a time, as a torchvision tutorial's Dataset does."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, resolution: int) -> None:
+        self.images, self.labels = images, labels
+        self.transform = v2.Compose([
+            v2.RandomResizedCrop(resolution, antialias=True), v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.images[index]), self.labels[index]
 
 
 def plain_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -42,77 +73,103 @@ def plain_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
         optimizer.step()
 
 
-def make_ftlab(arch: str, classes: int, steps: int, device: torch.device):
-    built = build_model(arch, None, classes, pretrained=False)
-    strategy = get_strategy(StrategyConfig(name="full"))
-    strategy.prepare(built.model, built.adapter)
-    optim = OptimConfig(name="adam", lr=1e-3)
-    optimizer = build_optimizer(strategy.param_groups(built.model, built.adapter, optim), optim)
-    scheduler = build_scheduler(optimizer, ScheduleConfig(), steps, 100)
-    built.model.to(device)
-    return built.model, strategy, optimizer, scheduler
+def experiment(args: argparse.Namespace, strategy: str) -> Experiment:
+    per_class = max(args.images // 10, 1)
+    overrides = [
+        "data.name=synthetic", "data.synthetic.num_classes=10", "data.synthetic.image_size=32",
+        f"data.synthetic.train_per_class={per_class}", "data.synthetic.test_per_class=1",
+        "data.val_fraction=0", f"data.resolution={args.resolution}", "data.pipeline=device",
+        f"model.arch={args.arch}", "model.weights=none", f"strategy.name={strategy}",
+        f"train.batch_size={args.batch_size}", f"train.device={args.device}",
+        f"train.amp={args.amp}", f"train.compile={str(args.compile).lower()}",
+        "optim.name=adam", "optim.lr=1e-4", "train.log_every=50",
+    ]
+    return build_experiment(load_config(None, overrides))
 
 
-def timed(fn) -> float:
+def ftlab_epoch(exp: Experiment, epoch: int) -> int:
+    """One epoch as `Trainer._run_epoch` runs it, without the evaluation and the files."""
+    exp.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+    exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
+    exp.strategy.set_train_mode(exp.model)
+    if exp.config.train.memory_efficient:
+        apply_memory_plan(exp.model)
+    stats = train_one_epoch(exp.wrap_for_training(), exp.train_loader, exp.optimizer,
+                            exp.scheduler, exp.scaler, exp.loss_fn, exp.settings,
+                            Progress("none", 0, "bench"))
+    return stats.images
+
+
+def plain_runner(exp: Experiment, args: argparse.Namespace) -> Callable[[], int]:
+    model = copy.deepcopy(exp.model)  # before any memory plan: stock modules, same frozen set
+    images, labels = in_memory(exp.data.train)
+    workers = default_workers()
+    loader = DataLoader(AugmentedTensors(images, labels, args.resolution),
+                        batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0,
+                        pin_memory=exp.settings.device.type == "cuda")
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def run() -> int:
+        plain_epoch(model, loader, optimizer, exp.settings.device)
+        return len(loader) * args.batch_size
+
+    return run
+
+
+def rate(fn: Callable[[], int]) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    fn()
+    images = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return images / (time.perf_counter() - start)
+
+
+def compare(args: argparse.Namespace, strategy: str) -> tuple[Experiment, list[float],
+                                                              list[float]]:
+    exp = experiment(args, strategy)
+    plain = plain_runner(exp, args)
+    epochs = iter(range(1, 10_000))
+    ftlab = lambda: ftlab_epoch(exp, next(epochs))  # noqa: E731
+    plain(), ftlab()  # warm-up: workers, allocator, kernel caches, compilation
+    rates: dict[str, list[float]] = {"plain": [], "ftlab": []}
+    for repeat in range(args.repeats):
+        order = [("plain", plain), ("ftlab", ftlab)]
+        for name, fn in order if repeat % 2 == 0 else reversed(order):
+            rates[name].append(rate(fn))
+    return exp, rates["ftlab"], rates["plain"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="mobilenet_v2")
+    parser.add_argument("--strategies", default=STRATEGIES)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=15, help="steps per timed epoch")
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per loop")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--images", type=int, default=480, help="training images per epoch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per loop")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    images = torch.randn(args.steps * args.batch_size, 3, args.resolution, args.resolution)
-    labels = torch.randint(0, 10, (len(images),))
-    loader = DataLoader(TensorDataset(images, labels), batch_size=args.batch_size)
 
-    plain_model = torchvision.models.get_model(args.arch, num_classes=10).to(device)
-    plain_optimizer = torch.optim.Adam(plain_model.parameters(), lr=1e-3)
-    model, strategy, optimizer, scheduler = make_ftlab(args.arch, 10, args.steps, device)
-    settings = StepSettings(device=device, amp_dtype=None, channels_last=False,
-                            grad_clip_norm=None, log_every=50)
-
-    def ftlab_epoch() -> None:
-        strategy.set_train_mode(model)
-        train_one_epoch(model, loader, optimizer, scheduler, None, nn.CrossEntropyLoss(),
-                        settings, Progress("none", len(images), "bench"))
-
-    def plain() -> None:
-        plain_epoch(plain_model, loader, plain_optimizer, device)
-
-    plain()  # warm-up: allocator, oneDNN primitive caches
-    ftlab_epoch()
-    times: dict[str, list[float]] = {"plain PyTorch loop": [], "ftlab loop": []}
-    for repeat in range(args.repeats):
-        order = [("plain PyTorch loop", plain), ("ftlab loop", ftlab_epoch)]
-        for name, fn in order if repeat % 2 == 0 else reversed(order):
-            times[name].append(timed(fn))
-
-    rates = {name: len(images) / statistics.median(ts) for name, ts in times.items()}
-    ratio = rates["ftlab loop"] / rates["plain PyTorch loop"]
-    print(f"{args.arch}, {args.resolution} px, batch {args.batch_size}, {args.steps} steps x "
-          f"{args.repeats} epochs, device {device}, {args.threads} threads, torch "
-          f"{torch.__version__}")
-    print("| loop | images/s (median) | epochs (s) |")
-    print("|---|---|---|")
-    for name, ts in times.items():
-        print(f"| {name} | {rates[name]:.1f} | {', '.join(f'{t:.2f}' for t in ts)} |")
-    print(f"| ratio ftlab / plain | {ratio:.3f} | |")
+    name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+            else f"{torch.get_num_threads()} CPU threads")
+    print(f"{args.arch}, {args.resolution} px from 32 px images, batch {args.batch_size}, "
+          f"{args.images} images x {args.repeats} epochs per loop, {name}, ftlab amp "
+          f"{args.amp}{', compiled' if args.compile else ''}, torch {torch.__version__}")
+    print("| strategy | trainable params | plain PyTorch (img/s) | ftlab (img/s) | ratio |")
+    print("|---|---|---|---|---|")
+    for strategy in args.strategies.split(","):
+        exp, ftlab_rates, plain_rates = compare(args, strategy)
+        trainable, total = exp.parameter_counts()
+        ftlab_rate, plain_rate = statistics.median(ftlab_rates), statistics.median(plain_rates)
+        print(f"| {strategy} | {trainable:,} ({100 * trainable / total:.1f} %) | "
+              f"{plain_rate:,.0f} | {ftlab_rate:,.0f} | {ftlab_rate / plain_rate:.2f}x |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
     ("data.label_fraction=0", "data.label_fraction=0.0 is not allowed"),
     ("data.train_crop_scale=[0.5]", "data.train_crop_scale=[0.5] is not allowed: a list of 2"),
     ("data.mean=[0.1,0.2]", "data.mean=[0.1, 0.2] is not allowed: a list of 3 numbers"),
-    ("train.amp=fp8", "train.amp='fp8' is not allowed: one of none, bf16, fp16"),
+    ("train.amp=fp8", "train.amp='fp8' is not allowed: one of auto, none, bf16, fp16"),
     ("train.run_name=../escape", "train.run_name='../escape' is not allowed"),
     ("train.run_name=a/b", "train.run_name='a/b' is not allowed"),
     ("data=3", "config section 'data' must be a mapping"),

@@ -316,7 +316,7 @@ class ScheduleConfig:
                       high=1.0)
 
 
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("auto", "none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
 
@@ -337,8 +337,9 @@ class TrainConfig:
     """Label smoothing of the cross-entropy loss."""
     grad_clip_norm: Optional[float] = None
     """Clip the global gradient norm to this value. None: no clipping."""
-    amp: str = "none"
-    """Mixed precision on CUDA: none, bf16 or fp16 (fp16 uses a gradient scaler)."""
+    amp: str = "auto"
+    """Mixed precision: auto (bf16 on a CUDA GPU that supports it, else none), none, bf16 or
+    fp16 (CUDA only; uses a gradient scaler)."""
     channels_last: bool = True
     """Use the channels-last memory format on CUDA (faster convolutions on tensor cores)."""
     device: str = "auto"
@@ -355,6 +356,10 @@ class TrainConfig:
     """Steps between plain progress lines and non-finite-loss checks."""
     tensorboard: bool = True
     """Write TensorBoard event files into <run>/tensorboard."""
+    sync_batchnorm: bool = False
+    """Data-parallel runs: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA)."""
+    compile: bool = False
+    """torch.compile the model for training (CUDA; the first steps are slower)."""
     memory_efficient: bool = True
     """Keep for backward only what backward needs: frozen convs/linears keep no input,
     frozen eval-mode BatchNorms fold into the conv before them, ReLUs keep 1-bit masks.

@@ -15,9 +15,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Sampler
 from torchvision.ops import roi_align
 
-from ftlab.data.loading import SeededShuffleSampler, TransformedSubset, epoch_seed
+from ftlab.data.loading import SeededShuffleSampler, ShardSampler, TransformedSubset, epoch_seed
 from ftlab.data.transforms import InputSpec
 from ftlab.data.unreadable import read_sample
 from ftlab.errors import DataError
@@ -59,18 +60,22 @@ class DeviceBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  spec: InputSpec, *, train: bool, crop_scale: Sequence[float] = (0.08, 1.0),
-                 hflip: bool = True, seed: int = 0) -> None:
+                 hflip: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        """`batch_size` is the global batch; with several processes each takes its share of
+        every batch (training) or of the images (evaluation), as the worker loaders do."""
         self.images, self.labels = images, labels
-        self.batch_size, self.spec, self.train = batch_size, spec, train
+        self.batch_size, self.spec, self.train = batch_size // world_size, spec, train
         self.crop_scale, self.hflip, self.seed = tuple(crop_scale), hflip and train, seed
-        self.drop_last = train and len(images) > batch_size
-        self.sampler = SeededShuffleSampler(len(images), seed) if train else range(len(images))
+        self.drop_last = train and world_size == 1 and len(images) > batch_size
+        self.sampler: Sampler = (
+            SeededShuffleSampler(len(images), seed, batch_size, rank, world_size) if train
+            else ShardSampler(len(images), rank, world_size))
         device, scale = images.device, 255.0
         self.mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * scale
         self.std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * scale
 
     def __len__(self) -> int:
-        n = len(self.images)
+        n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

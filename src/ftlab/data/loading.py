@@ -71,25 +71,53 @@ def seeded_cpu_rng(seed: int) -> Iterator[None]:
 class SeededShuffleSampler(Sampler[tuple[int, int]]):
     """A shuffle per epoch from (seed, epoch), yielding `(index, per-sample seed)`.
 
-    Call `set_epoch` before each epoch, as with `DistributedSampler`.
+    Call `set_epoch` before each epoch, as with `DistributedSampler`. With `world_size` > 1
+    every process draws the same shuffle and takes its share of each global batch of
+    `global_batch` samples (rank r the r-th slice), so together the processes see exactly
+    the batches one process would; incomplete last batches are dropped.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, global_batch: int = 1, rank: int = 0,
+                 world_size: int = 1) -> None:
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        if self.world_size == 1:
+            return self.size
+        return (self.size // self.global_batch) * (self.global_batch // self.world_size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
-        return iter(zip(order, seeds))
+        pairs = list(zip(order, seeds))
+        if self.world_size == 1:
+            return iter(pairs)
+        local = self.global_batch // self.world_size
+        share = []
+        for start in range(0, self.size - self.global_batch + 1, self.global_batch):
+            first = start + self.rank * local
+            share.extend(pairs[first:first + local])
+        return iter(share)
+
+
+class ShardSampler(Sampler[int]):
+    """Every `world_size`-th index from `rank`: evaluation split without duplicates."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = range(rank, size, world_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -108,16 +136,20 @@ def default_workers() -> int:
 
 
 def train_loader(dataset: Dataset, batch_size: int, seed: int, workers: int,
-                 pin_memory: bool) -> DataLoader:
-    sampler = SeededShuffleSampler(len(dataset), seed)  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                      drop_last=len(dataset) > batch_size,  # type: ignore[arg-type]
+                 pin_memory: bool, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Shuffled training batches; `batch_size` is the global batch (split over processes)."""
+    size = len(dataset)  # type: ignore[arg-type]
+    sampler = SeededShuffleSampler(size, seed, batch_size, rank, world_size)
+    return DataLoader(dataset, batch_size=batch_size // world_size, sampler=sampler,
+                      drop_last=world_size == 1 and size > batch_size,
                       num_workers=workers, pin_memory=pin_memory,
                       persistent_workers=workers > 0, collate_fn=collate_present)
 
 
-def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool,
+                rank: int = 0, world_size: int = 1) -> DataLoader:
+    sampler = ShardSampler(len(dataset), rank, world_size)  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, persistent_workers=workers > 0,
                       collate_fn=collate_present)
 

@@ -11,9 +11,10 @@ from typing import Any
 
 from ftlab.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
 from ftlab.errors import ConfigError, RunDirError
-from ftlab.training import rundir
+from ftlab.training import distributed, rundir
 from ftlab.training.checkpoint import load_checkpoint
-from ftlab.training.experiment import build_experiment, check_config
+from ftlab.training.distributed import Distributed
+from ftlab.training.experiment import build_experiment, check_config, resolve_device
 from ftlab.training.runner import Trainer
 
 log = logging.getLogger("ftlab")
@@ -50,13 +51,17 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
         return _resume(Path(resume), overrides)
     config = _as_config(config, overrides)
     check_config(config)
-    path = rundir.run_dir_path(config.train.output_dir, config.run_name)
-    rundir.check_can_create(path, overwrite)
-    experiment = build_experiment(config)
-    run_dir = rundir.create_run_dir(path, overwrite)
-    with _log_file(run_dir):
-        _log_start(experiment, run_dir, resumed_from=0)
-        return Trainer(experiment, run_dir).fit()
+    with _process_group(config) as dist:
+        path = rundir.run_dir_path(config.train.output_dir, config.run_name)
+        if dist.is_main:
+            rundir.check_can_create(path, overwrite)
+        experiment = build_experiment(config, dist=dist)
+        if dist.is_main:
+            rundir.create_run_dir(path, overwrite)
+        dist.barrier()  # the folder exists (and is empty) before anyone works in it
+        with _log_file(path, dist):
+            _log_start(experiment, path, resumed_from=0)
+            return Trainer(experiment, path).fit()
 
 
 def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
@@ -73,16 +78,17 @@ def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
     saved = load_config(run_dir / rundir.CONFIG)
     config = load_config(run_dir / rundir.CONFIG, overrides)
     _check_resume_changes(config_to_dict(saved), config_to_dict(config), run_dir)
-    last = run_dir / rundir.LAST
-    checkpoint = load_checkpoint(last) if last.is_file() else None
-    done = int(checkpoint["epoch"]) if checkpoint else 0
-    if done > config.train.epochs:
-        raise ConfigError(f"{run_dir} has already trained {done} epochs; train.epochs must be "
-                          f"at least {done} to resume it")
-    experiment = build_experiment(config, load_weights=checkpoint is None)
-    with _log_file(run_dir):
-        _log_start(experiment, run_dir, resumed_from=done)
-        return Trainer(experiment, run_dir, checkpoint).fit()
+    with _process_group(config) as dist:
+        last = run_dir / rundir.LAST
+        checkpoint = load_checkpoint(last) if last.is_file() else None
+        done = int(checkpoint["epoch"]) if checkpoint else 0
+        if done > config.train.epochs:
+            raise ConfigError(f"{run_dir} has already trained {done} epochs; train.epochs must "
+                              f"be at least {done} to resume it")
+        experiment = build_experiment(config, load_weights=checkpoint is None, dist=dist)
+        with _log_file(run_dir, dist):
+            _log_start(experiment, run_dir, resumed_from=done)
+            return Trainer(experiment, run_dir, checkpoint).fit()
 
 
 def _check_resume_changes(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path) -> None:
@@ -130,8 +136,28 @@ def _ensure_console_log() -> None:
 
 
 @contextmanager
-def _log_file(run_dir: Path) -> Iterator[None]:
-    """Also append every log line of this run to <run>/log.txt."""
+def _process_group(config: ExperimentConfig) -> Iterator[Distributed]:
+    """This process's place in a torchrun launch (alone without torchrun).
+
+    Processes other than rank 0 log only warnings, so a run prints each line once.
+    """
+    dist = distributed.from_environment(resolve_device(config.train.device).type)
+    level = log.level
+    if not dist.is_main:
+        log.setLevel(logging.WARNING)
+    try:
+        yield dist
+    finally:
+        log.setLevel(level)
+        distributed.shutdown()
+
+
+@contextmanager
+def _log_file(run_dir: Path, dist: Distributed) -> Iterator[None]:
+    """Also append every log line of this run to <run>/log.txt (rank 0 alone writes it)."""
+    if not dist.is_main:
+        yield
+        return
     handler = logging.FileHandler(run_dir / rundir.LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)

@@ -6,20 +6,21 @@ a weights download), then the model. Nothing here writes to disk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ftlab.config.schema import ExperimentConfig
-from ftlab.data import DataBundle, build_data, default_workers, eval_loader, train_loader
-from ftlab.data.device_pipeline import DeviceBatches, in_memory
+from ftlab.data import DataBundle, build_data
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, build_model, count_parameters, get_adapter, resolve_weights
 from ftlab.strategies import Strategy, get_strategy
+from ftlab.training.distributed import Distributed
+from ftlab.training.loaders import build_loaders
 from ftlab.training.loop import StepSettings
 from ftlab.training.optim import OPTIMIZERS, build_optimizer
 from ftlab.training.schedule import SHAPES, build_scheduler
@@ -44,10 +45,31 @@ class Experiment:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
     loss_fn: nn.Module
+    dist: Distributed = field(default_factory=Distributed)
+    train_model: nn.Module | None = None
+    wrapped_for: tuple[str, ...] = ()
 
     @property
     def model(self) -> nn.Module:
         return self.built.model
+
+    def wrap_for_training(self) -> nn.Module:
+        """What the training step calls: the model, wrapped in DDP with several processes and
+        compiled with `train.compile`. Rebuilt when the trainable set changes, because DDP
+        registers only the parameters that require gradients when it is built (frozen ones
+        stay out of its reducer) and gradual unfreezing changes them."""
+        trainable = tuple(self.trainable_names())
+        if self.train_model is not None and self.wrapped_for == trainable:
+            return self.train_model
+        model: nn.Module = self.model
+        if self.dist.enabled:
+            device = self.settings.device
+            model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if self.config.train.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        self.train_model, self.wrapped_for = model, trainable
+        return model
 
     @property
     def group_names(self) -> list[str]:
@@ -83,18 +105,38 @@ def resolve_device(name: str, amp: str = "none") -> torch.device:
     return device
 
 
-def build_experiment(config: ExperimentConfig, *, load_weights: bool = True) -> Experiment:
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """`auto`: bf16 where the GPU computes it natively (Ampere and later), else fp32."""
+    if amp != "auto":
+        return amp
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+
+
+def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Batch statistics over the global batch; after `prepare`, so inserted norms sync too."""
+    if device.type != "cuda":
+        raise ConfigError("train.sync_batchnorm=true needs CUDA devices (PyTorch's "
+                          "SyncBatchNorm has no CPU implementation); set it to false on CPU")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
+                     dist: Distributed | None = None) -> Experiment:
     """Build data, model, strategy and optimizer for `config`.
 
     Args:
         load_weights: False skips reading pretrained weights, for a resume whose checkpoint
             replaces them anyway (the weights file need not exist any more).
+        dist: this process's place in a data-parallel run (default: alone).
     """
+    dist = dist or Distributed()
     strategy = check_config(config)
     train_cfg = config.train
     if train_cfg.num_threads is not None:
         torch.set_num_threads(train_cfg.num_threads)
     device = resolve_device(train_cfg.device, train_cfg.amp)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
     source = resolve_weights(config.model.arch, config.model.weights)
     data = build_data(config.data, source.preprocessing)
     built = build_model(config.model.arch, source, data.num_classes,
@@ -102,13 +144,16 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True) -> 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed + 1)  # inserted modules' initialisation
         strategy.prepare(built.model, built.adapter, input_size=data.input.resolution)
+    if train_cfg.sync_batchnorm and dist.enabled:
+        built.model = _sync_batchnorm(built.model, device)
     channels_last = train_cfg.channels_last and device.type == "cuda"
     built.model.to(device, memory_format=torch.channels_last if channels_last else
                    torch.contiguous_format)
-    settings = StepSettings(device=device, amp_dtype=AMP_DTYPES[train_cfg.amp],
+    amp = resolve_amp(train_cfg.amp, device)
+    settings = StepSettings(device=device, amp_dtype=AMP_DTYPES[amp],
                             channels_last=channels_last, grad_clip_norm=train_cfg.grad_clip_norm,
                             log_every=train_cfg.log_every)
-    loaders = _loaders(config, data, device)
+    loaders = build_loaders(config, data, device, dist)
     optimizer = build_optimizer(strategy.param_groups(built.model, built.adapter, config.optim),
                                 config.optim)
     scheduler = build_scheduler(optimizer, config.schedule, len(loaders["train"]),
@@ -117,43 +162,6 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True) -> 
         config=config, strategy=strategy, built=built, data=data, settings=settings,
         train_loader=loaders["train"], val_loader=loaders["val"], test_loader=loaders["test"],
         optimizer=optimizer, scheduler=scheduler,
-        scaler=torch.amp.GradScaler("cuda") if train_cfg.amp == "fp16" else None,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing),
+        scaler=torch.amp.GradScaler("cuda") if amp == "fp16" else None,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing), dist=dist,
     )
-
-
-def _loaders(config: ExperimentConfig, data: DataBundle, device: torch.device
-             ) -> dict[str, Any]:
-    batch = config.train.batch_size
-    eval_batch = config.train.eval_batch_size or 2 * batch
-    if resolve_pipeline(config, device) == "device":
-        return _device_loaders(config, data, device, batch, eval_batch)
-    workers = default_workers() if config.data.num_workers is None else config.data.num_workers
-    pin = device.type == "cuda"
-    return {
-        "train": train_loader(data.train, batch, config.train.seed, workers, pin),
-        "val": eval_loader(data.val, eval_batch, workers, pin) if data.val else None,
-        "test": eval_loader(data.test, eval_batch, workers, pin),
-    }
-
-
-def resolve_pipeline(config: ExperimentConfig, device: torch.device) -> str:
-    if config.data.pipeline != "auto":
-        return config.data.pipeline
-    in_memory = get_source(config.data.name).in_memory
-    return "device" if in_memory and device.type == "cuda" else "workers"
-
-
-def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.device,
-                    batch: int, eval_batch: int) -> dict[str, Any]:
-    def batches(subset, size: int, train: bool) -> DeviceBatches:
-        images, labels = in_memory(subset)
-        return DeviceBatches(images.to(device), labels.to(device), size, data.input,
-                             train=train, crop_scale=config.data.train_crop_scale,
-                             hflip=config.data.hflip, seed=config.train.seed)
-
-    return {
-        "train": batches(data.train, batch, True),
-        "val": batches(data.val, eval_batch, False) if data.val else None,
-        "test": batches(data.test, eval_batch, False),
-    }

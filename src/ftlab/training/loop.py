@@ -3,10 +3,13 @@
 The hot loop keeps its running sums on the device and reads them back only every
 `log_every` steps: a `.item()` per step would stall a GPU on every batch. The same periodic
 read checks that the loss is finite, so a diverged run stops before it writes a checkpoint.
+In a data-parallel run the sums are added over all processes before they are read, so every
+process reports the same numbers and all stop together when the loss diverges.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -17,7 +20,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ftlab.data.loading import requested_images
+from ftlab.training.distributed import Distributed
 from ftlab.training.progress import Progress
+
+ALONE = Distributed()
 
 
 @dataclass(frozen=True)
@@ -80,11 +86,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                     scheduler: torch.optim.lr_scheduler.LRScheduler,
                     scaler: torch.amp.GradScaler | None, loss_fn: Callable[..., torch.Tensor],
                     settings: StepSettings, progress: Progress,
-                    penalty: Callable[[], torch.Tensor | None] | None = None) -> EpochStats:
+                    penalty: Callable[[], torch.Tensor | None] | None = None,
+                    dist: Distributed = ALONE) -> EpochStats:
     """Train over `loader` once; the caller has already put the model in training mode.
 
     `penalty` (a strategy's regulariser) joins the optimised objective; the reported loss is
-    the data loss alone, so runs of different strategies compare.
+    the data loss alone, so runs of different strategies compare. `model` may be a
+    DistributedDataParallel wrapper; `dist` then sums the statistics over processes.
     """
     device = settings.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -122,20 +130,27 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         seen += batch
         progress.advance(batch)
         if step % settings.log_every == 0:
-            _check_finite(loss_sum, step)
-            progress.report(step, loss_sum.item() / seen, optimizer.param_groups[0]["lr"])
-    _check_finite(loss_sum, step)
+            running_loss, running_seen = _check_finite(dist, step, loss_sum, seen)
+            progress.report(step, running_loss / max(running_seen, 1),
+                            optimizer.param_groups[0]["lr"])
+    totals = _sums(dist, device, loss_sum, correct, seen, requested_images(loader))
+    if not math.isfinite(totals[0]):
+        raise NonFiniteLoss(step, totals[0])
     seconds = time.perf_counter() - start
-    n = max(seen, 1)
-    return EpochStats(loss=loss_sum.item() / n, top1=100.0 * correct.item() / n, images=seen,
-                      seconds=seconds, skipped=requested_images(loader) - seen)
+    loss_total, correct_total, seen_total, requested = totals
+    n = max(seen_total, 1)
+    return EpochStats(loss=loss_total / n, top1=100.0 * correct_total / n, images=int(seen_total),
+                      seconds=seconds, skipped=int(requested - seen_total))
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings) -> EvalStats:
+def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings,
+             dist: Distributed = ALONE) -> EvalStats:
     """Mean cross-entropy, top-1 and top-5 accuracy (%) over `loader`.
 
-    Leaves the model in eval mode: the strategy decides the next training mode.
+    With several processes each evaluates its shard and the sums are added, so all report
+    the figures of the whole split. Leaves the model in eval mode: the strategy decides the
+    next training mode.
     """
     model.eval()
     loss_sum = torch.zeros((), device=settings.device, dtype=torch.float64)
@@ -155,12 +170,25 @@ def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings) -> Ev
         top1 += hits[:, 0].sum()
         top5 += hits.any(dim=1).sum()
         seen += labels.shape[0]
-    n = max(seen, 1)
-    return EvalStats(loss=loss_sum.item() / n, top1=100.0 * top1.item() / n,
-                     top5=100.0 * top5.item() / n, images=seen,
-                     skipped=requested_images(loader) - seen)
+    loss_total, top1_total, top5_total, seen_total, requested = _sums(
+        dist, settings.device, loss_sum, top1, top5, seen, requested_images(loader))
+    n = max(seen_total, 1)
+    return EvalStats(loss=loss_total / n, top1=100.0 * top1_total / n,
+                     top5=100.0 * top5_total / n, images=int(seen_total),
+                     skipped=int(requested - seen_total))
 
 
-def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
-    if not torch.isfinite(loss_sum).item():
-        raise NonFiniteLoss(step, loss_sum.item())
+def _sums(dist: Distributed, device: torch.device, *values: torch.Tensor | int) -> list[float]:
+    """Add `values` over all processes with one collective and read them in one transfer."""
+    packed = torch.stack([torch.as_tensor(v, device=device, dtype=torch.float64)
+                          for v in values])
+    dist.all_reduce_sum(packed)
+    return packed.tolist()
+
+
+def _check_finite(dist: Distributed, step: int, loss_sum: torch.Tensor,
+                  seen: int) -> tuple[float, float]:
+    loss, count = _sums(dist, loss_sum.device, loss_sum, seen)
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(step, loss)
+    return loss, count

@@ -3,6 +3,10 @@
 Epoch e (1-based) reseeds the global RNGs from (seed, e) and the sampler from (seed, e), so
 what happens in an epoch depends only on the state at its start. A checkpoint after every
 epoch captures that state; resuming from it repeats the remaining epochs exactly.
+
+In a data-parallel run every process runs this loop on its share of the data; only rank 0
+writes files, and the others wait at a barrier after each checkpoint so that nobody reads a
+checkpoint before it exists.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Trainer:
         self.best: dict[str, Any] = {"epoch": 0, "val_top1": -1.0}
         self.epochs_done = 0
         self.memory_plan: MemoryPlan | None = None
+        self.writes = experiment.dist.is_main
         if checkpoint is not None:
             self._restore(checkpoint)
         self.columns = metric_columns(experiment.group_names)
@@ -50,9 +55,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate the best checkpoint on test, write the summary."""
         config = self.exp.config
-        atomic_write_text(self.run_dir / rundir.CONFIG, config_to_yaml(config))
-        write_metrics_csv(self.run_dir, self.columns, self.history)
-        board = TensorBoardLog(self.run_dir, self.epochs_done + 1, config.train.tensorboard)
+        if self.writes:
+            atomic_write_text(self.run_dir / rundir.CONFIG, config_to_yaml(config))
+            write_metrics_csv(self.run_dir, self.columns, self.history)
+        board = TensorBoardLog(self.run_dir, self.epochs_done + 1,
+                               config.train.tensorboard and self.writes)
         try:
             for epoch in range(self.epochs_done + 1, config.train.epochs + 1):
                 row = self._run_epoch(epoch)
@@ -73,18 +80,23 @@ class Trainer:
         exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
         exp.strategy.set_train_mode(exp.model)
         self._plan_memory()
-        progress = Progress(config.train.progress, len(exp.train_loader) *
-                            (exp.train_loader.batch_size or 1),
+        model = exp.wrap_for_training()
+        # Rank 0 shows its own share of the images, the others stay quiet.
+        progress = Progress(config.train.progress if self.writes else "none",
+                            len(exp.train_loader) * (exp.train_loader.batch_size or 1),
                             f"epoch {epoch}/{config.train.epochs}")
         try:
-            stats = train_one_epoch(exp.model, exp.train_loader, exp.optimizer, exp.scheduler,
+            stats = train_one_epoch(model, exp.train_loader, exp.optimizer, exp.scheduler,
                                     exp.scaler, exp.loss_fn, exp.settings, progress,
-                                    penalty=partial(exp.strategy.penalty, exp.model))
+                                    penalty=partial(exp.strategy.penalty, exp.model),
+                                    dist=exp.dist)
         except NonFiniteLoss as err:
             raise self._diverged(epoch, err) from None
         finally:
             progress.close()
-        val = evaluate(exp.model, exp.val_loader, exp.settings) if exp.val_loader else None
+        exp.dist.broadcast_buffers(exp.model)
+        val = (evaluate(exp.model, exp.val_loader, exp.settings, exp.dist)
+               if exp.val_loader else None)
         row: dict[str, Any] = {
             "epoch": epoch, **lrs, "train_loss": stats.loss, "train_top1": stats.top1,
             "val_loss": val.loss if val else None, "val_top1": val.top1 if val else None,
@@ -105,7 +117,8 @@ class Trainer:
         self.history.append(row)
         self.epochs_done = epoch
         self._save(improved)
-        write_metrics_csv(self.run_dir, self.columns, self.history)
+        if self.writes:
+            write_metrics_csv(self.run_dir, self.columns, self.history)
         log.info(format_epoch(row, config.train.epochs, improved and val is not None))
         return row
 
@@ -150,7 +163,9 @@ class Trainer:
         # and resuming repeats this epoch; the reverse order could leave last.pt pointing at
         # a best epoch whose best.pt was never written.
         paths = [self.run_dir / rundir.BEST] if improved else []
-        save_checkpoint(self._state(), *paths, self.run_dir / rundir.LAST)
+        if self.writes:
+            save_checkpoint(self._state(), *paths, self.run_dir / rundir.LAST)
+        self.exp.dist.barrier()
 
     def _restore(self, state: dict[str, Any]) -> None:
         exp = self.exp
@@ -176,10 +191,11 @@ class Trainer:
         best = load_checkpoint(self.run_dir / rundir.BEST)
         exp.model.load_state_dict(best["model"])
         start = time.perf_counter()
-        test = evaluate(exp.model, exp.test_loader, exp.settings)
+        test = evaluate(exp.model, exp.test_loader, exp.settings, exp.dist)
         summary = build_summary(exp, self.run_dir, self.history, self.best, test,
                                 time.perf_counter() - start)
-        write_summary(self.run_dir, summary)
+        if self.writes:
+            write_summary(self.run_dir, summary)
         log.info(format_summary(summary))
         return summary
 

@@ -1,0 +1,159 @@
+"""Data-parallel training through torchrun on CPU (gloo): same result as one process.
+
+`train.batch_size` is the global batch, split over processes; so two processes that each
+train on half of every batch and average gradients must end with the weights one process
+reaches on the whole batches. The model is a ResNet-18 (no dropout, whose masks depend on
+the local batch shape) with frozen BatchNorm statistics (batch statistics of half a batch
+differ from those of the whole one; SyncBatchNorm, which would fix that, needs CUDA).
+The optimizer is SGD, whose step is linear in the gradient: Adam divides by the root of the
+squared gradient, which turns float round-off in near-zero gradients into steps of up to lr.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torchvision
+from conftest import tiny_overrides
+
+import ftlab
+from ftlab.data.loading import SeededShuffleSampler, ShardSampler
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with the gloo backend is unavailable")
+
+TIME_COLUMNS = {"epoch_time_s", "train_time_s", "images_per_s"}
+
+
+def _overrides(output_dir: Path, name: str, **extra: object) -> list[str]:
+    values = {"model.arch": "resnet18", "strategy.norm_stats": "freeze", "train.epochs": 2,
+              "optim.name": "sgd", "optim.lr": 0.01,
+              "train.batch_size": 8, "data.synthetic.train_per_class": 10,
+              "train.run_name": name, **extra}
+    return tiny_overrides(output_dir, **values)
+
+
+def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", "-m", "ftlab", "train", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def _model(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "last.pt", weights_only=True)["model"]
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS}
+                for row in csv.DictReader(handle)]
+
+
+def _assert_close_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
+    assert [row.keys() for row in a] == [row.keys() for row in b]
+    for row_a, row_b in zip(a, b):
+        for key in row_a:
+            if row_a[key] == "" or row_b[key] == "":
+                assert row_a[key] == row_b[key], key
+            else:
+                assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-4,
+                                                          abs=1e-4), key
+
+
+@pytest.mark.parametrize("strategy", ["full", "bias"])
+def test_two_processes_reach_the_weights_of_one(tmp_path, strategy):
+    runs = tmp_path / "runs"
+    extra = {"strategy.name": strategy}
+    ftlab.train(None, overrides=_overrides(runs, "single", **extra))
+    result = _torchrun(*_overrides(runs, "ddp", **extra))
+
+    single, ddp = _model(runs / "single"), _model(runs / "ddp")
+    assert single.keys() == ddp.keys()
+    for key in single:
+        torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    rows = _rows(runs / "single")
+    assert rows[0]["train_loss"] != rows[1]["train_loss"], "the model must actually train"
+    _assert_close_rows(_rows(runs / "ddp"), _rows(runs / "single"))
+    summary_single = (runs / "single" / "summary.json").read_text()
+    assert '"test_top1"' in summary_single and (runs / "ddp" / "summary.json").is_file()
+    assert result.stdout.count("epoch 2/2") == 1, "rank 1 must not print the epoch lines"
+    assert "log.txt" in {p.name for p in (runs / "ddp").iterdir()}
+
+
+def test_resumed_distributed_run_equals_uninterrupted(tmp_path):
+    """Gradual unfreezing changes the trainable set every epoch, so DDP is rebuilt each time
+    (it registers only parameters that require gradients); the resume crosses a change."""
+    runs = tmp_path / "runs"
+    extra = {"strategy.name": "gradual_unfreeze", "strategy.head_epochs": 1,
+             "strategy.epochs_per_stage": 1, "strategy.blocks_per_stage": 2, "train.epochs": 3}
+    _torchrun(*_overrides(runs, "whole", **extra))
+    _torchrun(*_overrides(runs, "parts", **{**extra, "train.epochs": 1}))
+    _torchrun("--resume", str(runs / "parts"), "train.epochs=3")
+    ftlab.train(None, overrides=_overrides(runs, "single", **extra))
+
+    whole, parts, single = (_model(runs / name) for name in ("whole", "parts", "single"))
+    for key in whole:
+        assert torch.equal(whole[key], parts[key]), key
+        torch.testing.assert_close(whole[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert _rows(runs / "whole") == _rows(runs / "parts")
+    _assert_close_rows(_rows(runs / "whole"), _rows(runs / "single"))
+
+
+def test_samplers_split_each_global_batch_without_overlap():
+    single = list(SeededShuffleSampler(20, seed=3, global_batch=8))
+    shares = [list(SeededShuffleSampler(20, 3, 8, rank, 2)) for rank in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 8  # 2 full batches of 4 per process
+    for batch in range(2):
+        together = shares[0][4 * batch:4 * batch + 4] + shares[1][4 * batch:4 * batch + 4]
+        assert together == single[8 * batch:8 * batch + 8]
+    evaluated = [list(ShardSampler(11, rank, 2)) for rank in range(2)]
+    assert sorted(evaluated[0] + evaluated[1]) == list(range(11))
+
+
+def test_batch_must_divide_among_processes(tmp_path, monkeypatch, capsys):
+    from ftlab.cli import main
+    from ftlab.training.distributed import Distributed
+
+    monkeypatch.setattr("ftlab.training.distributed.from_environment",
+                        lambda device_type: Distributed(rank=0, world_size=3))
+    code = main(["train", *_overrides(tmp_path / "runs", "odd")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.batch_size=8 does not divide among 3" in err
+    assert not (tmp_path / "runs" / "odd").exists()
+
+
+def test_sync_batchnorm_needs_cuda(tmp_path, monkeypatch, capsys):
+    from ftlab.cli import main
+    from ftlab.training.distributed import Distributed
+
+    monkeypatch.setattr("ftlab.training.distributed.from_environment",
+                        lambda device_type: Distributed(rank=0, world_size=2))
+    code = main(["train", *_overrides(tmp_path / "runs", "sync",
+                                      **{"train.sync_batchnorm": True})])
+    assert code == 2
+    assert "train.sync_batchnorm=true needs CUDA devices" in capsys.readouterr().err
+
+
+def test_compile_wraps_the_model_that_trains(tiny, monkeypatch):
+    """torch.compile itself takes a minute on CPU; here a stand-in records what it gets."""
+    compiled: list[torch.nn.Module] = []
+
+    def fake_compile(model: torch.nn.Module) -> torch.nn.Module:
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    ftlab.train(None, overrides=tiny(**{"train.compile": True, "train.epochs": 2}))
+    assert len(compiled) == 1, "compiled once, reused while the trainable set stays the same"
+    assert isinstance(compiled[0], torchvision.models.MobileNetV2)
