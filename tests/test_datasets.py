@@ -6,6 +6,7 @@ is mocked except Flowers-102's md5 check of its two .mat files, which no fake ca
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from pathlib import Path
 
@@ -140,8 +141,9 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, tiny, caplog):
     log = (Path(summary["run_dir"]) / "log.txt").read_text()
     assert f"skipping unreadable image {root / 'test' / 'b' / '0.png'}" in log
     assert "unreadable images: 2 train, 0 val, 1 test" in log
-    rows = (Path(summary["run_dir"]) / "metrics.csv").read_text().splitlines()
-    assert rows[0].endswith(",skipped_images") and rows[1].endswith(",2")
+    with open(Path(summary["run_dir"]) / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["skipped_images"], row["skipped_steps"]) for row in rows] == [("2", "0")]
 
 
 @pytest.mark.parametrize("workers", [0, 1])

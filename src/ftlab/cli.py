@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from ftlab import __version__
 from ftlab.errors import FtlabError, RunDirError
@@ -23,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except FtlabError as err:
-        print(f"ftlab: error: {err}", file=sys.stderr)
+        print(f"ftlab: {err.label}: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("ftlab: interrupted; resume with ftlab train --resume RUN_DIR", file=sys.stderr)
@@ -149,12 +150,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other ftlab error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"ftlab: error: {message}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ftlab", description="Fine-tune ImageNet-pretrained classifiers and compare "
         "strategies by accuracy and memory.")
     parser.add_argument("--version", action="version", version=f"ftlab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     train = _add(sub, "train", _train, "fine-tune one model (a run folder with curves, "
                  "checkpoints and a summary)")

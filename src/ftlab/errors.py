@@ -12,9 +12,20 @@ class FtlabError(Exception):
     """Base class: a problem the user can fix, reported in one line."""
 
     exit_code = 2
+    label = "error"
+    """The word after `ftlab:` on the CLI's line."""
 
     def __init__(self, message: str = "") -> None:
-        super().__init__(_unwrap_worker_message(message))
+        super().__init__(_one_line(_unwrap_worker_message(message)))
+
+
+def _one_line(message: str) -> str:
+    """Escape what is not printable (newlines, control and terminal escape characters) so that
+    a message quoting hostile input stays one harmless line."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in message)
 
 
 def _unwrap_worker_message(message: str) -> str:
@@ -48,7 +59,17 @@ class CheckpointError(FtlabError):
     """A checkpoint cannot be read (truncated, corrupt, not ftlab's, or unsafe to unpickle)."""
 
 
-class CheckpointWriteError(FtlabError):
+class FileWriteError(FtlabError):
+    """A file could not be written (disk full, permissions); its previous version is intact."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CheckpointWriteError(FileWriteError):
     """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
 
     exit_code = 1
@@ -58,3 +79,13 @@ class TrainingDiverged(FtlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class Stopped(FtlabError):
+    """SIGTERM or SIGINT stopped a run after it saved a checkpoint; exit code 128 + signal."""
+
+    label = "stopped"
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

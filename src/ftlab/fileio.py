@@ -10,31 +10,58 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import uuid
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ftlab.errors import CheckpointError
+from ftlab.errors import CheckpointError, FileWriteError
+from ftlab.faults import failpoint
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, backup: Path | None = None) -> None:
+    """Replace `path` with `data` in one rename; with `backup`, the old file becomes `backup`
+    (a hard link made only once the new bytes are safely on disk)."""
     path = Path(path)
-    # A unique hidden name beside the target (same filesystem, so the rename is atomic);
-    # opened with "xb" so it gets normal permissions under the umask, unlike mkstemp's 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = _temporary(path)
     try:
         with open(tmp, "xb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        failpoint("atomic_write")
+        if backup is not None and path.is_file():
+            _keep_copy(path, backup)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        reason = err.strerror or str(err)
+        raise FileWriteError(f"could not write {path} ({reason}); its previous version is "
+                             "intact — free space or fix permissions, then run the command "
+                             "again (a run continues with --resume)", reason) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _temporary(path: Path) -> Path:
+    # A unique hidden name beside the target (same filesystem, so the rename is atomic);
+    # opened with "xb" so it gets normal permissions under the umask, unlike mkstemp's 0600.
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _keep_copy(path: Path, backup: Path) -> None:
+    tmp = _temporary(backup)
+    try:
+        os.link(path, tmp)
+    except OSError:  # no hard links on this filesystem
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, backup)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -59,8 +86,14 @@ def torch_load_safely(path: str | Path, what: str, error: type[Exception] = Chec
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} {path} does not exist")
+    damaged = _damaged_member(path)
+    if damaged is not None:
+        raise error(f"{what} {path} is corrupt: the checksum of its part '{damaged}' does not "
+                    "match (a damaged copy or disk); use another copy")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol": the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         blocked = _blocked_global(str(err))
         if blocked is None:  # not a pickle at all, or a damaged one
@@ -72,6 +105,21 @@ def torch_load_safely(path: str | Path, what: str, error: type[Exception] = Chec
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError):
         raise error(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch "
                     "file") from None
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The first part of a zip-format torch file whose CRC-32 does not match, if any.
+
+    torch.load does not check these checksums: flipped bits inside a tensor load silently as
+    wrong weights. Legacy (non-zip) files have no checksums to check.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError):
+        return None  # unreadable as zip: torch.load reports it
 
 
 def _blocked_global(message: str) -> str | None:

@@ -23,6 +23,8 @@ LAST = "last.pt"
 BEST = "best.pt"
 LOG = "log.txt"
 TENSORBOARD = "tensorboard"
+PREVIOUS = "previous.pt"
+LOCK = ".lock"
 
 
 def read_metrics_csv(path: Path) -> list[dict[str, float]]:

@@ -8,6 +8,7 @@ into one line that names the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,16 +98,30 @@ def _from_mapping(values: Mapping[str, Any], origin: str = "config") -> DictConf
         raise ConfigError(f"{origin}: {_first_line(err)}") from None
 
 
+KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+"""A dotted config key; anything else (brackets, spaces, '..') is refused before OmegaConf."""
+
+
 def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
         key, sep, _ = item.partition("=")
-        if not sep or not key.strip() or " " in key:
+        if not sep or not KEY.fullmatch(key):
             raise ConfigError(f"override {item!r} is not of the form section.key=value "
                               "(for example optim.lr=1e-3)")
+    parsed = []
+    for item in overrides:
+        try:
+            parsed.append(OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"override {item!r}: {_first_line(err)}") from None
+        except yaml.YAMLError as err:  # OmegaConf parses each value as YAML
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({_first_line(err)}); quote it or remove control "
+                              "characters") from None
     try:
-        return OmegaConf.from_dotlist(list(overrides))
+        return OmegaConf.merge(*parsed) if parsed else OmegaConf.create()
     except OmegaConfBaseException as err:
-        raise ConfigError(f"override: {_first_line(err)}") from None
+        raise ConfigError(f"overrides: {_first_line(err)}") from None
 
 
 def _to_object(schema: type, layers: list[DictConfig]) -> Any:

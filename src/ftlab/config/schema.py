@@ -319,6 +319,7 @@ class ScheduleConfig:
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
+NONFINITE_MODES = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,9 @@ class TrainConfig:
     """Data-parallel runs: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA)."""
     compile: bool = False
     """torch.compile the model for training (CUDA; the first steps are slower)."""
+    nonfinite: str = "stop"
+    """A NaN/inf loss or gradient: stop (the run ends, keeping the last good checkpoint) or
+    skip (that step's update is dropped and counted; costs a host sync per step)."""
     memory_efficient: bool = True
     """Keep for backward only what backward needs: frozen convs/linears keep no input,
     frozen eval-mode BatchNorms fold into the conv before them, ReLUs keep 1-bit masks.
@@ -378,6 +382,7 @@ class TrainConfig:
         _check_choice("train.amp", self.amp, AMP_MODES)
         _check_choice("train.device", self.device, DEVICES)
         _check_choice("train.progress", self.progress, PROGRESS_MODES)
+        _check_choice("train.nonfinite", self.nonfinite, NONFINITE_MODES)
         if self.num_threads is not None:
             _check_number("train.num_threads", self.num_threads, low=1, high=1024)
         _check_number("train.log_every", self.log_every, low=1, high=1_000_000)

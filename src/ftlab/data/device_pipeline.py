@@ -83,9 +83,11 @@ class DeviceBatches:
         order = torch.tensor([i for i, _ in self.sampler] if self.train else list(self.sampler),
                              device=device)
         epoch = getattr(self.sampler, "epoch", 0)
-        generator = torch.Generator(device=device).manual_seed(
-            epoch_seed(self.seed, epoch, stream=3))
+        first = getattr(self.sampler, "start", 0) // self.batch_size  # batches already trained
+        generator = torch.Generator(device=device)
         for b in range(len(self)):
+            # One seed per (epoch, batch): a run resumed mid-epoch augments as it would have.
+            generator.manual_seed(epoch_seed(self.seed, epoch, stream=3) + first + b)
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self._batch(index, generator), self.labels[index]
 

@@ -83,14 +83,18 @@ class SeededShuffleSampler(Sampler[tuple[int, int]]):
         self.seed = seed
         self.epoch = 0
         self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Draw epoch `epoch`'s order; `start` skips that many of this process's samples
+        (whole batches already trained before a run was stopped mid-epoch)."""
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
         if self.world_size == 1:
-            return self.size
-        return (self.size // self.global_batch) * (self.global_batch // self.world_size)
+            return self.size - self.start
+        return (self.size // self.global_batch) * (self.global_batch // self.world_size) \
+            - self.start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
@@ -98,13 +102,13 @@ class SeededShuffleSampler(Sampler[tuple[int, int]]):
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
         pairs = list(zip(order, seeds))
         if self.world_size == 1:
-            return iter(pairs)
+            return iter(pairs[self.start:])
         local = self.global_batch // self.world_size
         share = []
         for start in range(0, self.size - self.global_batch + 1, self.global_batch):
             first = start + self.rank * local
             share.extend(pairs[first:first + local])
-        return iter(share)
+        return iter(share[self.start:])
 
 
 class ShardSampler(Sampler[int]):
@@ -143,7 +147,8 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, workers: int,
     return DataLoader(dataset, batch_size=batch_size // world_size, sampler=sampler,
                       drop_last=world_size == 1 and size > batch_size,
                       num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=workers > 0, collate_fn=collate_present)
+                      persistent_workers=workers > 0, collate_fn=collate_present,
+                      generator=_own_generator())
 
 
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool,
@@ -151,7 +156,14 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: boo
     sampler = ShardSampler(len(dataset), rank, world_size)  # type: ignore[arg-type]
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, persistent_workers=workers > 0,
-                      collate_fn=collate_present)
+                      collate_fn=collate_present, generator=_own_generator())
+
+
+def _own_generator() -> torch.Generator:
+    """A DataLoader draws its workers' base seed when an epoch starts; from its own generator
+    it leaves the global RNG (dropout) alone, so a run resumed mid-epoch continues the same
+    random stream. Augmentation is seeded per sample by the sampler, not by this seed."""
+    return torch.Generator().manual_seed(0)
 
 
 def requested_images(loader: Any) -> int:

@@ -10,6 +10,7 @@ half-copied dataset, not a damaged image.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from PIL import Image
@@ -21,14 +22,19 @@ log = logging.getLogger("ftlab")
 
 # PIL reports damage as OSError ("image file is truncated", "cannot identify image file"),
 # SyntaxError (broken headers), ValueError, or DecompressionBombError (absurd dimensions).
-DAMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# Its DecompressionBombWarning (more than Image.MAX_IMAGE_PIXELS, 89 M pixels by default)
+# is raised as an error here: one such image would decode into gigabytes in every worker.
+DAMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+          Image.DecompressionBombWarning)
 _reported: set[str] = set()
 
 
 def read_sample(base: Dataset, index: int, policy: str) -> tuple[Any, int] | None:
     """`base[index]`, or None when its image is damaged and `policy` is skip."""
     try:
-        return base[index]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return base[index]
     except (FileNotFoundError, PermissionError) as err:
         raise DataError(f"image {sample_path(base, index)} cannot be opened "
                         f"({err.strerror or err}); the dataset folder is incomplete") from None

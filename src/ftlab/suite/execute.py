@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.config import ExperimentConfig
+from ftlab.errors import Stopped
 from ftlab.runfiles import CONFIG, RunFolder
 from ftlab.suite.expand import RunSpec
 from ftlab.suite.index import write_index
 from ftlab.suite.schema import SuiteConfig
+from ftlab.training.interrupt import StopFlag
 
 log = logging.getLogger("ftlab")
 LOGS = "logs"
@@ -93,12 +95,32 @@ class LocalExecutor:
         self.running: dict[str, subprocess.Popen] = {}
 
     def run(self) -> None:
-        while True:
-            self._start_ready()
-            if not self.running:
-                break
-            time.sleep(0.2)
-            self._collect()
+        """Until every run has ended; SIGTERM/SIGINT stop the running runs cleanly (each
+        saves a checkpoint), record them as stopped and raise `Stopped`."""
+        stop = StopFlag()
+        with stop.installed():
+            while True:
+                if stop.requested:
+                    self._stop_all(stop)
+                self._start_ready()
+                if not self.running:
+                    break
+                time.sleep(0.2)
+                self._collect()
+
+    def _stop_all(self, stop: StopFlag) -> None:
+        for process in self.running.values():
+            process.send_signal(signal.SIGTERM)
+        for name, process in list(self.running.items()):
+            process.wait()
+            del self.running[name]
+            state = self.states[name]
+            self._finish(state, process.returncode, f"stopped by {stop.name}")
+            if state.status == "failed":
+                state.status = "stopped"
+        self.index()
+        raise Stopped(f"{stop.name} received: the running runs saved checkpoints and stopped; "
+                      "run the same ftlab suite command again to continue", stop.signum or 15)
 
     def _start_ready(self) -> None:
         for state in self.states.values():

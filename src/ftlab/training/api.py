@@ -9,12 +9,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ftlab.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
+from ftlab.config import (
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+)
 from ftlab.errors import ConfigError, RunDirError
+from ftlab.fileio import atomic_write_text
 from ftlab.training import distributed, rundir
-from ftlab.training.checkpoint import load_checkpoint
+from ftlab.training.checkpoint import latest_checkpoint
 from ftlab.training.distributed import Distributed
 from ftlab.training.experiment import build_experiment, check_config, resolve_device
+from ftlab.training.interrupt import StopFlag
 from ftlab.training.runner import Trainer
 
 log = logging.getLogger("ftlab")
@@ -51,17 +59,20 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
         return _resume(Path(resume), overrides)
     config = _as_config(config, overrides)
     check_config(config)
-    with _process_group(config) as dist:
+    with _process_group(config) as dist, StopFlag().installed() as stop:
         path = rundir.run_dir_path(config.train.output_dir, config.run_name)
         if dist.is_main:
             rundir.check_can_create(path, overwrite)
         experiment = build_experiment(config, dist=dist)
-        if dist.is_main:
-            rundir.create_run_dir(path, overwrite)
-        dist.barrier()  # the folder exists (and is empty) before anyone works in it
-        with _log_file(path, dist):
-            _log_start(experiment, path, resumed_from=0)
-            return Trainer(experiment, path).fit()
+        with _locked(path, dist):
+            if dist.is_main:
+                rundir.create_run_dir(path, overwrite)
+                # First, so that a run killed from here on can always be resumed.
+                atomic_write_text(path / rundir.CONFIG, config_to_yaml(config))
+            dist.barrier()  # the folder exists (and is empty) before anyone works in it
+            with _log_file(path, dist):
+                _log_start(experiment, path, resumed_from=0)
+                return Trainer(experiment, path, stop=stop).fit()
 
 
 def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
@@ -78,17 +89,27 @@ def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
     saved = load_config(run_dir / rundir.CONFIG)
     config = load_config(run_dir / rundir.CONFIG, overrides)
     _check_resume_changes(config_to_dict(saved), config_to_dict(config), run_dir)
-    with _process_group(config) as dist:
-        last = run_dir / rundir.LAST
-        checkpoint = load_checkpoint(last) if last.is_file() else None
+    with _process_group(config) as dist, StopFlag().installed() as stop, \
+            _locked(run_dir, dist), _log_file(run_dir, dist):
+        checkpoint = latest_checkpoint(run_dir)
         done = int(checkpoint["epoch"]) if checkpoint else 0
         if done > config.train.epochs:
             raise ConfigError(f"{run_dir} has already trained {done} epochs; train.epochs must "
                               f"be at least {done} to resume it")
         experiment = build_experiment(config, load_weights=checkpoint is None, dist=dist)
-        with _log_file(run_dir, dist):
-            _log_start(experiment, run_dir, resumed_from=done)
-            return Trainer(experiment, run_dir, checkpoint).fit()
+        _log_start(experiment, run_dir, resumed_from=done,
+                   partial=checkpoint.get("partial") if checkpoint else None)
+        return Trainer(experiment, run_dir, checkpoint, stop=stop).fit()
+
+
+@contextmanager
+def _locked(path: Path, dist: Distributed) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock for the whole run."""
+    if dist.is_main:
+        with rundir.locked(path):
+            yield
+    else:
+        yield
 
 
 def _check_resume_changes(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path) -> None:
@@ -110,11 +131,14 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _log_start(experiment, run_dir: Path, resumed_from: int) -> None:
+def _log_start(experiment, run_dir: Path, resumed_from: int,
+               partial: Mapping[str, Any] | None = None) -> None:
     config = experiment.config
     trainable, total = experiment.parameter_counts()
     sizes = experiment.data.sizes()
     action = f"resuming after epoch {resumed_from}" if resumed_from else "starting"
+    if partial:
+        action = f"resuming in epoch {partial['epoch']} after step {partial['tally']['steps']}"
     log.info("ftlab: %s %s", action, run_dir)
     log.info("model %s, weights %s, strategy %s: %s of %s parameters train (%.1f%%)",
              config.model.arch, experiment.built.weights.describe(), config.strategy.name,

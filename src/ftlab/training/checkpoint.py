@@ -8,14 +8,18 @@ the metric history. It contains only tensors and plain containers, so it loads w
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ftlab.errors import CheckpointError, CheckpointWriteError
+from ftlab.errors import CheckpointError, CheckpointWriteError, FileWriteError
 from ftlab.fileio import atomic_write_bytes, torch_bytes, torch_load_safely
+from ftlab.runfiles import LAST, PREVIOUS
+
+log = logging.getLogger("ftlab")
 
 FORMAT = "ftlab-checkpoint/1"
 
@@ -34,15 +38,19 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(state: dict[str, Any], *paths: Path) -> None:
-    """Serialise once, then write each path atomically (temp file, fsync, rename)."""
+def save_checkpoint(state: dict[str, Any], *paths: Path, previous: Path | None = None) -> None:
+    """Serialise once, then write each path atomically (temp file, fsync, rename).
+
+    With `previous`, the file the last path replaces is kept there: a checkpoint damaged
+    later (a bad disk, a stray copy) then still has a good predecessor to resume from.
+    """
     data = torch_bytes({"format": FORMAT, **state})
-    for path in paths:
+    for index, path in enumerate(paths):
+        backup = previous if index == len(paths) - 1 else None
         try:
-            atomic_write_bytes(path, data)
-        except OSError as err:
-            reason = err.strerror or err
-            raise CheckpointWriteError(f"could not write checkpoint {path} ({reason}); the "
+            atomic_write_bytes(path, data, backup=backup)
+        except FileWriteError as err:
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({err.reason}); the "
                                        "previous checkpoint is intact — free space or fix "
                                        "permissions, then resume") from None
 
@@ -52,6 +60,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ftlab checkpoint (no '{FORMAT}' marker)")
     return state
+
+
+def latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint to resume from: last.pt, or previous.pt when last.pt is missing or
+    unreadable (with a warning naming the problem); None when the run never saved one."""
+    last, previous = run_dir / LAST, run_dir / PREVIOUS
+    if not last.is_file() and not previous.is_file():
+        return None
+    try:
+        return load_checkpoint(last)
+    except CheckpointError as err:
+        if not previous.is_file():
+            raise
+        try:
+            state = load_checkpoint(previous)
+        except CheckpointError:
+            raise err from None
+        log.warning("%s; resuming from %s (after epoch %d) instead", err, previous,
+                    int(state["epoch"]))
+        return state
 
 
 def _as_python_state(state: Any) -> tuple:

@@ -24,6 +24,12 @@ class Distributed:
     local_rank: int = 0
 
     @property
+    def device(self) -> torch.device:
+        """Where collectives run: NCCL needs CUDA tensors, gloo CPU ones."""
+        return torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" \
+            else torch.device("cpu")
+
+    @property
     def enabled(self) -> bool:
         return self.world_size > 1
 
@@ -43,6 +49,14 @@ class Distributed:
         if self.enabled:
             for tensor in tensors:
                 dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when `flag` is true on at least one."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def barrier(self) -> None:
         if self.enabled:

@@ -152,7 +152,8 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
     amp = resolve_amp(train_cfg.amp, device)
     settings = StepSettings(device=device, amp_dtype=AMP_DTYPES[amp],
                             channels_last=channels_last, grad_clip_norm=train_cfg.grad_clip_norm,
-                            log_every=train_cfg.log_every)
+                            log_every=train_cfg.log_every,
+                            skip_nonfinite=train_cfg.nonfinite == "skip")
     loaders = build_loaders(config, data, device, dist)
     optimizer = build_optimizer(strategy.param_groups(built.model, built.adapter, config.optim),
                                 config.optim)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ftlab.data.loading import requested_images
+from ftlab.faults import failpoint
 from ftlab.training.distributed import Distributed
 from ftlab.training.progress import Progress
 
@@ -35,6 +36,8 @@ class StepSettings:
     channels_last: bool
     grad_clip_norm: float | None
     log_every: int
+    skip_nonfinite: bool = False
+    """Skip steps whose gradient norm is NaN/inf instead of stopping the run on a bad loss."""
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -51,6 +54,25 @@ class StepSettings:
 
 
 @dataclass(frozen=True)
+class EpochTally:
+    """How far an epoch got: batches consumed and running sums over all processes.
+
+    Saved in the checkpoint when a run is stopped mid-epoch, and handed back to
+    `train_one_epoch` on resume, so the resumed epoch reports what an uninterrupted one would.
+    """
+
+    batches: int = 0
+    steps: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    requested: int = 0
+    skipped_steps: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class EpochStats:
     loss: float
     top1: float
@@ -58,6 +80,10 @@ class EpochStats:
     seconds: float
     skipped: int = 0
     """Images dropped because they could not be decoded (data.bad_images=skip)."""
+    skipped_steps: int = 0
+    """Steps whose gradients were not finite and were not applied (train.nonfinite=skip)."""
+    stopped: EpochTally | None = None
+    """Set when a stop signal ended the epoch early: where it stopped."""
 
     @property
     def images_per_s(self) -> float:
@@ -82,65 +108,122 @@ class NonFiniteLoss(RuntimeError):
         self.value = value
 
 
+class _Sums:
+    """This process's running sums, on the device so that adding to them never syncs."""
+
+    def __init__(self, device: torch.device, start: EpochTally) -> None:
+        self.loss = torch.full((), start.loss_sum, device=device, dtype=torch.float64)
+        self.correct = torch.full((), start.correct, device=device, dtype=torch.int64)
+        self.seen, self.skipped_steps = start.seen, start.skipped_steps
+        self.dropped = start.dropped
+        """Images of skipped steps: delivered, so not counted as unreadable, but not scored."""
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler,
                     scaler: torch.amp.GradScaler | None, loss_fn: Callable[..., torch.Tensor],
                     settings: StepSettings, progress: Progress,
                     penalty: Callable[[], torch.Tensor | None] | None = None,
-                    dist: Distributed = ALONE) -> EpochStats:
+                    dist: Distributed = ALONE, stop: Callable[[], bool] = lambda: False,
+                    start: EpochTally | None = None) -> EpochStats:
     """Train over `loader` once; the caller has already put the model in training mode.
 
     `penalty` (a strategy's regulariser) joins the optimised objective; the reported loss is
     the data loss alone, so runs of different strategies compare. `model` may be a
     DistributedDataParallel wrapper; `dist` then sums the statistics over processes.
+    `stop` is polled after every step (every `log_every` steps, agreed over processes, when
+    distributed); `start` continues an epoch stopped earlier (`loader` skips its batches).
     """
-    device = settings.device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = step = 0
+    start = start or EpochTally()
+    sums = _Sums(settings.device, start if dist.is_main else EpochTally())
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    start = time.perf_counter()
+    steps, batches, remaining = start.steps, start.batches, len(loader)
+    began = time.perf_counter()
     for batch in loader:
+        batches, remaining = batches + 1, remaining - 1
         if batch is None:  # every image of the batch was unreadable
             continue
-        step += 1
-        images, labels = settings.to_device(*batch)
-        with settings.autocast():
-            logits = model(images)
-            loss = loss_fn(logits, labels)
-        extra = penalty() if penalty is not None else None
-        objective = loss if extra is None else loss + extra
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(objective).backward()
-            scaler.unscale_(optimizer)
-        else:
-            objective.backward()
-        if settings.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(params, settings.grad_clip_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        steps += 1
+        _step(model, batch, optimizer, scaler, loss_fn, settings, penalty, params, sums)
         scheduler.step()
-        batch = labels.shape[0]
-        loss_sum += loss.detach().double() * batch
-        correct += (logits.detach().argmax(dim=1) == labels).sum()
-        seen += batch
-        progress.advance(batch)
-        if step % settings.log_every == 0:
-            running_loss, running_seen = _check_finite(dist, step, loss_sum, seen)
-            progress.report(step, running_loss / max(running_seen, 1),
-                            optimizer.param_groups[0]["lr"])
-    totals = _sums(dist, device, loss_sum, correct, seen, requested_images(loader))
+        failpoint("train_step")
+        progress.advance(int(batch[1].shape[0]))
+        stopping = bool(stop()) and remaining > 0 and not dist.enabled
+        if steps % settings.log_every == 0:
+            loss, seen, flags = _check_finite(dist, steps, sums, float(bool(stop())))
+            progress.report(steps, loss / max(seen, 1), optimizer.param_groups[0]["lr"])
+            stopping = stopping or (flags > 0 and remaining > 0)
+        if stopping:
+            done = (batches - start.batches) * (loader.batch_size or 1) + (
+                start.requested if dist.is_main else 0)
+            return _stopped(dist, settings, sums, steps, batches, done,
+                            start.seconds + time.perf_counter() - began)
+    totals = _sums(dist, settings.device, sums.loss, sums.correct, sums.seen,
+                   requested_images(loader), sums.skipped_steps, sums.dropped)
     if not math.isfinite(totals[0]):
-        raise NonFiniteLoss(step, totals[0])
-    seconds = time.perf_counter() - start
-    loss_total, correct_total, seen_total, requested = totals
+        raise NonFiniteLoss(steps, totals[0])
+    loss_total, correct_total, seen_total, requested, skipped_steps, dropped = totals
     n = max(seen_total, 1)
     return EpochStats(loss=loss_total / n, top1=100.0 * correct_total / n, images=int(seen_total),
-                      seconds=seconds, skipped=int(requested - seen_total))
+                      seconds=start.seconds + time.perf_counter() - began,
+                      skipped=int(start.requested + requested - seen_total - dropped),
+                      skipped_steps=int(skipped_steps))
+
+
+def _step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
+          optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+          loss_fn: Callable[..., torch.Tensor], settings: StepSettings,
+          penalty: Callable[[], torch.Tensor | None] | None, params: list[torch.Tensor],
+          sums: _Sums) -> None:
+    """Forward, backward and update on one batch; adds to `sums` without a host sync
+    (unless `skip_nonfinite`, which must read the gradient norm to decide)."""
+    images, labels = settings.to_device(*batch)
+    with settings.autocast():
+        logits = model(images)
+        loss = loss_fn(logits, labels)
+    extra = penalty() if penalty is not None else None
+    objective = loss if extra is None else loss + extra
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(objective).backward()
+        scaler.unscale_(optimizer)
+    else:
+        objective.backward()
+    if settings.skip_nonfinite:
+        # Gradients are already averaged over processes, so every process decides alike.
+        norm = nn.utils.clip_grad_norm_(params, settings.grad_clip_norm or math.inf)
+        if not torch.isfinite(norm).item():
+            optimizer.zero_grad(set_to_none=True)
+            sums.skipped_steps += 1
+            sums.dropped += labels.shape[0]
+            if scaler is not None:
+                scaler.update()
+            return
+    elif settings.grad_clip_norm is not None:
+        nn.utils.clip_grad_norm_(params, settings.grad_clip_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    count = labels.shape[0]
+    sums.loss += loss.detach().double() * count
+    sums.correct += (logits.detach().argmax(dim=1) == labels).sum()
+    sums.seen += count
+
+
+def _stopped(dist: Distributed, settings: StepSettings, sums: _Sums, steps: int, batches: int,
+             requested: int, seconds: float) -> EpochStats:
+    """The epoch so far, summed over processes, for the checkpoint of a stopped run."""
+    loss, correct, seen, requested_total, skipped_steps, dropped = _sums(
+        dist, settings.device, sums.loss, sums.correct, sums.seen, requested,
+        sums.skipped_steps, sums.dropped)
+    tally = EpochTally(batches=batches, steps=steps, loss_sum=loss, correct=int(correct),
+                       seen=int(seen), requested=int(requested_total),
+                       skipped_steps=int(skipped_steps), dropped=int(dropped), seconds=seconds)
+    n = max(seen, 1)
+    return EpochStats(loss=loss / n, top1=100.0 * correct / n, images=int(seen),
+                      seconds=seconds, stopped=tally)
 
 
 @torch.no_grad()
@@ -170,6 +253,7 @@ def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings,
         top1 += hits[:, 0].sum()
         top5 += hits.any(dim=1).sum()
         seen += labels.shape[0]
+        failpoint("eval_batch")
     loss_total, top1_total, top5_total, seen_total, requested = _sums(
         dist, settings.device, loss_sum, top1, top5, seen, requested_images(loader))
     n = max(seen_total, 1)
@@ -186,9 +270,11 @@ def _sums(dist: Distributed, device: torch.device, *values: torch.Tensor | int) 
     return packed.tolist()
 
 
-def _check_finite(dist: Distributed, step: int, loss_sum: torch.Tensor,
-                  seen: int) -> tuple[float, float]:
-    loss, count = _sums(dist, loss_sum.device, loss_sum, seen)
+def _check_finite(dist: Distributed, step: int, sums: _Sums,
+                  stop: float) -> tuple[float, float, float]:
+    """Running loss and count over all processes (raising if the loss is not finite), and
+    how many processes were asked to stop."""
+    loss, count, stops = _sums(dist, sums.loss.device, sums.loss, sums.seen, stop)
     if not math.isfinite(loss):
         raise NonFiniteLoss(step, loss)
-    return loss, count
+    return loss, count, stops

@@ -20,10 +20,10 @@ TENSORBOARD_TAGS = {
     "train_loss": "train/loss", "train_top1": "train/top1", "val_loss": "val/loss",
     "val_top1": "val/top1", "val_top5": "val/top5", "epoch_time_s": "time/epoch_s",
     "train_time_s": "time/train_s", "images_per_s": "throughput/images_per_s",
-    "skipped_images": "data/skipped_images",
+    "skipped_images": "data/skipped_images", "skipped_steps": "train/skipped_steps",
 }
 BASE_COLUMNS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                "epoch_time_s", "train_time_s", "images_per_s", "skipped_images"]
+                "epoch_time_s", "train_time_s", "images_per_s", "skipped_images", "skipped_steps"]
 
 
 def metric_columns(group_names: list[str]) -> list[str]:

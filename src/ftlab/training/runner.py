@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,21 @@ import torch
 from ftlab.config import config_to_dict, config_to_yaml
 from ftlab.data import epoch_seed
 from ftlab.efficient import MemoryPlan, apply_memory_plan
-from ftlab.errors import CheckpointError, TrainingDiverged
+from ftlab.errors import CheckpointError, Stopped, TrainingDiverged
+from ftlab.faults import failpoint
 from ftlab.fileio import atomic_write_text
 from ftlab.training import rundir
 from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ftlab.training.experiment import Experiment
-from ftlab.training.loop import NonFiniteLoss, evaluate, train_one_epoch
+from ftlab.training.interrupt import StopFlag
+from ftlab.training.loop import (
+    EpochStats,
+    EpochTally,
+    EvalStats,
+    NonFiniteLoss,
+    evaluate,
+    train_one_epoch,
+)
 from ftlab.training.progress import Progress
 from ftlab.training.records import TensorBoardLog, metric_columns, write_metrics_csv, write_summary
 from ftlab.training.summary import build_summary, format_epoch, format_summary
@@ -40,7 +51,7 @@ class Trainer:
     """Runs the epochs of one experiment in one run folder."""
 
     def __init__(self, experiment: Experiment, run_dir: Path,
-                 checkpoint: dict[str, Any] | None = None) -> None:
+                 checkpoint: dict[str, Any] | None = None, stop: StopFlag | None = None) -> None:
         self.exp = experiment
         self.run_dir = run_dir
         self.history: list[dict[str, Any]] = []
@@ -48,12 +59,20 @@ class Trainer:
         self.epochs_done = 0
         self.memory_plan: MemoryPlan | None = None
         self.writes = experiment.dist.is_main
+        self.partial: dict[str, Any] | None = None
+        """A stopped epoch to continue: its number, tally, random state and learning rates."""
+        self.stop = stop if stop is not None else StopFlag()
+        """Set by SIGTERM/SIGINT (the caller installs its handlers around the whole run)."""
         if checkpoint is not None:
             self._restore(checkpoint)
         self.columns = metric_columns(experiment.group_names)
 
     def fit(self) -> dict[str, Any]:
-        """Train the remaining epochs, evaluate the best checkpoint on test, write the summary."""
+        """Train the remaining epochs, evaluate the best checkpoint on test, write the summary.
+
+        SIGTERM/SIGINT stop it cleanly: after the current step a checkpoint of that point is
+        written and `Stopped` is raised (exit code 128 + signal); `--resume` continues.
+        """
         config = self.exp.config
         if self.writes:
             atomic_write_text(self.run_dir / rundir.CONFIG, config_to_yaml(config))
@@ -61,9 +80,13 @@ class Trainer:
         board = TensorBoardLog(self.run_dir, self.epochs_done + 1,
                                config.train.tensorboard and self.writes)
         try:
+            if self.exp.dist.any(self.stop.requested):  # during setup: nothing to save yet
+                raise self._stopped("before training", saved=False)
             for epoch in range(self.epochs_done + 1, config.train.epochs + 1):
-                row = self._run_epoch(epoch)
-                board.log(row)
+                board.log(self._run_epoch(epoch))
+                failpoint("epoch_end")
+                if self.exp.dist.any(self.stop.requested) and epoch < config.train.epochs:
+                    raise self._stopped(f"after epoch {epoch}")
         finally:
             board.close()
         return self._finish()
@@ -72,43 +95,21 @@ class Trainer:
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         exp, config = self.exp, self.exp.config
         start = time.perf_counter()
-        seed = epoch_seed(config.train.seed, epoch, stream=2)
-        torch.manual_seed(seed)
-        random.seed(seed)
-        exp.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        lrs = {f"lr/{g['name']}": g["lr"] for g in exp.optimizer.param_groups}
-        exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
-        exp.strategy.set_train_mode(exp.model)
-        self._plan_memory()
-        model = exp.wrap_for_training()
-        # Rank 0 shows its own share of the images, the others stay quiet.
-        progress = Progress(config.train.progress if self.writes else "none",
-                            len(exp.train_loader) * (exp.train_loader.batch_size or 1),
-                            f"epoch {epoch}/{config.train.epochs}")
-        try:
-            stats = train_one_epoch(model, exp.train_loader, exp.optimizer, exp.scheduler,
-                                    exp.scaler, exp.loss_fn, exp.settings, progress,
-                                    penalty=partial(exp.strategy.penalty, exp.model),
-                                    dist=exp.dist)
-        except NonFiniteLoss as err:
-            raise self._diverged(epoch, err) from None
-        finally:
-            progress.close()
+        partial = self.partial if self.partial and self.partial["epoch"] == epoch else None
+        tally = EpochTally(**partial["tally"]) if partial else None
+        lrs = partial["lrs"] if partial else {f"lr/{g['name']}": g["lr"]
+                                              for g in exp.optimizer.param_groups}
+        model = self._begin_epoch(epoch, tally)
+        if partial:  # the random stream exactly where the stopped run left it
+            restore_rng(partial["rng"])
+        stats = self._train(epoch, model, tally)
+        self._check_weights(epoch)
+        if stats.stopped is not None:
+            self._save_stopped(epoch, stats.stopped, lrs)
         exp.dist.broadcast_buffers(exp.model)
         val = (evaluate(exp.model, exp.val_loader, exp.settings, exp.dist)
                if exp.val_loader else None)
-        row: dict[str, Any] = {
-            "epoch": epoch, **lrs, "train_loss": stats.loss, "train_top1": stats.top1,
-            "val_loss": val.loss if val else None, "val_top1": val.top1 if val else None,
-            "val_top5": val.top5 if val else None,
-            "epoch_time_s": time.perf_counter() - start, "train_time_s": stats.seconds,
-            "images_per_s": stats.images_per_s,
-            "skipped_images": stats.skipped + (val.skipped if val else 0),
-            "train_skipped": stats.skipped, "val_skipped": val.skipped if val else 0,
-        }
-        if row["skipped_images"]:
-            log.warning("epoch %d: skipped %d unreadable image(s) (train %d, val %d)", epoch,
-                        row["skipped_images"], row["train_skipped"], row["val_skipped"])
+        row = _epoch_row(epoch, lrs, stats, val, time.perf_counter() - start)
         improved = val is None or val.top1 > self.best["val_top1"]
         if improved:
             self.best = {"epoch": epoch, "val_top1": val.top1 if val else None,
@@ -116,11 +117,48 @@ class Trainer:
                          "val_loss": val.loss if val else None}
         self.history.append(row)
         self.epochs_done = epoch
+        self.partial = None
         self._save(improved)
         if self.writes:
             write_metrics_csv(self.run_dir, self.columns, self.history)
         log.info(format_epoch(row, config.train.epochs, improved and val is not None))
         return row
+
+    def _begin_epoch(self, epoch: int, tally: EpochTally | None) -> torch.nn.Module:
+        """Seed, position the sampler (past a stopped run's batches), let the strategy set
+        trainable parameters and modes, plan memory; returns the model to train."""
+        exp = self.exp
+        seed = epoch_seed(exp.config.train.seed, epoch, stream=2)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        skip = tally.batches * (exp.train_loader.batch_size or 1) if tally else 0
+        exp.train_loader.sampler.set_epoch(epoch, start=skip)  # type: ignore[attr-defined]
+        exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
+        exp.strategy.set_train_mode(exp.model)
+        self._plan_memory()
+        return exp.wrap_for_training()
+
+    def _train(self, epoch: int, model: torch.nn.Module, tally: EpochTally | None) -> EpochStats:
+        exp, config = self.exp, self.exp.config
+        # Rank 0 shows its own share of the images, the others stay quiet.
+        progress = Progress(config.train.progress if self.writes else "none",
+                            len(exp.train_loader) * (exp.train_loader.batch_size or 1),
+                            f"epoch {epoch}/{config.train.epochs}")
+        try:
+            return train_one_epoch(model, exp.train_loader, exp.optimizer, exp.scheduler,
+                                   exp.scaler, exp.loss_fn, exp.settings, progress,
+                                   penalty=partial(exp.strategy.penalty, exp.model),
+                                   dist=exp.dist, stop=self.stop, start=tally)
+        except NonFiniteLoss as err:
+            raise self._diverged(epoch, f"loss became {err.value} by step {err.step}") from None
+        finally:
+            progress.close()
+
+    def _check_weights(self, epoch: int) -> None:
+        """A NaN/inf gradient that left the loss finite still must not reach a checkpoint."""
+        params = [p.detach() for p in self.exp.model.parameters() if p.requires_grad]
+        if params and not torch.stack([p.isfinite().all() for p in params]).all().item():
+            raise self._diverged(epoch, "weights became NaN or infinite")
 
     def _plan_memory(self) -> None:
         """Re-plan memory-efficient execution for this epoch's trainable set and modes."""
@@ -131,12 +169,26 @@ class Trainer:
             log.info("memory-efficient execution: %s", plan.describe())
         self.memory_plan = plan
 
-    def _diverged(self, epoch: int, err: NonFiniteLoss) -> TrainingDiverged:
+    def _diverged(self, epoch: int, what: str) -> TrainingDiverged:
         kept = (f"the last good checkpoint {self.run_dir / rundir.LAST} (epoch "
                 f"{self.epochs_done}) is kept" if self.epochs_done else "no checkpoint was written")
-        return TrainingDiverged(f"training diverged: loss became {err.value} in epoch {epoch} "
-                                f"by step {err.step}; stopped, {kept}; lower optim.lr or set "
-                                "train.grad_clip_norm")
+        return TrainingDiverged(f"training diverged: {what} in epoch {epoch}; stopped, {kept}; "
+                                "lower optim.lr, set train.grad_clip_norm, or set "
+                                "train.nonfinite=skip to drop such steps")
+
+    def _stopped(self, where: str, saved: bool = True) -> Stopped:
+        signum = self.stop.signum or signal.SIGTERM  # another rank may have got the signal
+        state = (f"checkpoint {self.run_dir / rundir.LAST} saved" if saved else
+                 "nothing to save yet")
+        return Stopped(f"{signal.Signals(signum).name} received: stopped {where}, {state}; "
+                       f"continue with: ftlab train --resume {self.run_dir}", signum)
+
+    def _save_stopped(self, epoch: int, tally: EpochTally, lrs: dict[str, float]) -> None:
+        """Checkpoint the middle of epoch `epoch` (rng first: nothing may draw before it)."""
+        self.partial = {"epoch": epoch, "tally": asdict(tally), "rng": capture_rng(),
+                        "lrs": lrs}
+        self._save(improved=False)
+        raise self._stopped(f"in epoch {epoch} after step {tally.steps}")
 
     # --- checkpoints -------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -156,6 +208,7 @@ class Trainer:
             "classes": exp.data.classes,
             "history": self.history,
             "best": self.best,
+            "partial": self.partial,
         }
 
     def _save(self, improved: bool) -> None:
@@ -164,14 +217,17 @@ class Trainer:
         # a best epoch whose best.pt was never written.
         paths = [self.run_dir / rundir.BEST] if improved else []
         if self.writes:
-            save_checkpoint(self._state(), *paths, self.run_dir / rundir.LAST)
+            save_checkpoint(self._state(), *paths, self.run_dir / rundir.LAST,
+                            previous=self.run_dir / rundir.PREVIOUS)
         self.exp.dist.barrier()
 
     def _restore(self, state: dict[str, Any]) -> None:
         exp = self.exp
         exp.model.load_state_dict(state["model"])
         exp.strategy.load_state_dict(state["strategy_state"])
-        trainable = exp.strategy.begin_epoch(int(state["epoch"]), exp.model, exp.built.adapter)
+        self.partial = state.get("partial")
+        epoch = self.partial["epoch"] if self.partial else int(state["epoch"])
+        trainable = exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
         _check_same("trainable parameters", state["trainable"], trainable)
         _check_same("optimizer parameter groups",
                     [g["param_names"] for g in state["optimizer"]["param_groups"]],
@@ -198,6 +254,28 @@ class Trainer:
             write_summary(self.run_dir, summary)
         log.info(format_summary(summary))
         return summary
+
+
+def _epoch_row(epoch: int, lrs: dict[str, float], stats: EpochStats, val: EvalStats | None,
+               seconds: float) -> dict[str, Any]:
+    """One metrics.csv row (plus the split of skipped images, for the log and summary)."""
+    row: dict[str, Any] = {
+        "epoch": epoch, **lrs, "train_loss": stats.loss, "train_top1": stats.top1,
+        "val_loss": val.loss if val else None, "val_top1": val.top1 if val else None,
+        "val_top5": val.top5 if val else None,
+        "epoch_time_s": seconds, "train_time_s": stats.seconds,
+        "images_per_s": stats.images_per_s,
+        "skipped_images": stats.skipped + (val.skipped if val else 0),
+        "train_skipped": stats.skipped, "val_skipped": val.skipped if val else 0,
+        "skipped_steps": stats.skipped_steps,
+    }
+    if stats.skipped_steps:
+        log.warning("epoch %d: skipped %d step(s) whose gradients were not finite", epoch,
+                    stats.skipped_steps)
+    if row["skipped_images"]:
+        log.warning("epoch %d: skipped %d unreadable image(s) (train %d, val %d)", epoch,
+                    row["skipped_images"], row["train_skipped"], row["val_skipped"])
+    return row
 
 
 def _check_same(what: str, saved: list[Any], rebuilt: list[Any]) -> None:
