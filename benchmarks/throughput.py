@@ -83,6 +83,7 @@ def experiment(args: argparse.Namespace, strategy: str) -> Experiment:
         f"train.batch_size={args.batch_size}", f"train.device={args.device}",
         f"train.amp={args.amp}", f"train.compile={str(args.compile).lower()}",
         "optim.name=adam", "optim.lr=1e-4", "train.log_every=50",
+        f"train.memory_efficient={str(args.memory_efficient).lower()}",
     ]
     return build_experiment(load_config(None, overrides))
 
@@ -153,6 +154,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction,
+                        default=True, help="ftlab's train.memory_efficient (default on)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -160,7 +163,8 @@ def main() -> None:
             else f"{torch.get_num_threads()} CPU threads")
     print(f"{args.arch}, {args.resolution} px from 32 px images, batch {args.batch_size}, "
           f"{args.images} images x {args.repeats} epochs per loop, {name}, ftlab amp "
-          f"{args.amp}{', compiled' if args.compile else ''}, torch {torch.__version__}")
+          f"{args.amp}{', compiled' if args.compile else ''}, memory_efficient "
+          f"{args.memory_efficient}, torch {torch.__version__}")
     print("| strategy | trainable params | plain PyTorch (img/s) | ftlab (img/s) | ratio |")
     print("|---|---|---|---|---|")
     for strategy in args.strategies.split(","):
