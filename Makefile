@@ -14,8 +14,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Tests run in $(WORKERS) processes (pytest-xdist); the fault suite stays in one of them.
+WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 
 demo: $(STAMP)
 	$(BIN)/ftlab demo

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,25 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     yield
     torch.set_num_threads(threads)
     logging.getLogger("ftlab").handlers.clear()
+
+
+def pytest_configure(config) -> None:
+    """The main process (not an xdist worker) draws the fault seed and makes the folder the
+    fault tests' records meet in; workers inherit both through the environment."""
+    from faults.records import FOLDER_ENV, SEED_ENV
+
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    os.environ.setdefault(SEED_ENV, str(time.time_ns() % 2**31))
+    os.environ[FOLDER_ENV] = tempfile.mkdtemp(prefix="ftlab-reliability-")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus) -> None:
+    from faults.records import FOLDER_ENV, write_report
+
+    if "PYTEST_XDIST_WORKER" in os.environ or FOLDER_ENV not in os.environ:
+        return
+    folder = Path(os.environ.pop(FOLDER_ENV))
+    write_report(folder)
+    shutil.rmtree(folder, ignore_errors=True)

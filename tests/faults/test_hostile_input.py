@@ -31,6 +31,8 @@ from ftlab.errors import FtlabError
 from ftlab.suite.expand import load_suite
 from ftlab.training.experiment import check_config
 
+pytestmark = pytest.mark.xdist_group("faults")  # one worker: RELIABILITY.md
+
 KEYS = sorted(
     f"{section}.{key}" for section, values in config_to_dict(load_config()).items()
     for key, value in values.items() if not isinstance(value, dict)
@@ -67,24 +69,13 @@ def outcome_of(overrides: list[str]) -> str:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(OVERRIDES)
-def test_overrides_give_a_config_or_one_clear_line(overrides):
-    RESULTS.append(outcome_of(overrides))
-
-
-RESULTS: list[str] = []
-
-
-def test_record_override_outcomes(reliability):
-    """Runs after the property above (file order) and records what it saw."""
-    if not RESULTS:
-        pytest.skip("the property test did not run")
-    for outcome in set(RESULTS):
-        reliability.inputs(CATEGORY, outcome, RESULTS.count(outcome))
+@given(overrides=OVERRIDES)
+def test_overrides_give_a_config_or_one_clear_line(reliability, overrides):
+    reliability.inputs(CATEGORY, outcome_of(overrides))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(OVERRIDES)
+@given(overrides=OVERRIDES)
 def test_cli_exits_2_with_one_line(reliability, overrides):
     with tempfile.TemporaryDirectory() as folder:
         forced = [f"data.root={Path(folder) / 'absent'}", "data.name=imagefolder",

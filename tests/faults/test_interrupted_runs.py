@@ -25,6 +25,8 @@ from test_suite import write_suite
 from faults.runs import RUN, VERIFIED, assert_same_result, finish, ftlab_train
 from ftlab.suite import run_suite
 
+pytestmark = pytest.mark.xdist_group("faults")  # one worker: RELIABILITY.md
+
 POINTS = {"train_step": 12, "eval_batch": 10, "atomic_write": 8, "epoch_end": 2}
 """How often each failpoint is hit at least in a RUN (the draw stays within)."""
 
@@ -42,7 +44,8 @@ def test_interrupted_run_resumes_to_the_clean_result(tmp_path, clean, fault_rng,
         assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
         outcome = "killed; resumed"
     elif first.returncode == 0:  # the signal came during the last step or the final test
-        outcome = f"SIG{sig} during the final step or test: the run finished normally"
+        outcome = (f"SIG{sig} in the last epoch's final step, its evaluation or the test: "
+                   "nothing left to stop for, the run finished normally")
     else:
         signum = signal.Signals[f"SIG{sig}"]
         assert first.returncode == 128 + signum, first.stderr[-2000:]
