@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from conftest import tiny_overrides
 
@@ -18,8 +17,6 @@ import ftlab
 from faults.runs import RUN, VERIFIED, assert_same_result, finish, ftlab_train
 from ftlab.cli import main
 from ftlab.fileio import torch_bytes
-
-pytestmark = pytest.mark.xdist_group("faults")  # one worker: RELIABILITY.md
 
 
 def test_disk_full_during_a_write_keeps_the_previous_file(tmp_path, clean, fault_rng,

@@ -31,8 +31,6 @@ from ftlab.errors import FtlabError
 from ftlab.suite.expand import load_suite
 from ftlab.training.experiment import check_config
 
-pytestmark = pytest.mark.xdist_group("faults")  # one worker: RELIABILITY.md
-
 KEYS = sorted(
     f"{section}.{key}" for section, values in config_to_dict(load_config()).items()
     for key, value in values.items() if not isinstance(value, dict)

@@ -25,8 +25,6 @@ from test_suite import write_suite
 from faults.runs import RUN, VERIFIED, assert_same_result, finish, ftlab_train
 from ftlab.suite import run_suite
 
-pytestmark = pytest.mark.xdist_group("faults")  # one worker: RELIABILITY.md
-
 POINTS = {"train_step": 12, "eval_batch": 10, "atomic_write": 8, "epoch_end": 2}
 """How often each failpoint is hit at least in a RUN (the draw stays within)."""
 

@@ -17,8 +17,6 @@ from ftlab.training.checkpoint import load_checkpoint
 from ftlab.training.loop import StepSettings, train_one_epoch
 from ftlab.training.progress import Progress
 
-pytestmark = pytest.mark.xdist_group("faults")  # one worker: RELIABILITY.md
-
 
 class GradientPoison(nn.CrossEntropyLoss):
     """The loss value stays finite; its gradient is NaN on the chosen calls (sqrt'(0) * 0)."""
