@@ -11,7 +11,6 @@ squared gradient, which turns float round-off in near-zero gradients into steps 
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -22,15 +21,13 @@ import torch
 import torch.distributed as dist
 import torchvision
 from conftest import tiny_overrides
+from faults.runs import rows
 
 import ftlab
 from ftlab.data.loading import SeededShuffleSampler, ShardSampler
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with the gloo backend is unavailable")
-
-TIME_COLUMNS = {"epoch_time_s", "train_time_s", "images_per_s"}
-
 
 def _overrides(output_dir: Path, name: str, **extra: object) -> list[str]:
     values = {"model.arch": "resnet18", "strategy.norm_stats": "freeze", "train.epochs": 2,
@@ -51,12 +48,6 @@ def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
 
 def _model(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "last.pt", weights_only=True)["model"]
-
-
-def _rows(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS}
-                for row in csv.DictReader(handle)]
 
 
 def _assert_close_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
@@ -81,9 +72,9 @@ def test_two_processes_reach_the_weights_of_one(tmp_path, strategy):
     assert single.keys() == ddp.keys()
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
-    rows = _rows(runs / "single")
-    assert rows[0]["train_loss"] != rows[1]["train_loss"], "the model must actually train"
-    _assert_close_rows(_rows(runs / "ddp"), _rows(runs / "single"))
+    single_rows = rows(runs / "single")
+    assert single_rows[0]["train_loss"] != single_rows[1]["train_loss"], "the model must train"
+    _assert_close_rows(rows(runs / "ddp"), rows(runs / "single"))
     summary_single = (runs / "single" / "summary.json").read_text()
     assert '"test_top1"' in summary_single and (runs / "ddp" / "summary.json").is_file()
     assert result.stdout.count("epoch 2/2") == 1, "rank 1 must not print the epoch lines"
@@ -105,8 +96,8 @@ def test_resumed_distributed_run_equals_uninterrupted(tmp_path):
     for key in whole:
         assert torch.equal(whole[key], parts[key]), key
         torch.testing.assert_close(whole[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
-    assert _rows(runs / "whole") == _rows(runs / "parts")
-    _assert_close_rows(_rows(runs / "whole"), _rows(runs / "single"))
+    assert rows(runs / "whole") == rows(runs / "parts")
+    _assert_close_rows(rows(runs / "whole"), rows(runs / "single"))
 
 
 def test_samplers_split_each_global_batch_without_overlap():

@@ -165,7 +165,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ftlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
+    _add_training(sub)
+    _add_listings(sub)
+    _add_analyses(sub)
+    return parser
 
+
+def _add_training(sub: argparse._SubParsersAction) -> None:
+    """train, suite and demo: the commands that train."""
     train = _add(sub, "train", _train, "fine-tune one model (a run folder with curves, "
                  "checkpoints and a summary)")
     train.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
@@ -175,6 +182,22 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="start again in an existing run folder, deleting its contents")
 
+    suite = _add(sub, "suite", _suite, "run a suite of experiments (a grid or a list), then "
+                 "write its index and report")
+    suite.add_argument("suite", metavar="SUITE.yaml")
+    suite.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="overrides of the suite file (e.g. parallel=2)")
+    suite.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+    demo = _add(sub, "demo", _demo, "the reference report at CPU scale on the offline mirror "
+                "(cifar10-mini): main strategies, scratch, memory table, report")
+    demo.add_argument("--mirror", help="mirror folder (default: $FTLAB_MIRROR, else "
+                      "../shared/mirror)")
+    demo.add_argument("--output-dir", help="where the suite folder goes (default: runs)")
+
+
+def _add_listings(sub: argparse._SubParsersAction) -> None:
+    """strategies, models and datasets: what ftlab offers and what is present."""
     strategies = _add(sub, "strategies", _strategies, "list fine-tuning strategies")
     strategies.add_argument("--model", help="also count trainable parameters on this "
                             "architecture (e.g. mobilenet_v2)")
@@ -186,13 +209,10 @@ def _parser() -> argparse.ArgumentParser:
     datasets = _add(sub, "datasets", _datasets, "list datasets, their layout, and what is present")
     datasets.add_argument("--root", help="data root to look in (default: $FTLAB_DATA or ./data)")
 
-    suite = _add(sub, "suite", _suite, "run a suite of experiments (a grid or a list), then "
-                 "write its index and report")
-    suite.add_argument("suite", metavar="SUITE.yaml")
-    suite.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="overrides of the suite file (e.g. parallel=2)")
-    suite.add_argument("--no-report", action="store_true", help="skip writing the report")
 
+
+def _add_analyses(sub: argparse._SubParsersAction) -> None:
+    """plot, report, diff and memory: reading and measuring runs."""
     plot = _add(sub, "plot", _plot, "learning curves of runs on shared axes (PNG, SVG, JSON)")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("--metrics", default="val_top1,train_loss",
@@ -238,12 +258,6 @@ def _parser() -> argparse.ArgumentParser:
     memory.add_argument("--output-dir", default="runs/memory",
                         help="where memory.md and memory.csv go")
 
-    demo = _add(sub, "demo", _demo, "the reference report at CPU scale on the offline mirror "
-                "(cifar10-mini): main strategies, scratch, memory table, report")
-    demo.add_argument("--mirror", help="mirror folder (default: $FTLAB_MIRROR, else "
-                      "../shared/mirror)")
-    demo.add_argument("--output-dir", help="where the suite folder goes (default: runs)")
-    return parser
 
 
 def _add(sub: argparse._SubParsersAction, name: str, handler: Command, help_text: str

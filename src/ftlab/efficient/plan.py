@@ -34,6 +34,7 @@ from ftlab.efficient.modules import (
     ShapeAvgPool2d,
     ShapeGlobalAvgPool2d,
 )
+from ftlab.models.probe import probe_forward
 
 ORIGINAL = "_ftlab_original_class"
 WIRING = "_ftlab_wiring"
@@ -133,7 +134,7 @@ def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
             lambda m, args, name=name: _record_reader(readers, producers, args, name)))
         handles.append(module.register_forward_hook(
             lambda m, args, out, name=name: producers.__setitem__(id(out), (name, out))))
-    _probe(model, handles, probe_size)
+    probe_forward(model, probe_size, handles)
     wiring = Wiring(readers=readers)
     model.__dict__[WIRING] = wiring
     return wiring
@@ -144,20 +145,6 @@ def _record_reader(readers: dict[str, list[str]],
                    ) -> None:
     if args and isinstance(args[0], torch.Tensor) and id(args[0]) in producers:
         readers.setdefault(producers[id(args[0])][0], []).append(name)
-
-
-def _probe(model: nn.Module, handles: list, size: int) -> None:
-    modes = {m: m.training for m in model.modules()}
-    try:
-        parameter = next(model.parameters())
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, size, size, dtype=parameter.dtype,
-                                     device=parameter.device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
 
 
 def _frozen_conv(module: nn.Module) -> bool:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ftlab.models.probe import probe_forward
+
 RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh)
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 STORES_INPUT = (nn.Hardswish, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh)
@@ -89,15 +91,5 @@ def execution_order(model: nn.Module, input_size: int) -> list[Layer]:
     handles = [module.register_forward_pre_hook(
         lambda m, args: layers.append(Layer(m, args[0][0].numel())))
         for module in model.modules() if not list(module.children())]
-    parameter = next(model.parameters())
-    modes = {module: module.training for module in model.modules()}
-    try:  # eval for the probe, so no running statistics move; modes are restored after
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, input_size, input_size, dtype=parameter.dtype,
-                                     device=parameter.device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
+    probe_forward(model, input_size, handles)
     return layers
