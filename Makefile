@@ -14,12 +14,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Tests run in $(WORKERS) processes (pytest-xdist); tests/faults/records.py merges what the
-# fault tests of every process observed into RELIABILITY.md.
+# Tests run in $(WORKERS) processes (pytest-xdist), in a random order (pytest-randomly);
+# the last line printed names the seed, and `make test PYTEST_ARGS="-p randomly
+# --randomly-seed=N"` repeats that order and those fault-injection points.
+# tests/faults/records.py merges what the fault tests of every process observed into
+# RELIABILITY.md.
 WORKERS ?= 2
+PYTEST_ARGS ?=
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(WORKERS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/ftlab demo

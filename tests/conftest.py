@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,22 @@ REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("FTLAB_MIRROR", REPO.parent / "shared" / "mirror"))
 MIRROR_WEIGHTS = MIRROR / "weights" / "mobilenet_v2_imagenet.pth"
 MIRROR_DATA = MIRROR / "cifar10-mini"
+
+
+def _share_cores() -> None:
+    """Under pytest-xdist, each worker process gets its share of the cores. N workers each
+    running torch's default of one OpenMP thread per core oversubscribe the machine, and
+    OpenMP's spinning threads then slow a float64 backward pass 100-fold (0.4 s -> 46 s),
+    depending on what the other worker happens to run: a test suite whose time depends on
+    its order. Subprocesses the tests start inherit the share through OMP_NUM_THREADS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_cores()
 
 
 def tiny_overrides(output_dir: Path, **extra: object) -> list[str]:
@@ -56,6 +74,16 @@ def mirror() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _seeded(request: pytest.FixtureRequest) -> None:
+    """Every test starts from random state of its own, a function of its name alone: what it
+    draws without a generator of its own cannot depend on the tests that ran before it in
+    this process (the order pytest-randomly picks, or the xdist worker it landed on)."""
+    seed = zlib.crc32(request.node.nodeid.encode("utf-8"))
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+
+@pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """No test touches the user's caches or data, and torch's thread count is restored."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -66,15 +94,33 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     logging.getLogger("ftlab").handlers.clear()
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly has settled its seed
 def pytest_configure(config) -> None:
-    """The main process (not an xdist worker) draws the fault seed and makes the folder the
-    fault tests' records meet in; workers inherit both through the environment."""
+    """The main process (not an xdist worker) fixes the fault seed and makes the folder the
+    fault tests' records meet in; workers inherit both through the environment. The fault
+    seed is pytest-randomly's seed where that plugin runs, so one number repeats both the
+    test order and the injection points."""
     from faults.records import FOLDER_ENV, SEED_ENV
 
     if "PYTEST_XDIST_WORKER" in os.environ:
         return
-    os.environ.setdefault(SEED_ENV, str(time.time_ns() % 2**31))
+    order_seed = getattr(config.option, "randomly_seed", None)
+    default = order_seed if isinstance(order_seed, int) else time.time_ns() % 2**31
+    os.environ.setdefault(SEED_ENV, str(default))
     os.environ[FOLDER_ENV] = tempfile.mkdtemp(prefix="ftlab-reliability-")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The seeds, printed even under -q: the line to repeat this session exactly."""
+    from faults.records import SEED_ENV
+
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    order_seed = getattr(config.option, "randomly_seed", None)
+    order = (f"test order -p randomly --randomly-seed={order_seed}"
+             if isinstance(order_seed, int) and config.getoption("randomly_reorganize", True)
+             else "test order as collected")
+    terminalreporter.write_line(f"seeds: {order}; {SEED_ENV}={os.environ.get(SEED_ENV, '?')}")
 
 
 @pytest.hookimpl(trylast=True)

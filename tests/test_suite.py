@@ -163,7 +163,7 @@ def test_plot_draws_exactly_the_runs_metrics(tiny, tmp_path, capsys):
     assert main(["plot", str(runs[0]), "--output", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli.png").is_file()
     assert main(["plot", str(tmp_path)]) == 2
-    assert "holds no metrics.csv" in capsys.readouterr().err
+    assert "is not an ftlab run folder" in capsys.readouterr().err
 
 
 def test_report_of_plain_run_folders(tiny, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from ftlab import __version__
@@ -32,9 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    config, overrides = _split_config_and_overrides(args.items)
+    _check_yaml_first({"config file": config, "run config":
+                       args.resume and str(Path(args.resume) / "config.yaml")}, overrides)
     from ftlab.training import train
 
-    config, overrides = _split_config_and_overrides(args.items)
     train(config, overrides=overrides, resume=args.resume, overwrite=args.overwrite)
     return 0
 
@@ -44,6 +47,20 @@ def _split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]
     if items and "=" not in items[0]:
         return items[0], items[1:]
     return None, items
+
+
+def _check_yaml_first(paths: dict[str, str | None], overrides: list[str]) -> None:
+    """Bound the YAML inputs before importing torch: a hostile file (an alias bomb) is refused
+    in a fraction of a second and a few MiB, not after seconds of start-up. Loading them
+    later checks the same bounds again (`ftlab.yamlfile`), so the library is safe alone."""
+    from ftlab.yamlfile import check_yaml, read_yaml
+
+    for what, path in paths.items():
+        if path and Path(path).is_file():
+            read_yaml(path, what)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        check_yaml(value, f"override {key}")
 
 
 def _strategies(args: argparse.Namespace) -> int:
@@ -68,14 +85,21 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ftlab.memory.report import EXECUTIONS, check_strategies, memory_table, save, to_markdown
+    from ftlab.fileio import check_output_folder
+    from ftlab.memory.report import (
+        EXECUTIONS,
+        MEMORY_CSV,
+        check_strategies,
+        memory_table,
+        save,
+        to_markdown,
+    )
     from ftlab.strategies import strategy_names
     from ftlab.training.experiment import resolve_device
 
     names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
     check_strategies(args.model, names, args.n_groups)
+    check_output_folder(args.output_dir, MEMORY_CSV, "memory")
     device = str(resolve_device(args.device))
     executions = EXECUTIONS if args.execution == "both" else (args.execution,)
     rows = memory_table(args.model, names, args.batch_sizes, args.resolution, executions,
@@ -91,6 +115,7 @@ def _memory(args: argparse.Namespace) -> int:
 
 
 def _suite(args: argparse.Namespace) -> int:
+    _check_yaml_first({"suite file": args.suite}, args.overrides)
     from ftlab.suite import run_suite
 
     result = run_suite(args.suite, args.overrides, report=not args.no_report)
@@ -104,13 +129,14 @@ def _suite(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ftlab.report import plot_runs
 
-    missing = [d for d in args.runs if not (Path(d) / "metrics.csv").is_file()]
-    if missing:
-        raise RunDirError(f"{missing[0]} holds no metrics.csv; pass ftlab run folders")
+    from ftlab.runfiles import is_run_folder
+
+    strangers = [d for d in args.runs if not is_run_folder(Path(d))]
+    if strangers:
+        raise RunDirError(f"{strangers[0]} is not an ftlab run folder (no config.yaml with "
+                          "metrics.csv); pass folders that ftlab train made")
     _, paths = plot_runs([Path(d) for d in args.runs], args.metrics.split(","),
                          Path(args.output), args.labels.split(",") if args.labels else None,
                          args.smooth, args.title)
@@ -119,21 +145,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ftlab.report import build_report
 
-    root = Path(args.suite_dir)
-    if not root.is_dir():
-        raise RunDirError(f"{root} is not a folder; pass the folder of an ftlab suite")
-    markdown, html = build_report(root, args.title)
+    markdown, html = build_report(Path(args.suite_dir), args.title)
     print(f"report: {html}\nmarkdown: {markdown}")
     return 0
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ftlab.analysis import diff
 
     result = diff(args.a, args.b, args.ref, Path(args.output_dir), args.probe, args.probe_size,

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ftlab.errors import CheckpointError, FileWriteError
+from ftlab.errors import CheckpointError, FileWriteError, RunDirError
 from ftlab.faults import failpoint
 
 
@@ -62,6 +62,31 @@ def _keep_copy(path: Path, backup: Path) -> None:
     except OSError:  # no hard links on this filesystem
         shutil.copyfile(path, tmp)
     os.replace(tmp, backup)
+
+
+def check_output_folder(folder: str | Path, marker: str, command: str,
+                        option: str = "--output-dir") -> Path:
+    """Refuse, before any work, to write a command's files into a folder holding something
+    else: `folder` may be absent, empty, or hold `marker` from an earlier run of the same
+    command (whose files are then replaced). A typo'd or swapped path (a dataset, a run
+    folder) thus never gains files it did not have.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return folder
+    if not folder.is_dir():
+        raise RunDirError(f"{option} {folder} is a file; pass a folder for `ftlab {command}` "
+                          "to write into")
+    if (folder / marker).is_file():
+        return folder
+    try:
+        occupied = next(folder.iterdir(), None) is not None
+    except OSError as err:
+        raise RunDirError(f"{option} {folder} cannot be read ({err.strerror or err})") from None
+    if occupied:
+        raise RunDirError(f"{option} {folder} already holds other files (no {marker} of an "
+                          f"earlier `ftlab {command}`); pass a new or empty folder")
+    return folder
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -14,7 +14,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ftlab.errors import RunDirError
+from ftlab.yamlfile import read_yaml
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -25,6 +26,35 @@ LOG = "log.txt"
 TENSORBOARD = "tensorboard"
 PREVIOUS = "previous.pt"
 LOCK = ".lock"
+SUITE_INDEX = "suite.json"
+"""The index `ftlab suite` keeps in a suite folder: what marks a folder as a suite."""
+SUITE_FILE = "suite.yaml"
+"""The resolved suite file, the first thing `ftlab suite` writes into its folder."""
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder `ftlab train` made: its config and, from the first moment of training on,
+    its metrics (a run still setting up has only the config)."""
+    return (path / CONFIG).is_file() and ((path / METRICS).is_file() or (path / LAST).is_file())
+
+
+def run_folders_below(root: Path, depth: int = 2) -> list[Path]:
+    """Run folders at `root` and up to `depth` levels below (a suite keeps them in runs/),
+    without walking a whole tree: a dataset folder of a million files is not searched."""
+    found, level = [], [root]
+    for remaining in range(depth, -1, -1):
+        runs = [folder for folder in level if is_run_folder(folder)]
+        found += runs
+        level = [child for folder in level if remaining and folder not in runs
+                 for child in _subfolders(folder)]
+    return sorted(found)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [child for child in folder.iterdir() if child.is_dir()]
+    except OSError:
+        return []
 
 
 def read_metrics_csv(path: Path) -> list[dict[str, float]]:
@@ -59,7 +89,11 @@ class RunFolder:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8")) or {}
+        values = read_yaml(self.path / CONFIG, "run config")
+        if not isinstance(values, dict):
+            raise RunDirError(f"{self.path / CONFIG} is not an ftlab run config (not a "
+                              "mapping of sections)")
+        return values
 
     def series(self, metric: str) -> tuple[list[float], list[float]]:
         """(epochs, values) of one metrics.csv column, NaN rows skipped."""

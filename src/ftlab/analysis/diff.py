@@ -21,7 +21,7 @@ from ftlab.analysis.sources import Network, describe, load_network, rebuild
 from ftlab.config import ExperimentConfig
 from ftlab.data import build_data
 from ftlab.errors import WeightsError
-from ftlab.fileio import atomic_write_text
+from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.models import build_model, resolve_weights
 
 
@@ -47,6 +47,8 @@ def diff(a_spec: str, b_spec: str, ref_spec: str | None = None,
         probe_size: images in the probe batch (from the validation split, else test).
         k: singular vectors per layer for the filter-subspace similarity.
     """
+    if out_dir is not None:
+        check_output_folder(out_dir, "diff.json", "diff")
     a, b, ref, arch = _networks(a_spec, b_spec, ref_spec)
     head = _head(arch)
     check_same_architecture(a.state, b.state, head, (a.label, b.label))

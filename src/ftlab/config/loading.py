@@ -19,6 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from ftlab.config.schema import ExperimentConfig
 from ftlab.errors import ConfigError
+from ftlab.yamlfile import check_yaml, read_yaml
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -77,11 +78,7 @@ def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass the path of a YAML file "
                           "such as configs/cifar10_mobilenet_v2.yaml")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"config file {path} is not valid YAML ({first})") from None
+    values = read_yaml(path, "config file")
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -108,6 +105,7 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
         if not sep or not KEY.fullmatch(key):
             raise ConfigError(f"override {item!r} is not of the form section.key=value "
                               "(for example optim.lr=1e-3)")
+        check_yaml(item.partition("=")[2], f"override {key}")
     parsed = []
     for item in overrides:
         try:

@@ -15,7 +15,7 @@ from ftlab.cli_tables import markdown_table
 from ftlab.config import OptimConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
-from ftlab.fileio import atomic_write_text
+from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.memory.analytic import AnalyticMemory, analytic_memory
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
@@ -24,6 +24,7 @@ from ftlab.training.optim import build_optimizer
 
 MIB = 2**20
 EXECUTIONS = ("stock", "efficient")
+MEMORY_CSV = "memory.csv"
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,10 @@ def to_csv(rows: Sequence[MemoryRow]) -> str:
 
 
 def save(rows: Sequence[MemoryRow], folder: Path, title: str) -> tuple[Path, Path]:
+    """memory.md and memory.csv in `folder` (new, empty, or an earlier table's)."""
+    check_output_folder(folder, MEMORY_CSV, "memory")
     folder.mkdir(parents=True, exist_ok=True)
-    markdown, table = folder / "memory.md", folder / "memory.csv"
+    markdown, table = folder / "memory.md", folder / MEMORY_CSV
     atomic_write_text(markdown, f"# {title}\n\n{to_markdown(rows)}\n\n{METHOD}\n")
     atomic_write_text(table, to_csv(rows))
     return markdown, table

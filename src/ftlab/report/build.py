@@ -18,19 +18,28 @@ from pathlib import Path
 from typing import Any
 
 import markdown
-import yaml
 
 from ftlab.fileio import atomic_write_text
-from ftlab.report.collect import Group, RunRecord, groups, load_records, mean_std
+from ftlab.runfiles import SUITE_FILE
+from ftlab.yamlfile import read_yaml
+from ftlab.report.collect import (
+    Group,
+    RunRecord,
+    check_report_source,
+    groups,
+    load_records,
+    mean_std,
+)
 from ftlab.report.plots import Curve, Panel, draw, save, smooth
 
 REPORT = "report"
-SUITE_FILE = "suite.yaml"
 CURVE_METRICS = ("val_top1", "train_loss")
 
 
 def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
-    """Write report/report.md and report/report.html under the suite folder `root`."""
+    """Write report/report.md and report/report.html under the suite folder `root` (or a
+    folder of run folders); anything else is refused before a file is written."""
+    check_report_source(root)
     settings = _suite_settings(root)
     records = load_records(root)
     out = root / REPORT
@@ -56,7 +65,8 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
 
 def _suite_settings(root: Path) -> dict[str, Any]:
     path = root / SUITE_FILE
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    values = read_yaml(path, "suite settings") if path.is_file() else None
+    return values if isinstance(values, dict) else {}
 
 
 def _overview(root: Path, records: list[RunRecord]) -> str:

@@ -10,9 +10,8 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
 
-from ftlab.runfiles import CONFIG, RunFolder
-
-INDEX = "suite.json"
+from ftlab.errors import RunDirError
+from ftlab.runfiles import CONFIG, SUITE_INDEX, RunFolder, run_folders_below
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,39 @@ class Group:
         return epochs, [fmean(by_epoch[e]) for e in epochs]
 
 
+def check_report_source(root: Path) -> None:
+    """`root` must be a suite folder (its index), or a run folder or a folder of runs (up to
+    two levels down): anything else — a dataset, a typo — is refused before a report is
+    written into it."""
+    if not root.is_dir():
+        raise RunDirError(f"{root} is not a folder; pass the folder of an ftlab suite")
+    if (root / SUITE_INDEX).is_file() or run_folders_below(root):
+        return
+    raise RunDirError(f"{root} is not an ftlab suite folder (no {SUITE_INDEX}) and holds no "
+                      "ftlab run folders; pass the folder `ftlab suite` made "
+                      "(output_dir/name) or one holding run folders")
+
+
 def load_records(root: Path) -> list[RunRecord]:
     """From the suite index when there is one, else every run folder below `root`."""
-    index = root / INDEX
+    index = root / SUITE_INDEX
     if index.is_file():
-        rows = json.loads(index.read_text(encoding="utf-8"))["runs"]
+        rows = _index_rows(index)
         return [_record(Path(row["run_dir"]), row) for row in rows]
-    folders = sorted(p.parent for p in root.rglob(CONFIG))
     return [_record(folder, {"status": "complete" if RunFolder(folder).complete else "pending"})
-            for folder in folders]
+            for folder in run_folders_below(root)]
+
+
+def _index_rows(index: Path) -> list[dict[str, Any]]:
+    try:
+        rows = json.loads(index.read_text(encoding="utf-8"))["runs"]
+        if not all(isinstance(row, dict) and isinstance(row.get("run_dir"), str)
+                   for row in rows):
+            raise TypeError
+        return rows
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise RunDirError(f"{index} is not an ftlab suite index (damaged or from another "
+                          "tool); run the suite again to rewrite it") from None
 
 
 def groups(records: list[RunRecord]) -> list[Group]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from ftlab.fileio import atomic_write_text
+from ftlab.fileio import atomic_write_text, check_output_folder
+from ftlab.runfiles import SUITE_FILE
 from ftlab.suite.execute import RunState, initial_states, run_states
 from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
 from ftlab.suite.schema import SuiteConfig
@@ -41,9 +42,10 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
     suite = load_suite(suite_file, list(overrides))
     specs = expand(suite, suite_file)
     configs = validate(specs)
-    root = suite_dir(suite, suite_file)
+    root = check_output_folder(suite_dir(suite, suite_file), SUITE_FILE, "suite",
+                               option="suite folder (output_dir/name)")
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "suite.yaml", yaml.safe_dump(to_container(suite), sort_keys=False))
+    atomic_write_text(root / SUITE_FILE, yaml.safe_dump(to_container(suite), sort_keys=False))
     states = initial_states(specs, configs, root)
     skipped = [name for name, state in states.items() if state.status == "complete"]
     log.info("suite %s: %d runs, %d already complete%s", suite.name, len(states), len(skipped),

@@ -117,15 +117,30 @@ def _overrides(suite: SuiteConfig, folder: Path, name: str, extra: list[str]
 
 def _check_names(specs: list[RunSpec]) -> None:
     seen: set[str] = set()
-    names = {spec.name for spec in specs}
     for spec in specs:
         if spec.name in seen:
             raise ConfigError(f"two runs of the suite are named {spec.name!r}; run names must "
                               "be unique")
         seen.add(spec.name)
-        if spec.continue_from is not None and spec.continue_from not in names:
-            raise ConfigError(f"run {spec.name}: continue_from={spec.continue_from!r} is not a "
-                              "run of this suite")
+    _check_continuations({spec.name: spec.continue_from for spec in specs})
+
+
+def _check_continuations(sources: dict[str, str | None]) -> None:
+    """Every `continue_from` names a run of the suite, and following them never comes back:
+    a run in a cycle would wait for itself, and the suite would end with nothing run."""
+    for name, source in sources.items():
+        if source is not None and source not in sources:
+            raise ConfigError(f"run {name}: continue_from={source!r} is not a run of this "
+                              f"suite; name one of: {', '.join(sorted(sources))}")
+    for name in sources:
+        chain = [name]
+        while (source := sources[chain[-1]]) is not None:
+            if source in chain:
+                cycle = chain[chain.index(source):] + [source]
+                raise ConfigError("continue_from forms a cycle (" + " -> ".join(cycle) +
+                                  "): each of these runs would wait for the next to finish; "
+                                  "make one of them start from the base config")
+            chain.append(source)
 
 
 def to_container(suite: SuiteConfig) -> dict[str, Any]:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftlab.fileio import atomic_write_text
+from ftlab.runfiles import SUITE_INDEX
 from ftlab.suite.schema import SuiteConfig
 
 if TYPE_CHECKING:
     from ftlab.suite.execute import RunState
 
-INDEX_JSON = "suite.json"
+INDEX_JSON = SUITE_INDEX
 INDEX_CSV = "suite.csv"
 COLUMNS = ["name", "status", "dataset", "strategy", "variant", "seed", "best_val_top1",
            "test_top1", "test_top5", "trainable_params", "epochs", "epoch_time_s",

@@ -31,6 +31,7 @@ from ftlab.fileio import atomic_write_text
 from ftlab.training import rundir
 from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ftlab.training.experiment import Experiment
+from ftlab.training.diagnostics import check_features, pooled_features, still_loss_warning
 from ftlab.training.interrupt import StopFlag
 from ftlab.training.loop import (
     EpochStats,
@@ -63,6 +64,8 @@ class Trainer:
         """A stopped epoch to continue: its number, tally, random state and learning rates."""
         self.stop = stop if stop is not None else StopFlag()
         """Set by SIGTERM/SIGINT (the caller installs its handlers around the whole run)."""
+        self.diagnostics: dict[str, Any] = {"warnings": []}
+        """The feature check and the warnings of `diagnostics`, kept for summary.json."""
         if checkpoint is not None:
             self._restore(checkpoint)
         self.columns = metric_columns(experiment.group_names)
@@ -79,6 +82,8 @@ class Trainer:
             write_metrics_csv(self.run_dir, self.columns, self.history)
         board = TensorBoardLog(self.run_dir, self.epochs_done + 1,
                                config.train.tensorboard and self.writes)
+        if self.epochs_done == 0 and self.partial is None and self.writes:
+            self._check_features()
         try:
             if self.exp.dist.any(self.stop.requested):  # during setup: nothing to save yet
                 raise self._stopped("before training", saved=False)
@@ -110,6 +115,9 @@ class Trainer:
         val = (evaluate(exp.model, exp.val_loader, exp.settings, exp.dist)
                if exp.val_loader else None)
         row = _epoch_row(epoch, lrs, stats, val, time.perf_counter() - start)
+        still = still_loss_warning(exp.data.num_classes, stats.loss,
+                                   val.loss if val else None) if epoch == 1 else None
+        self._keep_warning(still)  # before the checkpoint, which keeps the diagnostics
         improved = val is None or val.top1 > self.best["val_top1"]
         if improved:
             self.best = {"epoch": epoch, "val_top1": val.top1 if val else None,
@@ -122,6 +130,7 @@ class Trainer:
         if self.writes:
             write_metrics_csv(self.run_dir, self.columns, self.history)
         log.info(format_epoch(row, config.train.epochs, improved and val is not None))
+        self._print_warning(still)
         return row
 
     def _begin_epoch(self, epoch: int, tally: EpochTally | None) -> torch.nn.Module:
@@ -153,6 +162,34 @@ class Trainer:
             raise self._diverged(epoch, f"loss became {err.value} by step {err.step}") from None
         finally:
             progress.close()
+
+    def _check_features(self, images: int = 32) -> None:
+        """Before the first epoch: are the pretrained backbone's pooled features informative
+        on this data at this resolution? (Seeded reads: no random state is consumed.)"""
+        exp = self.exp
+        if exp.built.weights.kind == "none" or not exp.strategy.pretrained:
+            return
+        train = exp.data.train
+        picks = sorted({round(i * (len(train) - 1) / max(images - 1, 1)) for i in range(images)})
+        samples = [sample for sample in (train[(i, exp.config.train.seed)] for i in picks)
+                   if sample is not None]
+        if len(samples) < 2:
+            return
+        features = pooled_features(exp.model, exp.built.adapter,
+                                   torch.stack([image for image, _ in samples]))
+        check = check_features(features, exp.data.input.resolution,
+                               exp.built.weights.preprocessing.crop_size)
+        self.diagnostics["feature_check"] = check.as_dict()
+        self._keep_warning(check.warning())
+        self._print_warning(check.warning())
+
+    def _keep_warning(self, warning: str | None) -> None:
+        if warning is not None and self.writes:
+            self.diagnostics["warnings"].append(warning)
+
+    def _print_warning(self, warning: str | None) -> None:
+        if warning is not None and self.writes:
+            log.warning("warning: %s", warning)
 
     def _check_weights(self, epoch: int) -> None:
         """A NaN/inf gradient that left the loss finite still must not reach a checkpoint."""
@@ -209,6 +246,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "partial": self.partial,
+            "diagnostics": self.diagnostics,
         }
 
     def _save(self, improved: bool) -> None:
@@ -240,6 +278,7 @@ class Trainer:
         self.history = list(state["history"])
         self.best = dict(state["best"])
         self.epochs_done = int(state["epoch"])
+        self.diagnostics = state.get("diagnostics") or {"warnings": []}
 
     # --- the end -----------------------------------------------------------------------
     def _finish(self) -> dict[str, Any]:
@@ -249,7 +288,7 @@ class Trainer:
         start = time.perf_counter()
         test = evaluate(exp.model, exp.test_loader, exp.settings, exp.dist)
         summary = build_summary(exp, self.run_dir, self.history, self.best, test,
-                                time.perf_counter() - start)
+                                time.perf_counter() - start, self.diagnostics)
         if self.writes:
             write_summary(self.run_dir, summary)
         log.info(format_summary(summary))

@@ -18,8 +18,13 @@ from ftlab.training.loop import EvalStats
 
 
 def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
-                  best: dict[str, Any], test: EvalStats, test_seconds: float) -> dict[str, Any]:
-    """Everything a results table needs about one run, read from its own history."""
+                  best: dict[str, Any], test: EvalStats, test_seconds: float,
+                  diagnostics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a results table needs about one run, read from its own history.
+
+    `diagnostics`: the run's feature check and warnings (`ftlab.training.diagnostics`).
+    """
+    diagnostics = diagnostics or {}
     config = exp.config
     trainable, total = exp.parameter_counts()
     epoch_times = [row["epoch_time_s"] for row in history]
@@ -59,6 +64,8 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
                            "val": max(row.get("val_skipped", 0) for row in history),
                            "test": test.skipped},
         "memory_efficient": exp.config.train.memory_efficient,
+        "warnings": list(diagnostics.get("warnings", [])),
+        "feature_check": diagnostics.get("feature_check"),
         **_peak_memory(exp.settings.device),
         "device": _device_name(exp.settings.device),
         "versions": {"ftlab": __version__, "torch": torch.__version__,
@@ -99,6 +106,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"time        {s['epochs']} epochs in {_duration(s['wall_time_s'])}, "
         f"{s['epoch_time_s']:.1f} s/epoch, {s['images_per_s']:.0f} train img/s on {s['device']}",
         *_skipped_line(s["skipped_images"]),
+        *[f"warning     {text.split(':')[0]} (see {rundir.LOG} and {rundir.SUMMARY})"
+          for text in s.get("warnings", [])],
         f"files       {rundir.CONFIG} {rundir.METRICS} {rundir.SUMMARY} {rundir.LAST} "
         f"{rundir.BEST} {rundir.LOG}",
         "─" * 79,
