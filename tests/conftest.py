@@ -102,9 +102,13 @@ def pytest_configure(config) -> None:
     test order and the injection points."""
     from faults.records import FOLDER_ENV, SEED_ENV
 
+    order_seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(order_seed, int) and config.getoption("hypothesis_seed", None) is None:
+        from hypothesis import core  # as hypothesis's own plugin applies --hypothesis-seed
+
+        core.global_force_seed = order_seed
     if "PYTEST_XDIST_WORKER" in os.environ:
         return
-    order_seed = getattr(config.option, "randomly_seed", None)
     default = order_seed if isinstance(order_seed, int) else time.time_ns() % 2**31
     os.environ.setdefault(SEED_ENV, str(default))
     os.environ[FOLDER_ENV] = tempfile.mkdtemp(prefix="ftlab-reliability-")

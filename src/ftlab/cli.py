@@ -220,7 +220,7 @@ def _add_listings(sub: argparse._SubParsersAction) -> None:
     strategies = _add(sub, "strategies", _strategies, "list fine-tuning strategies")
     strategies.add_argument("--model", help="also count trainable parameters on this "
                             "architecture (e.g. mobilenet_v2)")
-    strategies.add_argument("--num-classes", type=_positive_int, default=10,
+    strategies.add_argument("--num-classes", type=_int_in(1, MAX_CLASSES), default=10,
                             help="classes of the new head when counting (default 10)")
 
     _add(sub, "models", _models, "list supported architectures and their torchvision weights")
@@ -266,12 +266,12 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
     memory.add_argument("--strategies", default="all", help="comma-separated names, or all")
     memory.add_argument("--batch-sizes", type=_int_list, default=[1, 64],
                         help="comma-separated (default 1,64)")
-    memory.add_argument("--resolution", type=_positive_int, default=224)
+    memory.add_argument("--resolution", type=_int_in(8, 4096), default=224)
     memory.add_argument("--n-groups", type=_positive_int, default=2,
                         help="TinyTL side-branch groups (default 2)")
     memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32), default=32,
                         help="bits per frozen weight in the analytic count (TinyTL: 8)")
-    memory.add_argument("--num-classes", type=_positive_int, default=10)
+    memory.add_argument("--num-classes", type=_int_in(1, MAX_CLASSES), default=10)
     memory.add_argument("--execution", choices=("both", "stock", "efficient"), default="both")
     memory.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     memory.add_argument("--output-dir", default="runs/memory",
@@ -287,17 +287,32 @@ def _add(sub: argparse._SubParsersAction, name: str, handler: Command, help_text
 
 
 def _int_list(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",")]
+    return [_int_in(1, 1_000_000)(part) for part in text.split(",")]
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return _int_in(1, None)(text)
+
+
+MAX_CLASSES = 100_000
+"""More classes than any dataset ftlab reads (ImageNet-21k has 21,841); a larger head of
+MobileNetV2 alone would be over 500 MB."""
+
+
+def _int_in(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} must be at most {high:,}")
+        return value
+
+    return parse
 
 
 if __name__ == "__main__":

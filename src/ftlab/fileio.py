@@ -127,7 +127,8 @@ def torch_load_safely(path: str | Path, what: str, error: type[Exception] = Chec
         raise error(f"{what} {path} holds a Python object ({blocked}) rather than only tensors "
                     "and plain containers; ftlab refuses to unpickle it because that can run "
                     "code; re-save it with torch.save(model.state_dict(), PATH)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError):
+    except Exception:  # noqa: BLE001 - a damaged or foreign file fails anywhere in the
+        # unpickler (RuntimeError, EOFError, KeyError, IndexError on a stray text file, ...)
         raise error(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch "
                     "file") from None
 

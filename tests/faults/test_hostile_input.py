@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_overrides
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_data import make_imagefolder
 
@@ -68,6 +68,7 @@ def outcome_of(overrides: list[str]) -> str:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides=OVERRIDES)
+@example(overrides=["data.bad_images=[1, 2]", "data.bad_images.deeper=nan"])  # found once
 def test_overrides_give_a_config_or_one_clear_line(reliability, overrides):
     reliability.inputs(CATEGORY, outcome_of(overrides))
 

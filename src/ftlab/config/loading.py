@@ -120,6 +120,9 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
         return OmegaConf.merge(*parsed) if parsed else OmegaConf.create()
     except OmegaConfBaseException as err:
         raise ConfigError(f"overrides: {_first_line(err)}") from None
+    except (TypeError, ValueError) as err:  # e.g. a.b=[1, 2] and a.b.c=3: list vs. mapping
+        raise ConfigError(f"overrides give one key two shapes (a value or list in one, a "
+                          f"section in another): {_first_line(err)}") from None
 
 
 def _to_object(schema: type, layers: list[DictConfig]) -> Any:
