@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from ftlab import __version__
+from ftlab.version import __version__
 from ftlab.errors import FtlabError, RunDirError
 
 Command = Callable[[argparse.Namespace], int]
@@ -95,7 +95,7 @@ def _memory(args: argparse.Namespace) -> int:
         to_markdown,
     )
     from ftlab.strategies import strategy_names
-    from ftlab.training.experiment import resolve_device
+    from ftlab.training import resolve_device
 
     names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
     check_strategies(args.model, names, args.n_groups)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *map(line, rows)])
+from ftlab.tables import markdown_table
 
 
 def strategies_table(model: str | None, num_classes: int) -> str:

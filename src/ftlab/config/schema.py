@@ -16,11 +16,11 @@ from typing import Optional
 from ftlab.errors import ConfigError
 
 
-def _fail(key: str, value: object, allowed: str) -> None:
+def fail(key: str, value: object, allowed: str) -> None:
     raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
-def _check_number(key: str, value: float, *, low: float, high: float = math.inf,
+def check_number(key: str, value: float, *, low: float, high: float = math.inf,
                   low_open: bool = False, high_open: bool = False) -> None:
     """Reject NaN, infinities and values outside [low, high] (bounds open where asked)."""
     ok = math.isfinite(value)
@@ -30,7 +30,7 @@ def _check_number(key: str, value: float, *, low: float, high: float = math.inf,
         kind = "an integer" if isinstance(value, int) else "a finite number"
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
-        _fail(key, value, f"{kind} in {lo}{_show(low)}, {_show(high)}{hi}")
+        fail(key, value, f"{kind} in {lo}{_show(low)}, {_show(high)}{hi}")
 
 
 def _show(bound: float) -> str:
@@ -41,12 +41,12 @@ def _show(bound: float) -> str:
 
 def _check_length(key: str, values: tuple[float, ...], length: int) -> None:
     if len(values) != length:
-        _fail(key, list(values), f"a list of {length} numbers")
+        fail(key, list(values), f"a list of {length} numbers")
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        _fail(key, value, "one of " + ", ".join(choices))
+        fail(key, value, "one of " + ", ".join(choices))
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ class SyntheticConfig:
     """Side of the generated square images, in pixels."""
 
     def __post_init__(self) -> None:
-        _check_number("data.synthetic.num_classes", self.num_classes, low=2, high=1000)
-        _check_number("data.synthetic.train_per_class", self.train_per_class, low=1, high=100_000)
-        _check_number("data.synthetic.test_per_class", self.test_per_class, low=1, high=100_000)
-        _check_number("data.synthetic.image_size", self.image_size, low=8, high=1024)
+        check_number("data.synthetic.num_classes", self.num_classes, low=2, high=1000)
+        check_number("data.synthetic.train_per_class", self.train_per_class, low=1, high=100_000)
+        check_number("data.synthetic.test_per_class", self.test_per_class, low=1, high=100_000)
+        check_number("data.synthetic.image_size", self.image_size, low=8, high=1024)
 
 
 BAD_IMAGE_POLICIES = ("skip", "error")
@@ -117,30 +117,30 @@ class DataConfig:
     """Used only when name is `synthetic`."""
 
     def __post_init__(self) -> None:
-        _check_number("data.val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
-        _check_number("data.test_fraction", self.test_fraction, low=0.0, high=1.0,
+        check_number("data.val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
+        check_number("data.test_fraction", self.test_fraction, low=0.0, high=1.0,
                       low_open=True, high_open=True)
-        _check_number("data.label_fraction", self.label_fraction, low=0.0, high=1.0,
+        check_number("data.label_fraction", self.label_fraction, low=0.0, high=1.0,
                       low_open=True)
         if self.resolution is not None:
-            _check_number("data.resolution", self.resolution, low=8, high=4096)
+            check_number("data.resolution", self.resolution, low=8, high=4096)
         if self.eval_crop_fraction is not None:
-            _check_number("data.eval_crop_fraction", self.eval_crop_fraction, low=0.0,
+            check_number("data.eval_crop_fraction", self.eval_crop_fraction, low=0.0,
                           high=1.0, low_open=True)
         _check_length("data.train_crop_scale", self.train_crop_scale, 2)
         low, high = self.train_crop_scale
         if not (0 < low <= high <= 1):
-            _fail("data.train_crop_scale", list(self.train_crop_scale),
+            fail("data.train_crop_scale", list(self.train_crop_scale),
                   "two numbers [low, high] with 0 < low <= high <= 1")
         for key, values in (("data.mean", self.mean), ("data.std", self.std)):
             if values is not None:
                 _check_length(key, values, 3)
                 for v in values:
-                    _check_number(key, v, low=0.0, high=1.0, low_open=(key == "data.std"))
-        _check_choice("data.bad_images", self.bad_images, BAD_IMAGE_POLICIES)
-        _check_choice("data.pipeline", self.pipeline, PIPELINES)
+                    check_number(key, v, low=0.0, high=1.0, low_open=(key == "data.std"))
+        check_choice("data.bad_images", self.bad_images, BAD_IMAGE_POLICIES)
+        check_choice("data.pipeline", self.pipeline, PIPELINES)
         if self.num_workers is not None:
-            _check_number("data.num_workers", self.num_workers, low=0, high=256)
+            check_number("data.num_workers", self.num_workers, low=0, high=256)
 
 
 @dataclass(frozen=True)
@@ -173,10 +173,10 @@ class LrRule:
     """Regular expression searched in parameter names, e.g. '^features\\.1\\.'."""
 
     def __post_init__(self) -> None:
-        _check_number("strategy.lr_rules.multiplier", self.multiplier, low=0.0, high=100.0)
+        check_number("strategy.lr_rules.multiplier", self.multiplier, low=0.0, high=100.0)
         chosen = [self.head, self.blocks is not None, self.pattern is not None]
         if sum(chosen) != 1:
-            _fail("strategy.lr_rules", {"head": self.head, "blocks": self.blocks,
+            fail("strategy.lr_rules", {"head": self.head, "blocks": self.blocks,
                                         "pattern": self.pattern},
                   "exactly one of head: true, blocks: [first, last] or pattern: REGEX per rule")
         if self.blocks is not None:
@@ -185,7 +185,7 @@ class LrRule:
             try:
                 re.compile(self.pattern)
             except re.error as err:
-                _fail("strategy.lr_rules.pattern", self.pattern, f"a valid regex ({err})")
+                fail("strategy.lr_rules.pattern", self.pattern, f"a valid regex ({err})")
 
 
 NORM_STATS = ("auto", "update", "freeze")
@@ -236,22 +236,22 @@ class StrategyConfig:
     """l2sp: weight of the plain L2 penalty on the new head."""
 
     def __post_init__(self) -> None:
-        _check_choice("strategy.norm_stats", self.norm_stats, NORM_STATS)
-        _check_number("strategy.k", self.k, low=1, high=10_000)
-        _check_choice("strategy.variant", self.variant, TINYTL_VARIANTS)
-        _check_number("strategy.n_groups", self.n_groups, low=1, high=1024)
-        _check_number("strategy.kernel_size", self.kernel_size, low=1, high=15)
+        check_choice("strategy.norm_stats", self.norm_stats, NORM_STATS)
+        check_number("strategy.k", self.k, low=1, high=10_000)
+        check_choice("strategy.variant", self.variant, TINYTL_VARIANTS)
+        check_number("strategy.n_groups", self.n_groups, low=1, high=1024)
+        check_number("strategy.kernel_size", self.kernel_size, low=1, high=15)
         if self.kernel_size % 2 == 0:
-            _fail("strategy.kernel_size", self.kernel_size, "an odd number")
-        _check_number("strategy.expand", self.expand, low=0.0, high=16.0, low_open=True)
-        _check_number("strategy.default_multiplier", self.default_multiplier, low=0.0,
+            fail("strategy.kernel_size", self.kernel_size, "an odd number")
+        check_number("strategy.expand", self.expand, low=0.0, high=16.0, low_open=True)
+        check_number("strategy.default_multiplier", self.default_multiplier, low=0.0,
                       high=100.0)
-        _check_number("strategy.decay", self.decay, low=0.0, high=1.0, low_open=True)
-        _check_number("strategy.head_epochs", self.head_epochs, low=0, high=100_000)
-        _check_number("strategy.blocks_per_stage", self.blocks_per_stage, low=1, high=10_000)
-        _check_number("strategy.epochs_per_stage", self.epochs_per_stage, low=1, high=100_000)
-        _check_number("strategy.alpha", self.alpha, low=0.0, high=1e6)
-        _check_number("strategy.beta", self.beta, low=0.0, high=1e6)
+        check_number("strategy.decay", self.decay, low=0.0, high=1.0, low_open=True)
+        check_number("strategy.head_epochs", self.head_epochs, low=0, high=100_000)
+        check_number("strategy.blocks_per_stage", self.blocks_per_stage, low=1, high=10_000)
+        check_number("strategy.epochs_per_stage", self.epochs_per_stage, low=1, high=100_000)
+        check_number("strategy.alpha", self.alpha, low=0.0, high=1e6)
+        check_number("strategy.beta", self.beta, low=0.0, high=1e6)
 
 
 @dataclass(frozen=True)
@@ -276,15 +276,15 @@ class OptimConfig:
     """Adam/AdamW denominator epsilon."""
 
     def __post_init__(self) -> None:
-        _check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
-        _check_number("optim.weight_decay", self.weight_decay, low=0.0, high=1.0)
-        _check_number("optim.momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
+        check_number("optim.weight_decay", self.weight_decay, low=0.0, high=1.0)
+        check_number("optim.momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         _check_length("optim.betas", self.betas, 2)
         for beta in self.betas:
-            _check_number("optim.betas", beta, low=0.0, high=1.0, high_open=True)
-        _check_number("optim.eps", self.eps, low=0.0, high=1.0, low_open=True)
+            check_number("optim.betas", beta, low=0.0, high=1.0, high_open=True)
+        check_number("optim.eps", self.eps, low=0.0, high=1.0, low_open=True)
         if self.nesterov and self.momentum == 0:
-            _fail("optim.nesterov", True, "only with optim.momentum > 0")
+            fail("optim.nesterov", True, "only with optim.momentum > 0")
 
 
 @dataclass(frozen=True)
@@ -307,12 +307,12 @@ class ScheduleConfig:
     """Learning-rate factor at the first warmup step."""
 
     def __post_init__(self) -> None:
-        _check_number("schedule.gamma", self.gamma, low=0.0, high=1.0, low_open=True)
-        _check_number("schedule.step_size", self.step_size, low=1, high=1_000_000)
-        _check_number("schedule.step_gamma", self.step_gamma, low=0.0, high=1.0, low_open=True)
-        _check_number("schedule.min_lr_factor", self.min_lr_factor, low=0.0, high=1.0)
-        _check_number("schedule.warmup_epochs", self.warmup_epochs, low=0.0, high=10_000)
-        _check_number("schedule.warmup_start_factor", self.warmup_start_factor, low=0.0,
+        check_number("schedule.gamma", self.gamma, low=0.0, high=1.0, low_open=True)
+        check_number("schedule.step_size", self.step_size, low=1, high=1_000_000)
+        check_number("schedule.step_gamma", self.step_gamma, low=0.0, high=1.0, low_open=True)
+        check_number("schedule.min_lr_factor", self.min_lr_factor, low=0.0, high=1.0)
+        check_number("schedule.warmup_epochs", self.warmup_epochs, low=0.0, high=10_000)
+        check_number("schedule.warmup_start_factor", self.warmup_start_factor, low=0.0,
                       high=1.0)
 
 
@@ -370,34 +370,34 @@ class TrainConfig:
     Gradients are unchanged; false runs stock PyTorch modules."""
 
     def __post_init__(self) -> None:
-        _check_number("train.epochs", self.epochs, low=1, high=100_000)
-        _check_number("train.batch_size", self.batch_size, low=1, high=1_000_000)
+        check_number("train.epochs", self.epochs, low=1, high=100_000)
+        check_number("train.batch_size", self.batch_size, low=1, high=1_000_000)
         if self.eval_batch_size is not None:
-            _check_number("train.eval_batch_size", self.eval_batch_size, low=1, high=1_000_000)
-        _check_number("train.seed", self.seed, low=0, high=2**31 - 1)
-        _check_number("train.label_smoothing", self.label_smoothing, low=0.0, high=1.0,
+            check_number("train.eval_batch_size", self.eval_batch_size, low=1, high=1_000_000)
+        check_number("train.seed", self.seed, low=0, high=2**31 - 1)
+        check_number("train.label_smoothing", self.label_smoothing, low=0.0, high=1.0,
                       high_open=True)
         if self.grad_clip_norm is not None:
-            _check_number("train.grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
-        _check_choice("train.amp", self.amp, AMP_MODES)
-        _check_choice("train.device", self.device, DEVICES)
-        _check_choice("train.progress", self.progress, PROGRESS_MODES)
-        _check_choice("train.nonfinite", self.nonfinite, NONFINITE_MODES)
+            check_number("train.grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
+        check_choice("train.amp", self.amp, AMP_MODES)
+        check_choice("train.device", self.device, DEVICES)
+        check_choice("train.progress", self.progress, PROGRESS_MODES)
+        check_choice("train.nonfinite", self.nonfinite, NONFINITE_MODES)
         if self.num_threads is not None:
-            _check_number("train.num_threads", self.num_threads, low=1, high=1024)
-        _check_number("train.log_every", self.log_every, low=1, high=1_000_000)
+            check_number("train.num_threads", self.num_threads, low=1, high=1024)
+        check_number("train.log_every", self.log_every, low=1, high=1_000_000)
         if not self.output_dir.strip():
-            _fail("train.output_dir", self.output_dir, "a folder path")
+            fail("train.output_dir", self.output_dir, "a folder path")
         if self.run_name is not None:
-            _check_run_name(self.run_name)
+            check_run_name(self.run_name)
 
 
-def _check_run_name(name: str, key: str = "train.run_name") -> None:
+def check_run_name(name: str, key: str = "train.run_name") -> None:
     """A run name is one folder name: no separators, no '..', nothing hidden or odd."""
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+=@")
     if not name or name in (".", "..") or name.startswith(".") or not set(name) <= allowed \
             or len(name) > 200:
-        _fail(key, name,
+        fail(key, name,
               "a single folder name of letters, digits and . _ - + = @ (not starting with '.')")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ftlab.cli_tables import markdown_table
+from ftlab.tables import markdown_table
 from ftlab.config import OptimConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
@@ -20,7 +20,7 @@ from ftlab.memory.analytic import AnalyticMemory, analytic_memory, execution_ord
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
 from ftlab.strategies import Strategy, get_strategy
-from ftlab.training.optim import build_optimizer
+from ftlab.training import build_optimizer
 
 MIB = 2**20
 EXECUTIONS = ("stock", "efficient")

@@ -11,9 +11,11 @@ import yaml
 
 from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.runfiles import SUITE_FILE
-from ftlab.suite.execute import RunState, initial_states, run_states
+from ftlab.suite.execute import LocalExecutor
 from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
+from ftlab.suite.index import write_index
 from ftlab.suite.schema import SuiteConfig
+from ftlab.suite.state import RunState, initial_states
 
 log = logging.getLogger("ftlab")
 
@@ -35,9 +37,9 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
 
     Every run's config is validated before the first starts; complete runs are skipped.
     """
-    from ftlab.training.api import _ensure_console_log
+    from ftlab.training import ensure_console_log
 
-    _ensure_console_log()
+    ensure_console_log()
     suite_file = Path(path)
     suite = load_suite(suite_file, list(overrides))
     specs = expand(suite, suite_file)
@@ -60,6 +62,22 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
         paths = build_report(root)
         log.info("report: %s and %s", *paths)
     return SuiteResult(root, states, paths)
+
+
+def run_states(suite: SuiteConfig, suite_file: Path, root: Path, states: dict[str, RunState]
+               ) -> None:
+    """Run every pending run with the configured executor, keeping the index current."""
+    def index() -> None:
+        write_index(root, suite, suite_file, states.values())
+
+    index()
+    if suite.executor == "submitit":
+        from ftlab.suite.submitit_executor import SubmititExecutor
+
+        SubmititExecutor(suite, states, index, root).run()
+    else:
+        LocalExecutor(suite, states, index).run()
+    index()
 
 
 def memory_step(suite: SuiteConfig, root: Path) -> None:

@@ -1,4 +1,4 @@
-"""Run a suite's runs: each in its own `ftlab train` process, N at a time, or through submitit.
+"""Run a suite's runs here: each in its own `ftlab train` process, N at a time.
 
 A run's state is read from its folder, so a suite that is killed and started again skips
 what is complete and resumes what is not. A failing run is recorded with its error and log
@@ -9,81 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from ftlab.config import ExperimentConfig
 from ftlab.errors import Stopped
-from ftlab.runfiles import CONFIG, RunFolder
-from ftlab.suite.expand import RunSpec
-from ftlab.suite.index import write_index
 from ftlab.suite.schema import SuiteConfig
-from ftlab.training.interrupt import StopFlag
+from ftlab.suite.state import RunState, last_error, prepare_continuation, train_command
+from ftlab.training import StopFlag
 
 log = logging.getLogger("ftlab")
-LOGS = "logs"
-
-
-@dataclass
-class RunState:
-    spec: RunSpec
-    run_dir: Path
-    log: Path
-    epochs: int
-    status: str = "pending"
-    error: str | None = None
-    seconds: float | None = None
-    started: float | None = field(default=None, repr=False)
-
-    def refresh(self) -> None:
-        """complete when the folder holds a summary of all its epochs."""
-        folder = RunFolder(self.run_dir)
-        if folder.complete and folder.summary.get("epochs") == self.epochs:
-            self.status, self.error = "complete", None
-
-
-def initial_states(specs: list[RunSpec], configs: dict[str, ExperimentConfig], root: Path
-                   ) -> dict[str, RunState]:
-    states = {}
-    for spec in specs:
-        config = configs[spec.name]
-        state = RunState(spec, Path(config.train.output_dir) / spec.name,
-                         root / LOGS / f"{spec.name}.log", config.train.epochs)
-        state.refresh()
-        states[spec.name] = state
-    return states
-
-
-def train_command(state: RunState, extra: list[str]) -> list[str]:
-    """`ftlab train` for a fresh run, `--resume` for one that already has a folder."""
-    command = [sys.executable, "-m", "ftlab", "train"]
-    spec = state.spec
-    if (state.run_dir / CONFIG).is_file():
-        return command + ["--resume", str(state.run_dir), f"train.epochs={state.epochs}", *extra]
-    if spec.base:
-        command.append(spec.base)
-    return command + [*spec.overrides, *extra]
-
-
-def prepare_continuation(state: RunState, states: dict[str, RunState]) -> list[str] | None:
-    """Copy a finished source run into this run's folder; None while the source is not done.
-
-    Returns the overrides that rename the copy and train it on to its own epoch count.
-    """
-    source = states[state.spec.continue_from]  # type: ignore[index]
-    if source.status != "complete":
-        return None
-    if not (state.run_dir / CONFIG).is_file():
-        shutil.copytree(source.run_dir, state.run_dir, dirs_exist_ok=True)
-        (state.run_dir / "summary.json").unlink(missing_ok=True)
-    return [f"train.run_name={state.spec.name}", f"train.output_dir={state.run_dir.parent}"]
 
 
 class LocalExecutor:
@@ -175,18 +112,6 @@ class LocalExecutor:
         self.index()
 
 
-def last_error(log_file: Path, code: int) -> str:
-    """The run's one-line error from its log, else its exit code."""
-    try:
-        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        lines = []
-    errors = [line for line in lines if line.startswith("ftlab: error: ")]
-    if errors:
-        return errors[-1].removeprefix("ftlab: error: ")
-    return f"exit code {code}; see {log_file}"
-
-
 def _thread_share(parallel: int, overrides: tuple[str, ...]) -> list[str]:
     """With several runs at once, give each its share of the CPUs unless the suite says."""
     if parallel == 1:
@@ -208,27 +133,3 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_states(suite: SuiteConfig, suite_file: Path, root: Path, states: dict[str, RunState]
-               ) -> None:
-    """Run every pending run with the configured executor, keeping the index current."""
-    def index() -> None:
-        write_index(root, suite, suite_file, states.values())
-
-    index()
-    if suite.executor == "submitit":
-        from ftlab.suite.submitit_executor import SubmititExecutor
-
-        SubmititExecutor(suite, states, index, root).run()
-    else:
-        LocalExecutor(suite, states, index).run()
-    index()
-
-
-def summary_fields(state: RunState) -> dict[str, Any]:
-    folder = RunFolder(state.run_dir)
-    if state.status != "complete" or not folder.complete:
-        return {}
-    keys = ("best_val_top1", "best_epoch", "test_top1", "test_top5", "trainable_params",
-            "total_params", "epochs", "epoch_time_s", "images_per_s", "peak_memory_bytes",
-            "wall_time_s")
-    return {k: folder.summary.get(k) for k in keys}

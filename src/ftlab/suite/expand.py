@@ -13,7 +13,7 @@ from ftlab.config import ExperimentConfig, load_config
 from ftlab.config.loading import load_structured
 from ftlab.errors import ConfigError, FtlabError
 from ftlab.suite.schema import SuiteConfig
-from ftlab.training.experiment import check_config
+from ftlab.training import check_config
 
 RUNS = "runs"
 

@@ -8,14 +8,12 @@ import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ftlab.fileio import atomic_write_text
 from ftlab.runfiles import SUITE_INDEX
 from ftlab.suite.schema import SuiteConfig
-
-if TYPE_CHECKING:
-    from ftlab.suite.execute import RunState
+from ftlab.suite.state import RunState, summary_fields
 
 INDEX_JSON = SUITE_INDEX
 INDEX_CSV = "suite.csv"
@@ -26,8 +24,6 @@ COLUMNS = ["name", "status", "dataset", "strategy", "variant", "seed", "best_val
 
 def write_index(root: Path, suite: SuiteConfig, suite_file: Path,
                 states: Iterable[RunState]) -> None:
-    from ftlab.suite.execute import summary_fields
-
     rows = [_row(state, summary_fields(state)) for state in states]
     root.mkdir(parents=True, exist_ok=True)
     document = {"suite": suite.name, "file": str(suite_file),

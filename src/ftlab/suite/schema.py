@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ftlab.config.schema import _check_choice, _check_number, _check_run_name, _fail
+from ftlab.config.schema import check_choice, check_number, check_run_name, fail
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class RunEntry:
     and trains on to `train.epochs` ("training for more epochs")."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name, "runs.name")
+        check_run_name(self.name, "runs.name")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class ReportConfig:
     """Exponential smoothing of the curves (TensorBoard's slider), 0 to 0.99."""
 
     def __post_init__(self) -> None:
-        _check_number("report.smoothing", self.smoothing, low=0.0, high=0.99)
+        check_number("report.smoothing", self.smoothing, low=0.0, high=0.99)
 
 
 EXECUTORS = ("local", "submitit")
@@ -123,8 +123,8 @@ class SuiteConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name, "name")
-        _check_number("parallel", self.parallel, low=1, high=256)
-        _check_choice("executor", self.executor, EXECUTORS)
+        check_run_name(self.name, "name")
+        check_number("parallel", self.parallel, low=1, high=256)
+        check_choice("executor", self.executor, EXECUTORS)
         if not self.grid.strategies and not self.runs:
-            _fail("grid.strategies", {}, "at least one strategy, or an explicit runs list")
+            fail("grid.strategies", {}, "at least one strategy, or an explicit runs list")

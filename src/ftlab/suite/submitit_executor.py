@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftlab.errors import ConfigError
-from ftlab.suite.execute import RunState, last_error, prepare_continuation, train_command
+from ftlab.suite.state import RunState, last_error, prepare_continuation, train_command
 from ftlab.suite.schema import SuiteConfig
 
 

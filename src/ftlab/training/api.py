@@ -51,7 +51,7 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
     Raises:
         FtlabError: bad configuration, data, weights or run folder (one-line message).
     """
-    _ensure_console_log()
+    ensure_console_log()
     if resume is not None:
         if config is not None:
             raise ConfigError("give either a config or --resume RUN_DIR, not both: a resumed "
@@ -149,7 +149,7 @@ def _log_start(experiment, run_dir: Path, resumed_from: int,
              experiment.settings.device)
 
 
-def _ensure_console_log() -> None:
+def ensure_console_log() -> None:
     """Print progress to stdout unless the application has configured the 'ftlab' logger."""
     if not log.handlers:
         handler = logging.StreamHandler(sys.stdout)

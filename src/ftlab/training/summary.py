@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torchvision
 
-from ftlab import __version__
+from ftlab.version import __version__
 from ftlab.training import rundir
 from ftlab.training.experiment import Experiment
 from ftlab.training.loop import EvalStats
