@@ -46,15 +46,14 @@ def blocks_table(arch: str, num_classes: int) -> str:
 def _count_for_strategy(arch: str, num_classes: int, config) -> tuple[int, int]:
     """(parameters the optimizer would update, all parameters incl. inserted modules)."""
     from ftlab.config import OptimConfig
-    from ftlab.models import build_model, count_parameters
-    from ftlab.strategies import get_strategy
+    from ftlab.models import count_parameters
+    from ftlab.strategies import prepare_model
 
-    strategy = get_strategy(config)
-    built = build_model(arch, None, num_classes, pretrained=False)
-    strategy.prepare(built.model, built.adapter, input_size=224)
-    groups = strategy.param_groups(built.model, built.adapter, OptimConfig())
+    # Parameter counts do not depend on the input size; 224 px is the weights' own.
+    prepared = prepare_model(arch, None, config, num_classes, 224, load_weights=False)
+    groups = prepared.strategy.param_groups(prepared.model, prepared.adapter, OptimConfig())
     optimized = {id(p): p.numel() for g in groups for p in g["params"]}
-    return sum(optimized.values()), count_parameters(built.model)[1]
+    return sum(optimized.values()), count_parameters(prepared.model)[1]
 
 
 def models_table() -> str:

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftlab.config import ExperimentConfig, config_from_dict
+from ftlab.config import ExperimentConfig, StrategyConfig, config_from_dict
 from ftlab.errors import WeightsError
 from ftlab.fileio import torch_load_safely
 from ftlab.models import build_model, read_weights_file
 from ftlab.models.weights import load_pretrained, resolve_weights
 from ftlab.runfiles import BEST, LAST
-from ftlab.strategies import get_strategy
+from ftlab.strategies import prepare_model
 
 PRETRAINED = "pretrained:"
 
@@ -81,9 +81,8 @@ def _pretrained(weights: str, arch: str | None, label: str) -> Network:
 def rebuild(network: Network, arch: str, input_size: int) -> nn.Module:
     """The network as a module: with its strategy's inserted modules when it has a config."""
     head = network.head_size(_head_name(arch)) or 1000
-    built = build_model(arch, None, head, pretrained=False)
-    if network.config is not None:
-        get_strategy(network.config.strategy).prepare(built.model, built.adapter, input_size)
+    strategy = network.config.strategy if network.config is not None else StrategyConfig()
+    built = prepare_model(arch, None, strategy, head, input_size, load_weights=False).built
     missing, _ = built.model.load_state_dict(network.state, strict=False)
     backbone_missing = [k for k in missing if not k.endswith("num_batches_tracked")
                         and not k.startswith(_head_name(arch) + ".")]

@@ -19,7 +19,7 @@ from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.memory.analytic import AnalyticMemory, analytic_memory, execution_order
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
-from ftlab.strategies import Strategy, get_strategy
+from ftlab.strategies import Strategy, get_strategy, prepare_model
 from ftlab.training import build_optimizer
 
 MIB = 2**20
@@ -63,9 +63,9 @@ def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execu
                *, n_groups: int = 2, num_classes: int = 10, device: str = "cpu",
                seed: int = 0) -> StepSetup:
     torch.manual_seed(seed)
-    built = build_model(arch, None, num_classes, pretrained=False, seed=seed)
-    chosen = get_strategy(strategy_config(strategy, n_groups))
-    chosen.prepare(built.model, built.adapter, input_size=resolution)
+    prepared = prepare_model(arch, None, strategy_config(strategy, n_groups), num_classes,
+                             resolution, seed=seed, load_weights=False)
+    built, chosen = prepared.built, prepared.strategy
     model = built.model.to(device)
     chosen.set_train_mode(model)
     if execution == "efficient":

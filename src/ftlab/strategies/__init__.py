@@ -24,11 +24,14 @@ from ftlab.strategies.base import (
     strategy_class,
     strategy_names,
 )
+from ftlab.strategies.recipe import PreparedModel, prepare_model
 
 __all__ = [
     "ParamInfo",
+    "PreparedModel",
     "Strategy",
     "get_strategy",
+    "prepare_model",
     "register_strategy",
     "strategy_class",
     "strategy_names",

@@ -17,8 +17,8 @@ from ftlab.config.schema import ExperimentConfig
 from ftlab.data import DataBundle, build_data
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
-from ftlab.models import BuiltModel, build_model, count_parameters, get_adapter, resolve_weights
-from ftlab.strategies import Strategy, get_strategy
+from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
+from ftlab.strategies import Strategy, get_strategy, prepare_model
 from ftlab.training.distributed import Distributed
 from ftlab.training.loaders import build_loaders
 from ftlab.training.loop import StepSettings
@@ -130,7 +130,7 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
         dist: this process's place in a data-parallel run (default: alone).
     """
     dist = dist or Distributed()
-    strategy = check_config(config)
+    check_config(config)
     train_cfg = config.train
     if train_cfg.num_threads is not None:
         torch.set_num_threads(train_cfg.num_threads)
@@ -139,11 +139,10 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
         device = torch.device("cuda", dist.local_rank)
     source = resolve_weights(config.model.arch, config.model.weights)
     data = build_data(config.data, source.preprocessing)
-    built = build_model(config.model.arch, source, data.num_classes,
-                        pretrained=strategy.pretrained and load_weights, seed=train_cfg.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_cfg.seed + 1)  # inserted modules' initialisation
-        strategy.prepare(built.model, built.adapter, input_size=data.input.resolution)
+    prepared = prepare_model(config.model.arch, source, config.strategy, data.num_classes,
+                             data.input.resolution, seed=train_cfg.seed,
+                             load_weights=load_weights)
+    built, strategy = prepared.built, prepared.strategy
     if train_cfg.sync_batchnorm and dist.enabled:
         built.model = _sync_batchnorm(built.model, device)
     channels_last = train_cfg.channels_last and device.type == "cuda"
