@@ -175,3 +175,16 @@ def test_report_of_plain_run_folders(tiny, tmp_path):
     text = markdown.read_text()
     assert "| synthetic | full | 1/1 |" in text and "| synthetic | scratch | 1/1 |" in text
     assert "## Training from scratch vs fine-tuning" in text and html.is_file()
+
+
+def test_suite_analysis_entries_set_the_probe_size_and_k(tmp_path):
+    from ftlab.suite.expand import load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text("runs: [{name: a}, {name: b}]\nanalysis:\n"
+                    "  - {name: ab, a: a, b: b, probe_size: 16, k: 4}\n  - {name: ba, a: b, b: a}\n",
+                    encoding="utf-8")
+    first, second = load_suite(path).analysis
+    assert (first.probe_size, first.k) == (16, 4) and (second.probe_size, second.k) == (64, 8)
+    with pytest.raises(ConfigError, match="analysis.k=0 is not allowed"):
+        load_suite(path, ["analysis=[{name: x, a: a, b: b, k: 0}]"])

@@ -85,10 +85,10 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
+    from ftlab import runfiles
     from ftlab.fileio import check_output_folder
     from ftlab.memory.report import (
         EXECUTIONS,
-        MEMORY_CSV,
         check_strategies,
         memory_table,
         save,
@@ -99,7 +99,7 @@ def _memory(args: argparse.Namespace) -> int:
 
     names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
     check_strategies(args.model, names, args.n_groups)
-    check_output_folder(args.output_dir, MEMORY_CSV, "memory")
+    check_output_folder(args.output_dir, runfiles.MEMORY_CSV, "memory")
     device = str(resolve_device(args.device))
     executions = EXECUTIONS if args.execution == "both" else (args.execution,)
     rows = memory_table(args.model, names, args.batch_sizes, args.resolution, executions,
@@ -154,10 +154,11 @@ def _report(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     from ftlab.analysis import diff
+    from ftlab.runfiles import DIFF_SUMMARY
 
     result = diff(args.a, args.b, args.ref, Path(args.output_dir), args.probe, args.probe_size,
                   args.k)
-    print((Path(args.output_dir) / "summary.md").read_text(encoding="utf-8"))
+    print((Path(args.output_dir) / DIFF_SUMMARY).read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in result.files))
     return 0
 

@@ -30,6 +30,12 @@ SUITE_INDEX = "suite.json"
 """The index `ftlab suite` keeps in a suite folder: what marks a folder as a suite."""
 SUITE_FILE = "suite.yaml"
 """The resolved suite file, the first thing `ftlab suite` writes into its folder."""
+DIFF_JSON = "diff.json"
+"""Every number of an `ftlab diff` comparison; marks a folder as that command's output."""
+DIFF_SUMMARY = "summary.md"
+"""An `ftlab diff` comparison in words and figures, for the terminal and the report."""
+MEMORY_CSV = "memory.csv"
+"""The rows of an `ftlab memory` table; marks a folder as that command's output."""
 
 
 def is_run_folder(path: Path) -> bool:

@@ -23,6 +23,7 @@ from ftlab.data import build_data
 from ftlab.errors import WeightsError
 from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.models import build_model, resolve_weights
+from ftlab.runfiles import DIFF_JSON, DIFF_SUMMARY
 
 
 @dataclass
@@ -48,7 +49,7 @@ def diff(a_spec: str, b_spec: str, ref_spec: str | None = None,
         k: singular vectors per layer for the filter-subspace similarity.
     """
     if out_dir is not None:
-        check_output_folder(out_dir, "diff.json", "diff")
+        check_output_folder(out_dir, DIFF_JSON, "diff")
     a, b, ref, arch = _networks(a_spec, b_spec, ref_spec)
     head = _head(arch)
     check_same_architecture(a.state, b.state, head, (a.label, b.label))
@@ -113,7 +114,7 @@ def _write(result: DiffResult, out: Path, networks: tuple, probe_size: int) -> l
     a, b, ref = networks
     out.mkdir(parents=True, exist_ok=True)
     labels = (a.label, b.label, ref.label if ref else None)
-    files = [out / "layers.csv", out / "diff.json", out / "summary.md"]
+    files = [out / "layers.csv", out / DIFF_JSON, out / DIFF_SUMMARY]
     atomic_write_text(files[0], _csv(result.rows))
     meta = {"a": describe(a), "b": describe(b), "ref": describe(ref) if ref else None}
     atomic_write_text(files[1], json.dumps({**meta, "layers": [r.as_dict() for r in result.rows],

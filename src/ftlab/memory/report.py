@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from ftlab.tables import markdown_table
 from ftlab.config import OptimConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
@@ -19,12 +18,13 @@ from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.memory.analytic import AnalyticMemory, analytic_memory, execution_order
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
+from ftlab.runfiles import MEMORY_CSV
 from ftlab.strategies import Strategy, get_strategy, prepare_model
+from ftlab.tables import markdown_table
 from ftlab.training import build_optimizer
 
 MIB = 2**20
 EXECUTIONS = ("stock", "efficient")
-MEMORY_CSV = "memory.csv"
 
 
 @dataclass(frozen=True)

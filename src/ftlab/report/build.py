@@ -20,8 +20,6 @@ from typing import Any
 import markdown
 
 from ftlab.fileio import atomic_write_text
-from ftlab.runfiles import SUITE_FILE
-from ftlab.yamlfile import read_yaml
 from ftlab.report.collect import (
     Group,
     RunRecord,
@@ -31,6 +29,8 @@ from ftlab.report.collect import (
     mean_std,
 )
 from ftlab.report.plots import Curve, Panel, draw, save, smooth
+from ftlab.runfiles import DIFF_SUMMARY, MEMORY_CSV, SUITE_FILE
+from ftlab.yamlfile import read_yaml
 
 REPORT = "report"
 CURVE_METRICS = ("val_top1", "train_loss")
@@ -187,7 +187,7 @@ def _has_runs(group: Group) -> bool:
 
 
 def _memory(root: Path) -> str:
-    table = root / "memory" / "memory.csv"
+    table = root / "memory" / MEMORY_CSV
     if not table.is_file():
         return ""
     with open(table, newline="", encoding="utf-8") as handle:
@@ -208,7 +208,7 @@ def _analysis(root: Path, out: Path) -> str:
     if not folder.is_dir():
         return ""
     parts = []
-    for summary in sorted(folder.glob("*/summary.md")):
+    for summary in sorted(folder.glob(f"*/{DIFF_SUMMARY}")):
         text = summary.read_text(encoding="utf-8")
         relative = Path("..") / summary.parent.relative_to(root)
         parts.append(re.sub(r"\]\((?!http)([^)]+)\)",

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ftlab.fileio import atomic_write_text, check_output_folder
-from ftlab.runfiles import SUITE_FILE
+from ftlab.runfiles import DIFF_JSON, MEMORY_CSV, SUITE_FILE
 from ftlab.suite.execute import LocalExecutor
 from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
 from ftlab.suite.index import write_index
@@ -90,7 +90,7 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
     folder = root / "memory"
     stamp = folder / "settings.yaml"
     settings = yaml.safe_dump(to_container(suite)["memory"], sort_keys=True)
-    if (folder / "memory.csv").is_file() and stamp.is_file() and stamp.read_text() == settings:
+    if (folder / MEMORY_CSV).is_file() and stamp.is_file() and stamp.read_text() == settings:
         return
     log.info("suite %s: measuring training memory of %s", suite.name, ", ".join(step.strategies))
     rows = memory_table(step.arch, step.strategies, step.batch_sizes, step.resolution,
@@ -115,7 +115,7 @@ def analysis_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -
         from ftlab.analysis import diff
 
         log.info("suite %s: analysis %s", suite.name, entry.name)
-        diff(sides[0], sides[1], sides[2], out, probe)
+        diff(sides[0], sides[1], sides[2], out, probe, entry.probe_size, entry.k)
 
 
 def _side(spec: str, states: dict[str, RunState]) -> str | bool:
@@ -127,7 +127,7 @@ def _side(spec: str, states: dict[str, RunState]) -> str | bool:
 
 
 def _up_to_date(out: Path, sides: list[str]) -> bool:
-    result = out / "diff.json"
+    result = out / DIFF_JSON
     if not result.is_file():
         return False
     newest = max((Path(s) / "best.pt").stat().st_mtime for s in sides

@@ -81,6 +81,14 @@ class AnalysisEntry:
     ref: Optional[str] = None
     probe_dataset: Optional[str] = None
     """A run of the suite whose validation images feed the representation comparison."""
+    probe_size: int = 64
+    """Images in the probe batch (`ftlab diff --probe-size`)."""
+    k: int = 8
+    """Singular vectors per layer for the filter-subspace similarity (`ftlab diff --k`)."""
+
+    def __post_init__(self) -> None:
+        check_number("analysis.probe_size", self.probe_size, low=1, high=100_000)
+        check_number("analysis.k", self.k, low=1, high=4096)
 
 
 @dataclass(frozen=True)
