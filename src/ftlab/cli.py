@@ -85,30 +85,25 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
+    _check_yaml_first({}, args.overrides)
+    from ftlab.config import MemoryConfig
+    from ftlab.config.loading import load_structured
+
+    flags = {"arch": args.model, "batch_sizes": args.batch_sizes, "resolution": args.resolution,
+             "n_groups": args.n_groups, "frozen_bits": args.frozen_bits,
+             "num_classes": args.num_classes, "execution": args.execution,
+             "device": args.device,
+             "strategies": args.strategies.split(",") if args.strategies else None}
+    config = load_structured(MemoryConfig, None, args.overrides,
+                             base={k: v for k, v in flags.items() if v is not None})
     from ftlab import runfiles
     from ftlab.fileio import check_output_folder
-    from ftlab.memory.report import (
-        EXECUTIONS,
-        check_strategies,
-        memory_table,
-        save,
-        to_markdown,
-    )
-    from ftlab.strategies import strategy_names
-    from ftlab.training import resolve_device
+    from ftlab.memory.report import memory_table, memory_title, save, strategies_of, to_markdown
 
-    names = strategy_names() if args.strategies == "all" else args.strategies.split(",")
-    check_strategies(args.model, names, args.n_groups)
+    strategies_of(config)  # names checked before the output folder, both before measuring
     check_output_folder(args.output_dir, runfiles.MEMORY_CSV, "memory")
-    device = str(resolve_device(args.device))
-    executions = EXECUTIONS if args.execution == "both" else (args.execution,)
-    rows = memory_table(args.model, names, args.batch_sizes, args.resolution, executions,
-                        n_groups=args.n_groups, frozen_bits=args.frozen_bits,
-                        num_classes=args.num_classes, device=device)
-    title = (f"Training memory: {args.model}, {args.resolution} px, {args.num_classes} "
-             f"classes, TinyTL n_groups={args.n_groups}, frozen weights at {args.frozen_bits} bit "
-             f"(analytic), device {device}")
-    markdown, table = save(rows, Path(args.output_dir), title)
+    rows = memory_table(config)
+    markdown, table = save(rows, Path(args.output_dir), memory_title(config))
     print(to_markdown(rows))
     print(f"\nsaved {markdown} and {table}")
     return 0
@@ -218,6 +213,8 @@ def _add_training(sub: argparse._SubParsersAction) -> None:
 
 def _add_listings(sub: argparse._SubParsersAction) -> None:
     """strategies, models and datasets: what ftlab offers and what is present."""
+    from ftlab.config.commands import MAX_CLASSES
+
     strategies = _add(sub, "strategies", _strategies, "list fine-tuning strategies")
     strategies.add_argument("--model", help="also count trainable parameters on this "
                             "architecture (e.g. mobilenet_v2)")
@@ -263,18 +260,20 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
 
     memory = _add(sub, "memory", _memory, "training memory per strategy: measured (stock and "
                   "memory-efficient) and analytic, as Markdown and CSV")
-    memory.add_argument("--model", default="mobilenet_v2")
-    memory.add_argument("--strategies", default="all", help="comma-separated names, or all")
-    memory.add_argument("--batch-sizes", type=_int_list, default=[1, 64],
-                        help="comma-separated (default 1,64)")
-    memory.add_argument("--resolution", type=_int_in(8, 4096), default=224)
-    memory.add_argument("--n-groups", type=_positive_int, default=2,
-                        help="TinyTL side-branch groups (default 2)")
-    memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32), default=32,
-                        help="bits per frozen weight in the analytic count (TinyTL: 8)")
-    memory.add_argument("--num-classes", type=_int_in(1, MAX_CLASSES), default=10)
-    memory.add_argument("--execution", choices=("both", "stock", "efficient"), default="both")
-    memory.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    memory.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings of ftlab.config.MemoryConfig, e.g. resolution=160 "
+                        "strategies=[full,bias]; the flags below set the same fields")
+    memory.add_argument("--model", help="architecture (default mobilenet_v2)")
+    memory.add_argument("--strategies", help="comma-separated names, or all (default)")
+    memory.add_argument("--batch-sizes", type=_int_list, help="comma-separated (default 1,64)")
+    memory.add_argument("--resolution", type=int, help="input side in px (default 224)")
+    memory.add_argument("--n-groups", type=int, help="TinyTL side-branch groups (default 2)")
+    memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32),
+                        help="bits per frozen weight in the analytic count (TinyTL: 8; "
+                        "default 32)")
+    memory.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
+    memory.add_argument("--execution", choices=("both", "stock", "efficient"))
+    memory.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")
     memory.add_argument("--output-dir", default="runs/memory",
                         help="where memory.md and memory.csv go")
 
@@ -288,16 +287,11 @@ def _add(sub: argparse._SubParsersAction, name: str, handler: Command, help_text
 
 
 def _int_list(text: str) -> list[int]:
-    return [_int_in(1, 1_000_000)(part) for part in text.split(",")]
+    return [_int_in(1, None)(part) for part in text.split(",")]
 
 
 def _positive_int(text: str) -> int:
     return _int_in(1, None)(text)
-
-
-MAX_CLASSES = 100_000
-"""More classes than any dataset ftlab reads (ImageNet-21k has 21,841); a larger head of
-MobileNetV2 alone would be over 500 MB."""
 
 
 def _int_in(low: int, high: int | None) -> Callable[[str], int]:

@@ -201,3 +201,14 @@ def test_suite_refuses_an_occupied_folder_that_is_not_its_own(tmp_path, capsys):
         ["suite", str(path)], capsys)
     assert snapshot(tmp_path) == before
 
+
+
+def test_suite_overrides_that_are_not_strings_exit_2(tmp_path, capsys, reliability):
+    """Found by the suite-file fuzzing (seed 3561511440): a list where an override belongs."""
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"output_dir: {tmp_path / 'out'}\noverrides: [[]]\nruns: [{{name: r}}]\n",
+                    encoding="utf-8")
+    assert "is not a string of the form section.key=value" in one_line_exit_2(
+        ["suite", str(path)], capsys)
+    assert not (tmp_path / "out").exists()
+    reliability.inputs("suite file whose overrides hold lists", "refused: exit 2, one line")

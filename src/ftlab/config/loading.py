@@ -101,6 +101,9 @@ KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
+        if not isinstance(item, str):  # e.g. a suite file's `overrides: [[a, b]]`
+            raise ConfigError(f"override {item!r} is not a string of the form "
+                              "section.key=value (for example optim.lr=1e-3)")
         key, sep, _ = item.partition("=")
         if not sep or not KEY.fullmatch(key):
             raise ConfigError(f"override {item!r} is not of the form section.key=value "

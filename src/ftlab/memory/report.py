@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ftlab.config import OptimConfig, StrategyConfig
+from ftlab.config import MemoryConfig, OptimConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
 from ftlab.fileio import atomic_write_text, check_output_folder
@@ -19,12 +19,11 @@ from ftlab.memory.analytic import AnalyticMemory, analytic_memory, execution_ord
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
 from ftlab.runfiles import MEMORY_CSV
-from ftlab.strategies import Strategy, get_strategy, prepare_model
+from ftlab.strategies import Strategy, get_strategy, prepare_model, strategy_names
 from ftlab.tables import markdown_table
-from ftlab.training import build_optimizer
+from ftlab.training import build_optimizer, resolve_device
 
 MIB = 2**20
-EXECUTIONS = ("stock", "efficient")
 
 
 @dataclass(frozen=True)
@@ -96,11 +95,14 @@ def measure_row(arch: str, strategy: str, batch_size: int, resolution: int, exec
     return MemoryRow(strategy, batch_size, execution, trainable, measured, analytic)
 
 
-def check_strategies(arch: str, strategies: Sequence[str], n_groups: int) -> None:
-    """Fail on an unknown architecture or strategy before measuring anything."""
-    get_adapter(arch)
-    for name in strategies:
-        get_strategy(strategy_config(name, n_groups))
+def strategies_of(config: MemoryConfig) -> list[str]:
+    """The strategies `config` names ("all": every registered one), each checked, with the
+    architecture, before anything is measured."""
+    get_adapter(config.arch)
+    names = strategy_names() if config.strategies == ["all"] else list(config.strategies)
+    for name in names:
+        get_strategy(strategy_config(name, config.n_groups))
+    return names
 
 
 def check_fits(arch: str, batch_size: int, resolution: int, num_classes: int = 10,
@@ -133,13 +135,29 @@ def free_memory(device: str) -> int | None:
         return None
 
 
-def memory_table(arch: str, strategies: Sequence[str], batch_sizes: Sequence[int],
-                 resolution: int, executions: Sequence[str] = EXECUTIONS, **options
-                 ) -> list[MemoryRow]:
-    check_fits(arch, max(batch_sizes), resolution, options.get("num_classes", 10),
-               options.get("device", "cpu"))
-    return [measure_row(arch, name, batch, resolution, execution, **options)
-            for batch in batch_sizes for name in strategies for execution in executions]
+def memory_table(config: MemoryConfig) -> list[MemoryRow]:
+    """Every row `config` asks for, after checking its names and that its largest batch fits;
+    `device=auto` is resolved here."""
+    names = strategies_of(config)
+    device = memory_device(config)
+    check_fits(config.arch, max(config.batch_sizes), config.resolution, config.num_classes,
+               device)
+    options = {"n_groups": config.n_groups, "frozen_bits": config.frozen_bits,
+               "num_classes": config.num_classes, "device": device}
+    return [measure_row(config.arch, name, batch, config.resolution, execution, **options)
+            for batch in config.batch_sizes for name in names
+            for execution in config.executions]
+
+
+def memory_device(config: MemoryConfig) -> str:
+    return str(resolve_device(config.device))
+
+
+def memory_title(config: MemoryConfig) -> str:
+    """The heading of memory.md: every setting the numbers depend on."""
+    return (f"Training memory: {config.arch}, {config.resolution} px, {config.num_classes} "
+            f"classes, TinyTL n_groups={config.n_groups}, frozen weights at "
+            f"{config.frozen_bits} bit (analytic), device {memory_device(config)}")
 
 
 HEADER = ["strategy", "batch", "execution", "trainable params", "activations MiB",

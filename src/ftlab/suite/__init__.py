@@ -85,7 +85,7 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
     step = suite.memory
     if not step.strategies:
         return
-    from ftlab.memory.report import memory_table, save
+    from ftlab.memory.report import memory_table, memory_title, save
 
     folder = root / "memory"
     stamp = folder / "settings.yaml"
@@ -93,9 +93,7 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
     if (folder / MEMORY_CSV).is_file() and stamp.is_file() and stamp.read_text() == settings:
         return
     log.info("suite %s: measuring training memory of %s", suite.name, ", ".join(step.strategies))
-    rows = memory_table(step.arch, step.strategies, step.batch_sizes, step.resolution,
-                        n_groups=step.n_groups)
-    save(rows, folder, f"Training memory: {step.arch}, {step.resolution} px")
+    save(memory_table(step), folder, memory_title(step))
     atomic_write_text(stamp, settings)
 
 

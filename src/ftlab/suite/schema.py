@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ftlab.config.commands import MemoryConfig
 from ftlab.config.schema import check_choice, check_number, check_run_name, fail
 
 
@@ -57,17 +58,6 @@ class SubmititConfig:
     mem_gb: Optional[int] = None
     additional_parameters: dict[str, str] = field(default_factory=dict)
     """Extra sbatch parameters (slurm_additional_parameters)."""
-
-
-@dataclass(frozen=True)
-class MemoryStep:
-    """An `ftlab memory` table for the report; no strategies: no table."""
-
-    strategies: list[str] = field(default_factory=list)
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
-    resolution: int = 224
-    n_groups: int = 2
-    arch: str = "mobilenet_v2"
 
 
 @dataclass(frozen=True)
@@ -126,7 +116,9 @@ class SuiteConfig:
     executor: str = "local"
     """local (subprocesses here) or submitit (Slurm, or its local executor)."""
     submitit: SubmititConfig = field(default_factory=SubmititConfig)
-    memory: MemoryStep = field(default_factory=MemoryStep)
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(strategies=[]))
+    """The `ftlab memory` table of the report (every setting of that command); no
+    strategies: no table."""
     analysis: list[AnalysisEntry] = field(default_factory=list)
     report: ReportConfig = field(default_factory=ReportConfig)
 

@@ -1,0 +1,55 @@
+"""Settings of the commands around training, as frozen dataclasses like the experiment's.
+
+One `MemoryConfig` serves `ftlab memory` (flags and dotted overrides), a suite file's
+`memory:` section and the Python API (`ftlab.memory.memory_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftlab.config.schema import check_choice, check_number, fail
+
+EXECUTIONS = ("both", "stock", "efficient")
+DEVICES = ("cpu", "cuda", "auto")
+MAX_CLASSES = 100_000
+"""More classes than any dataset ftlab reads (ImageNet-21k has 21,841); a larger head of
+MobileNetV2 alone would be over 500 MB."""
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """What `ftlab memory` measures: one row per strategy x batch size x execution."""
+
+    strategies: list[str] = field(default_factory=lambda: ["all"])
+    """Strategy names, or ["all"]. A suite's default is [] (no memory table)."""
+    arch: str = "mobilenet_v2"
+    """Architecture (`--model` on the command line)."""
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    resolution: int = 224
+    """Input side in pixels."""
+    num_classes: int = 10
+    """Classes of the new head."""
+    n_groups: int = 2
+    """TinyTL's side-branch groups (strategy.n_groups)."""
+    frozen_bits: int = 32
+    """Bits per frozen weight in the analytic count (TinyTL stores them in 8)."""
+    execution: str = "both"
+    """stock (plain autograd), efficient (ftlab's memory-efficient execution) or both."""
+    device: str = "cpu"
+    """cpu, cuda or auto."""
+
+    def __post_init__(self) -> None:
+        for batch in self.batch_sizes:
+            check_number("memory.batch_sizes", batch, low=1, high=1_000_000)
+        check_number("memory.resolution", self.resolution, low=8, high=4096)
+        check_number("memory.num_classes", self.num_classes, low=1, high=MAX_CLASSES)
+        check_number("memory.n_groups", self.n_groups, low=1, high=1024)
+        if self.frozen_bits not in (8, 16, 32):
+            fail("memory.frozen_bits", self.frozen_bits, "one of 8, 16, 32")
+        check_choice("memory.execution", self.execution, EXECUTIONS)
+        check_choice("memory.device", self.device, DEVICES)
+
+    @property
+    def executions(self) -> tuple[str, ...]:
+        return ("stock", "efficient") if self.execution == "both" else (self.execution,)
