@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from ftlab.fileio import user_path
 from ftlab.tables import markdown_table
 
 
@@ -71,7 +71,7 @@ def models_table() -> str:
 def datasets_table(root: str | None) -> str:
     from ftlab.data import get_source, source_names
 
-    base = Path(root or os.environ.get("FTLAB_DATA") or "data").expanduser()
+    base = user_path(root or os.environ.get("FTLAB_DATA") or "data", "data root")
     rows = []
     for name in source_names():
         source = get_source(name)

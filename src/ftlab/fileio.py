@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ftlab.errors import CheckpointError, FileWriteError, RunDirError
+from ftlab.errors import CheckpointError, ConfigError, FileWriteError, RunDirError
 from ftlab.faults import failpoint
 
 
@@ -62,6 +62,16 @@ def _keep_copy(path: Path, backup: Path) -> None:
     except OSError:  # no hard links on this filesystem
         shutil.copyfile(path, tmp)
     os.replace(tmp, backup)
+
+
+def user_path(text: str | Path, what: str = "path") -> Path:
+    """`text` as a path with `~` and `~user` expanded; a user that does not exist is one
+    line naming the setting (pathlib raises RuntimeError there)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"{what} {str(text)!r} starts with ~ but names no user of this "
+                          "machine; write the folder out in full") from None
 
 
 def check_output_folder(folder: str | Path, marker: str, command: str,

@@ -212,3 +212,16 @@ def test_suite_overrides_that_are_not_strings_exit_2(tmp_path, capsys, reliabili
         ["suite", str(path)], capsys)
     assert not (tmp_path / "out").exists()
     reliability.inputs("suite file whose overrides hold lists", "refused: exit 2, one line")
+
+
+@pytest.mark.parametrize("args", [
+    ["datasets", "--root", "~nosuchuser/data"],
+    ["train", "train.output_dir=~nosuchuser", "model.weights=none", "data.name=synthetic"],
+    ["train", "data.name=imagefolder", "data.root=~nosuchuser"],
+    ["train", "model.weights=~nosuchuser/weights.pth"],
+])
+def test_a_home_folder_of_an_unknown_user_exits_2(args, capsys, reliability):
+    """Found by the argument fuzzing: pathlib raises RuntimeError for ~user of no user."""
+    assert "starts with ~ but names no user" in one_line_exit_2(args, capsys)
+    reliability.inputs("paths starting with ~ of a user that does not exist",
+                       "refused: exit 2, one line naming the setting")

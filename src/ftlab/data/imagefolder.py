@@ -11,6 +11,7 @@ from ftlab.config.schema import DataConfig
 from ftlab.data.sources import DatasetSource, SourceSplits, register_source
 from ftlab.data.splits import stratified_split
 from ftlab.errors import ConfigError, DataError
+from ftlab.fileio import user_path
 
 TEST_FOLDERS = ("test", "val")
 
@@ -24,7 +25,7 @@ def load_imagefolder(config: DataConfig) -> SourceSplits:
     if config.root is None:
         raise ConfigError("data.root is required for data.name=imagefolder: the folder that "
                           "holds train/ and test/ (or one folder per class)")
-    root = Path(config.root).expanduser()
+    root = user_path(config.root, "data.root")
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a folder; expected ROOT/train/<class>/<image> "
                         "and ROOT/test/<class>/<image>, or ROOT/<class>/<image>")

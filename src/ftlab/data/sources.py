@@ -14,6 +14,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ftlab.config.schema import DataConfig
+from ftlab.fileio import user_path
 from ftlab.registry import Registry
 
 
@@ -70,4 +71,4 @@ def source_names() -> list[str]:
 
 def data_root(config: DataConfig) -> Path:
     """`data.root`, else $FTLAB_DATA, else ./data."""
-    return Path(config.root or os.environ.get("FTLAB_DATA") or "data").expanduser()
+    return user_path(config.root or os.environ.get("FTLAB_DATA") or "data", "data.root")

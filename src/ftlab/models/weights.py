@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.models import get_model_weights
 
 from ftlab.errors import WeightsError
-from ftlab.fileio import torch_load_safely
+from ftlab.fileio import torch_load_safely, user_path
 from ftlab.models.adapters import ArchAdapter
 from ftlab.preprocessing import Preprocessing
 
@@ -54,7 +54,7 @@ def resolve_weights(arch: str, spec: str | None) -> WeightsSource:
     if enum is not None and spec in enum.__members__:
         member = enum[spec]
         return WeightsSource("torchvision", member.name, member.url, _preprocessing_of(member))
-    path = Path(spec).expanduser()
+    path = user_path(spec, "model.weights")
     if path.is_file():
         return WeightsSource("file", str(path), None, Preprocessing())
     names = list(enum.__members__) if enum is not None else []

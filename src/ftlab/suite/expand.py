@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from ftlab.config import ExperimentConfig, load_config
 from ftlab.config.loading import load_structured
 from ftlab.errors import ConfigError, FtlabError
+from ftlab.fileio import user_path
 from ftlab.suite.schema import SuiteConfig
 from ftlab.training import check_config
 
@@ -65,7 +66,7 @@ def expand(suite: SuiteConfig, suite_file: Path) -> list[RunSpec]:
 
 def suite_dir(suite: SuiteConfig, suite_file: Path) -> Path:
     """output_dir/name; a relative output_dir is relative to the working directory."""
-    return Path(suite.output_dir).expanduser() / suite.name
+    return user_path(suite.output_dir, "output_dir") / suite.name
 
 
 def validate(specs: list[RunSpec]) -> dict[str, ExperimentConfig]:

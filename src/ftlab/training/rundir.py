@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ftlab.errors import RunDirError
+from ftlab.fileio import user_path
 from ftlab.runfiles import (  # noqa: F401
     BEST,
     CONFIG,
@@ -33,7 +34,7 @@ except ImportError:  # Windows: no advisory locks; ftlab's own runs are POSIX
 
 
 def run_dir_path(output_dir: str | Path, name: str) -> Path:
-    return Path(output_dir).expanduser() / name
+    return user_path(output_dir, "train.output_dir") / name
 
 
 def check_can_create(path: Path, overwrite: bool) -> None:
@@ -109,7 +110,7 @@ def _contents(path: Path) -> list[Path]:
 
 def existing_run_dir(path: str | Path) -> Path:
     """A folder that `--resume` can continue: it must hold the saved config."""
-    path = Path(path).expanduser()
+    path = user_path(path, "run folder")
     if not (path / CONFIG).is_file():
         raise RunDirError(f"cannot resume {path}: no {CONFIG} there; pass the folder of an "
                           "earlier ftlab train run")
