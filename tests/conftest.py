@@ -85,13 +85,17 @@ def _seeded(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """No test touches the user's caches or data, and torch's thread count is restored."""
+    """No test touches the user's caches or data; torch's thread count and the 'ftlab'
+    logger (handlers, level, propagation, disabled) are as they were after each test."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setenv("FTLAB_DATA", str(tmp_path / "data"))
     threads = torch.get_num_threads()
+    logger = logging.getLogger("ftlab")
+    saved = (logger.level, logger.propagate, logger.disabled)
     yield
     torch.set_num_threads(threads)
-    logging.getLogger("ftlab").handlers.clear()
+    logger.handlers.clear()
+    logger.level, logger.propagate, logger.disabled = saved
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly has settled its seed
