@@ -34,8 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     config, overrides = _split_config_and_overrides(args.items)
+    from ftlab.runfiles import CONFIG
+
     _check_yaml_first({"config file": config, "run config":
-                       args.resume and str(Path(args.resume) / "config.yaml")}, overrides)
+                       args.resume and str(Path(args.resume) / CONFIG)}, overrides)
     from ftlab.training import train
 
     train(config, overrides=overrides, resume=args.resume, overwrite=args.overwrite)
@@ -85,9 +87,8 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
-    _check_yaml_first({}, args.overrides)
     from ftlab.config import MemoryConfig
-    from ftlab.config.loading import load_structured
+    from ftlab.config.loading import load_structured  # bounds override values itself
 
     flags = {"arch": args.model, "batch_sizes": args.batch_sizes, "resolution": args.resolution,
              "n_groups": args.n_groups, "frozen_bits": args.frozen_bits,
@@ -96,7 +97,7 @@ def _memory(args: argparse.Namespace) -> int:
              "strategies": args.strategies.split(",") if args.strategies else None}
     config = load_structured(MemoryConfig, None, args.overrides,
                              base={k: v for k, v in flags.items() if v is not None})
-    from ftlab import runfiles
+    from ftlab import runfiles  # torch from here on, once the settings are valid
     from ftlab.fileio import check_output_folder
     from ftlab.memory.report import memory_table, memory_title, save, strategies_of, to_markdown
 
@@ -125,7 +126,6 @@ def _suite(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from ftlab.report import plot_runs
-
     from ftlab.runfiles import is_run_folder
 
     strangers = [d for d in args.runs if not is_run_folder(Path(d))]
