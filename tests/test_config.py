@@ -151,3 +151,56 @@ def test_every_shipped_config_is_valid(monkeypatch, tmp_path):
             assert isinstance(config, ExperimentConfig)
             check_config(config)
     assert suites >= 2
+
+
+# The strategy section as ftlab 0.1 wrote it into every run folder: all strategies' options.
+V01_STRATEGY = {
+    "norm_stats": "auto", "k": 3, "variant": "L+B", "n_groups": 2, "kernel_size": 5,
+    "expand": 1.0, "preset": "reference", "lr_rules": [], "default_multiplier": 1.0,
+    "decay": 0.85, "head_epochs": 1, "blocks_per_stage": 3, "epochs_per_stage": 1,
+    "alpha": 0.1, "beta": 0.01,
+}
+
+
+@pytest.mark.parametrize("name", ["full", "last_k", "tinytl", "separate_lr", "l2sp"])
+def test_strategy_sections_of_earlier_run_folders_still_load(name):
+    from ftlab.training import resolve_config
+
+    config = resolve_config(config_from_dict(
+        {"strategy": {"name": name, **V01_STRATEGY}, "train": {"device": "cpu"}}))
+    written = config_to_dict(config)["strategy"]
+    own = {key for key in written if key not in ("name", "norm_stats")}
+    assert all(written[key] == V01_STRATEGY[key] for key in own)
+    assert own <= set(V01_STRATEGY) and (own or name == "full")
+    assert load_config(None, [f"strategy.name={name}"] + [
+        f"strategy.{key}={value}" for key, value in written.items() if key != "name"]
+    ).strategy.options == config.strategy.options
+
+
+def test_strategy_options_are_checked_by_the_chosen_strategy():
+    from ftlab.training import resolve_config
+
+    config = resolve_config(load_config(None, ["strategy.name=tinytl", "strategy.variant=L",
+                                               "train.device=cpu"]))
+    assert config.strategy.options == {"variant": "L", "n_groups": 2, "kernel_size": 5,
+                                       "expand": 1.0}
+    assert "variant: L\n" in config_to_yaml(config) and "options" not in config_to_yaml(config)
+    cases = {
+        ("strategy.name=full", "strategy.variant=L"):
+            "strategy.variant is not used by strategy 'full' (it is an option of tinytl); "
+            "full accepts strategy.name, strategy.norm_stats: remove it",
+        ("strategy.name=last_k", "strategy.k=abc"):
+            "config key 'strategy.k' must be an integer, got 'abc'",
+        ("strategy.name=last_k", "strategy.k=0"):
+            "strategy.k=0 is not allowed: an integer in [1, 10000]",
+        ("strategy.name=last_k", "strategy.kk=2"):
+            "strategy.kk is not used by strategy 'last_k' (it is an option of no strategy); "
+            "last_k accepts strategy.name, strategy.norm_stats, strategy.k",
+        ("strategy.name=separate_lr", "strategy.lr_rules=[{head: true, blocks: [1, 2]}]"):
+            "strategy.lr_rules={'head': True, 'blocks': (1, 2), 'pattern': None} is not "
+            "allowed: exactly one of",
+    }
+    for overrides, expected in cases.items():
+        with pytest.raises(ConfigError) as info:
+            check_config(load_config(None, [*overrides, "train.device=cpu"]))
+        assert expected in str(info.value), str(info.value)

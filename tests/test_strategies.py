@@ -24,7 +24,8 @@ ARCHS = ["mobilenet_v2", "resnet18"]
 def _prepared(name: str, arch: str = "mobilenet_v2", classes: int = 5, size: int = 64,
               **options):
     built = build_model(arch, None, classes, pretrained=False, seed=0)
-    strategy = get_strategy(StrategyConfig(name=name, **options))
+    norm_stats = options.pop("norm_stats", "auto")
+    strategy = get_strategy(StrategyConfig(name=name, norm_stats=norm_stats, options=options))
     torch.manual_seed(1)
     trainable = strategy.prepare(built.model, built.adapter, input_size=size)
     return built.model, built.adapter, strategy, trainable
@@ -149,7 +150,7 @@ def test_separate_lr_reference_as_run_matches_the_reports_code():
 
 
 def test_separate_lr_general_rules():
-    from ftlab.config.schema import LrRule
+    from ftlab.strategies import LrRule
 
     model, adapter, strategy, trainable = _prepared(
         "separate_lr", preset=None, default_multiplier=0.5,
@@ -162,7 +163,7 @@ def test_separate_lr_general_rules():
     assert groups[2.0] == ["classifier.1.weight", "classifier.1.bias"]
     assert set(groups) == {0.1, 0.5, 2.0}
     with pytest.raises(ConfigError, match="strategy.preset='nope' is unknown"):
-        get_strategy(StrategyConfig(name="separate_lr", preset="nope"))
+        get_strategy(StrategyConfig(name="separate_lr", options={"preset": "nope"}))
 
 
 def test_layer_decay_multipliers_follow_depth():
@@ -235,7 +236,7 @@ def test_tinytl_refuses_an_architecture_without_known_blocks():
     with pytest.raises(ConfigError, match="tinytl .*cannot apply to MobileNetV2: its adapter "
                                           "knows no residual blocks"):
         strategy.prepare(built.model, Unknown(), input_size=64)
-    assert get_strategy(StrategyConfig(name="tinytl", variant="B")).prepare(
+    assert get_strategy(StrategyConfig(name="tinytl", options={"variant": "B"})).prepare(
         built.model, Unknown(), input_size=64)
 
 
@@ -253,7 +254,7 @@ def test_l2sp_penalty_is_the_distance_to_the_start():
 def test_options_of_other_strategies_are_refused():
     with pytest.raises(ConfigError, match=r"strategy.k is not used by strategy 'full' \(it is "
                                           r"an option of last_k\)"):
-        get_strategy(StrategyConfig(name="full", k=5))
+        get_strategy(StrategyConfig(name="full", options={"k": 5}))
     with pytest.raises(ConfigError, match="strategy.variant is not used by strategy 'bias'"):
         ftlab.training.experiment.check_config(
             load_config(None, ["strategy.name=bias", "strategy.variant=L", "train.device=cpu"]))

@@ -66,9 +66,12 @@ def _check_yaml_first(paths: dict[str, str | None], overrides: list[str]) -> Non
 
 
 def _strategies(args: argparse.Namespace) -> int:
-    from ftlab.cli_tables import strategies_table
+    from ftlab.cli_tables import strategies_table, strategy_options_table
 
-    print(strategies_table(args.model, args.num_classes))
+    if args.name is not None:
+        print(strategy_options_table(args.name))
+    else:
+        print(strategies_table(args.model, args.num_classes))
     return 0
 
 
@@ -91,7 +94,7 @@ def _memory(args: argparse.Namespace) -> int:
     from ftlab.config.loading import load_structured  # bounds override values itself
 
     flags = {"arch": args.model, "batch_sizes": args.batch_sizes, "resolution": args.resolution,
-             "n_groups": args.n_groups, "frozen_bits": args.frozen_bits,
+             "frozen_bits": args.frozen_bits,
              "num_classes": args.num_classes, "execution": args.execution,
              "device": args.device,
              "strategies": args.strategies.split(",") if args.strategies else None}
@@ -215,7 +218,10 @@ def _add_listings(sub: argparse._SubParsersAction) -> None:
     """strategies, models and datasets: what ftlab offers and what is present."""
     from ftlab.config.commands import MAX_CLASSES
 
-    strategies = _add(sub, "strategies", _strategies, "list fine-tuning strategies")
+    strategies = _add(sub, "strategies", _strategies, "list fine-tuning strategies, or one "
+                      "strategy's options with their defaults and meaning")
+    strategies.add_argument("name", nargs="?", metavar="NAME",
+                            help="show this strategy's options (strategy.* keys)")
     strategies.add_argument("--model", help="also count trainable parameters on this "
                             "architecture (e.g. mobilenet_v2)")
     strategies.add_argument("--num-classes", type=_int_in(1, MAX_CLASSES), default=10,
@@ -267,7 +273,6 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
     memory.add_argument("--strategies", help="comma-separated names, or all (default)")
     memory.add_argument("--batch-sizes", type=_int_list, help="comma-separated (default 1,64)")
     memory.add_argument("--resolution", type=int, help="input side in px (default 224)")
-    memory.add_argument("--n-groups", type=int, help="TinyTL side-branch groups (default 2)")
     memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32),
                         help="bits per frozen weight in the analytic count (TinyTL: 8; "
                         "default 32)")

@@ -24,6 +24,44 @@ def strategies_table(model: str | None, num_classes: int) -> str:
     return f"{table}\n\n{blocks_table(model, num_classes)}"
 
 
+def strategy_options_table(name: str) -> str:
+    """One strategy: what it does, and each of its settings with type, default and meaning."""
+    import inspect
+
+    from ftlab.strategies import option_values, strategy_class
+
+    cls = strategy_class(name)
+    rows = [[f"strategy.{key}", kind, name if key == "name" else _yaml_value(default), doc]
+            for key, kind, default, doc in _settings(cls)]
+    example = " ".join([f"strategy.name={name}"] + [
+        f"strategy.{key}={_yaml_value(value)}" for key, value in option_values(cls.Options()).items()])
+    return (f"{name}: {cls.summary}\n\n{inspect.getdoc(cls) or ''}\n\n"
+            + markdown_table(["key", "type", "default", "meaning"], rows)
+            + f"\n\nevery option at its default: {example}")
+
+
+def _settings(cls: type) -> list[tuple[str, str, object, str]]:
+    """(key, type, default, doc) of the shared keys name and norm_stats, then the options."""
+    from ftlab.config import StrategyConfig
+    from ftlab.config.docs import field_defaults, field_docs, field_types
+
+    rows = []
+    for schema, keys in ((StrategyConfig, ("name", "norm_stats")), (cls.Options, None)):  # type: ignore[attr-defined]
+        docs, kinds, defaults = field_docs(schema), field_types(schema), field_defaults(schema)
+        for key in keys or kinds:
+            rows.append((key, kinds[key], defaults[key], docs.get(key, "")))
+    return rows
+
+
+def _yaml_value(value: object) -> str:
+    """A value as it is written in an override (strings bare, lists and null as YAML)."""
+    import json
+
+    from ftlab.strategies import plain
+
+    return value if isinstance(value, str) else json.dumps(plain(value))
+
+
 def blocks_table(arch: str, num_classes: int) -> str:
     """How the adapter numbers the blocks (strategy.k, lr_rules blocks, layer_decay)."""
     from ftlab.models import build_model

@@ -119,7 +119,7 @@ def command_args(places: dict[str, str]) -> dict[str, st.SearchStrategy[list[str
             ["linear_probe", "bias,linear_probe", "nope", "tinytl"]) | ANY,
             "--batch-sizes": st.sampled_from(["1", "2", "1,2", "0", "-1", "1,,2"]) | INTS,
             "--resolution": st.sampled_from(["32", "64", "7", "5000"]) | INTS,
-            "--n-groups": INTS, "--frozen-bits": INTS, "--num-classes": INTS,
+            "--frozen-bits": INTS, "--num-classes": INTS,
             "--execution": st.sampled_from(["both", "stock", "efficient"]) | ANY,
             "--device": st.sampled_from(["cpu", "cuda", "auto"]) | ANY,
             "--output-dir": outputs(places, "out", "dataset", "run", "file")}),

@@ -7,6 +7,7 @@ One `MemoryConfig` serves `ftlab memory` (flags and dotted overrides), a suite f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ftlab.config.schema import check_choice, check_number, fail
 
@@ -30,8 +31,10 @@ class MemoryConfig:
     """Input side in pixels."""
     num_classes: int = 10
     """Classes of the new head."""
-    n_groups: int = 2
-    """TinyTL's side-branch groups (strategy.n_groups)."""
+    strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options of measured strategies by name, as `ftlab train`'s strategy.* keys, e.g.
+    {tinytl: {n_groups: 4}} (`strategy_options.tinytl.n_groups=4`); the rest keep their
+    defaults (`ftlab strategies NAME` lists them)."""
     frozen_bits: int = 32
     """Bits per frozen weight in the analytic count (TinyTL stores them in 8)."""
     execution: str = "both"
@@ -44,7 +47,6 @@ class MemoryConfig:
             check_number("memory.batch_sizes", batch, low=1, high=1_000_000)
         check_number("memory.resolution", self.resolution, low=8, high=4096)
         check_number("memory.num_classes", self.num_classes, low=1, high=MAX_CLASSES)
-        check_number("memory.n_groups", self.n_groups, low=1, high=1024)
         if self.frozen_bits not in (8, 16, 32):
             fail("memory.frozen_bits", self.frozen_bits, "one of 8, 16, 32")
         check_choice("memory.execution", self.execution, EXECUTIONS)

@@ -42,23 +42,62 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
 def load_structured(schema: type, path: str | Path | None = None, overrides: Sequence[str] = (),
                     base: Mapping[str, Any] | None = None) -> Any:
     """`load_config` for any dataclass schema (experiment configs, suite files)."""
-    layers: list[DictConfig] = [OmegaConf.structured(schema)]
+    layers: list[DictConfig] = []
     if path is not None:
         layers.append(_read_yaml(Path(path)))
     if base is not None:
         layers.append(_from_mapping(base))
     if overrides:
         layers.append(_parse_overrides(overrides))
-    return _to_object(schema, layers)
+    if schema is ExperimentConfig:
+        layers = [_nest_strategy_options(layer) for layer in layers]
+    return _to_object(schema, [OmegaConf.structured(schema), *layers])
+
+
+def load_section(schema: type, values: Mapping[str, Any], prefix: str) -> Any:
+    """Check a mapping against a dataclass, naming keys as `prefix + key` in errors
+    (strategies check their options with it: `load_section(Options, {...}, "strategy.")`)."""
+    layers = [OmegaConf.structured(schema), _from_mapping(values, origin=prefix.rstrip("."))]
+    return _to_object(schema, layers, prefix)
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
-    """Plain nested dict (tuples as lists), suitable for YAML, JSON and checkpoints."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+    """Plain nested dict (tuples as lists), suitable for YAML, JSON and checkpoints.
+
+    The strategy's options sit beside its name, as they are written in YAML files."""
+    values = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+    assert isinstance(values, dict)
+    strategy = values["strategy"]
+    values["strategy"] = {"name": strategy["name"], "norm_stats": strategy["norm_stats"],
+                          **strategy["options"]}
+    return values
 
 
 def config_to_yaml(config: ExperimentConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(config))
+    return OmegaConf.to_yaml(OmegaConf.create(config_to_dict(config)))
+
+
+STRATEGY_KEYS = ("name", "norm_stats", "options")
+
+
+def _nest_strategy_options(layer: DictConfig) -> DictConfig:
+    """Move the strategy's own options (every `strategy.*` key but name and norm_stats) under
+    `strategy.options`, where the schema keeps them until the chosen strategy checks them."""
+    section = layer.get("strategy") if isinstance(layer, DictConfig) else None
+    if not isinstance(section, DictConfig):
+        return layer
+    moved = [key for key in section.keys() if key not in STRATEGY_KEYS]
+    if not moved:
+        return layer
+    values = OmegaConf.to_container(layer)
+    assert isinstance(values, dict)
+    strategy = values["strategy"]
+    options = strategy.setdefault("options", {})
+    if not isinstance(options, dict):
+        return layer  # strategy.options=5: the schema's own type check names it
+    for key in moved:
+        options[key] = strategy.pop(key)
+    return OmegaConf.create(values)
 
 
 def config_from_dict(values: Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -128,23 +167,25 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
                           f"section in another): {_first_line(err)}") from None
 
 
-def _to_object(schema: type, layers: list[DictConfig]) -> Any:
+def _to_object(schema: type, layers: list[DictConfig], prefix: str = "") -> Any:
     try:
         merged = OmegaConf.merge(*layers)
         return OmegaConf.to_object(merged)
     except ConfigKeyError as err:
-        raise ConfigError(_unknown_key_message(err, schema)) from None
+        raise ConfigError(_unknown_key_message(err, schema, prefix)) from None
     except ValidationError as err:
-        raise ConfigError(_type_message(err, schema)) from None
+        raise ConfigError(_type_message(err, schema, prefix)) from None
     except OmegaConfBaseException as err:
-        where = f"config key '{_key_of(err)}'" if _key_of(err) else "config"
+        key = _key_of(err, prefix)
+        where = f"config key '{key}'" if key else "config"
         raise ConfigError(f"{where}: {_first_line(err)}") from None
     except TypeError as err:  # a mapping given where a plain value belongs, or vice versa
         raise ConfigError(f"config has a value of the wrong shape: {err}") from None
 
 
-def _key_of(err: OmegaConfBaseException) -> str | None:
-    return getattr(err, "full_key", None) or None
+def _key_of(err: OmegaConfBaseException, prefix: str = "") -> str | None:
+    key = getattr(err, "full_key", None)
+    return f"{prefix}{key}" if key else None
 
 
 def _first_line(err: BaseException) -> str:
@@ -152,29 +193,30 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _unknown_key_message(err: ConfigKeyError, schema: type) -> str:
-    key = _key_of(err) or "?"
+def _unknown_key_message(err: ConfigKeyError, schema: type, prefix: str = "") -> str:
+    key = _key_of(err, prefix) or "?"
     section, _, _ = key.rpartition(".")
     owner = getattr(err, "object_type", None)
     valid = ([f.name for f in dataclasses.fields(owner)] if dataclasses.is_dataclass(owner)
-             else _valid_keys(schema, section))
+             else _valid_keys(schema, section[len(prefix):]))
     hint = _first_line(err)
     suggestion = ""
     if "Did you mean" in hint:
         guess = hint.split("Did you mean:")[-1].strip().rstrip("?").strip("'")
         suggestion = f" (did you mean '{section + '.' if section else ''}{guess}'?)"
-    where = f"'{section}'" if section else _LIST_ENTRIES.get(getattr(owner, "__name__", ""),
-                                                              "the top level")
+    entry = _LIST_ENTRIES.get(getattr(owner, "__name__", ""))
+    where = entry or (f"'{section}'" if section else "the top level")
     return (f"unknown config key '{key}'{suggestion}; valid keys in {where}: "
             + ", ".join(valid))
 
 
 # Keys inside list entries come back from OmegaConf without their path.
 _LIST_ENTRIES = {"LrRule": "a strategy.lr_rules entry"}
+"""Dataclass name -> how to name one of its entries in a list (separate_lr's rules)."""
 
 
-def _type_message(err: ValidationError, schema: type) -> str:
-    key = _key_of(err) or "a list element"
+def _type_message(err: ValidationError, schema: type, prefix: str = "") -> str:
+    key = _key_of(err, prefix) or "a list element"
     text = _first_line(err)
     if "is not a subclass of" in text:  # a plain value where a section belongs
         section = _section_named(schema,

@@ -9,9 +9,8 @@ those registries by `ftlab.experiment`, which can see them; this module cannot, 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from ftlab.errors import ConfigError
 
@@ -39,7 +38,7 @@ def _show(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
-def _check_length(key: str, values: tuple[float, ...], length: int) -> None:
+def check_length(key: str, values: tuple[float, ...], length: int) -> None:
     if len(values) != length:
         fail(key, list(values), f"a list of {length} numbers")
 
@@ -127,14 +126,14 @@ class DataConfig:
         if self.eval_crop_fraction is not None:
             check_number("data.eval_crop_fraction", self.eval_crop_fraction, low=0.0,
                           high=1.0, low_open=True)
-        _check_length("data.train_crop_scale", self.train_crop_scale, 2)
+        check_length("data.train_crop_scale", self.train_crop_scale, 2)
         low, high = self.train_crop_scale
         if not (0 < low <= high <= 1):
             fail("data.train_crop_scale", list(self.train_crop_scale),
                   "two numbers [low, high] with 0 < low <= high <= 1")
         for key, values in (("data.mean", self.mean), ("data.std", self.std)):
             if values is not None:
-                _check_length(key, values, 3)
+                check_length(key, values, 3)
                 for v in values:
                     check_number(key, v, low=0.0, high=1.0, low_open=(key == "data.std"))
         check_choice("data.bad_images", self.bad_images, BAD_IMAGE_POLICIES)
@@ -154,50 +153,18 @@ class ModelConfig:
     state_dict or ftlab checkpoint, or null/none to start from random initialisation."""
 
 
-@dataclass(frozen=True)
-class LrRule:
-    """One rule of `separate_lr`: parameters it selects train at `multiplier` x optim.lr.
-
-    Exactly one selector: `head`, `blocks` or `pattern`. The first matching rule wins.
-    """
-
-    multiplier: float = 1.0
-    """Factor on optim.lr for the parameters this rule selects (0 freezes them)."""
-    head: bool = False
-    """Select the new classification head."""
-    blocks: Optional[tuple[int, ...]] = None
-    """[first, last] backbone block indices, inclusive (`ftlab strategies --model ARCH`
-    lists them);
-    negative values count from the last block, so [-5, -1] is the last five."""
-    pattern: Optional[str] = None
-    """Regular expression searched in parameter names, e.g. '^features\\.1\\.'."""
-
-    def __post_init__(self) -> None:
-        check_number("strategy.lr_rules.multiplier", self.multiplier, low=0.0, high=100.0)
-        chosen = [self.head, self.blocks is not None, self.pattern is not None]
-        if sum(chosen) != 1:
-            fail("strategy.lr_rules", {"head": self.head, "blocks": self.blocks,
-                                        "pattern": self.pattern},
-                  "exactly one of head: true, blocks: [first, last] or pattern: REGEX per rule")
-        if self.blocks is not None:
-            _check_length("strategy.lr_rules.blocks", self.blocks, 2)
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as err:
-                fail("strategy.lr_rules.pattern", self.pattern, f"a valid regex ({err})")
-
-
 NORM_STATS = ("auto", "update", "freeze")
-TINYTL_VARIANTS = ("L", "B", "L+B")
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
     """Which parameters train and at which learning rate (see `ftlab strategies`).
 
-    Options other than `name` and `norm_stats` belong to one strategy each; setting one that
-    the chosen strategy does not read is an error rather than silently ignored.
+    `name` and `norm_stats` apply to every strategy. Everything else belongs to the chosen
+    strategy, which declares it in its own options dataclass (`ftlab strategies NAME` lists
+    them): in YAML and overrides those options sit beside `name` (`strategy.k=5`), and here
+    they are kept as given until the strategy checks them (`ftlab.strategies.check_options`),
+    since this layer cannot know the strategies (plugins included).
     """
 
     name: str = "full"
@@ -205,53 +172,11 @@ class StrategyConfig:
     norm_stats: str = "auto"
     """BatchNorm running statistics in training: update, freeze (eval mode), or auto (the
     strategy's documented default)."""
-    k: int = 3
-    """last_k: how many final backbone blocks train (with the head)."""
-    variant: str = "L+B"
-    """tinytl: L (lite residual branches), B (biases) or L+B."""
-    n_groups: int = 2
-    """tinytl: groups of the side branch's k x k convolution."""
-    kernel_size: int = 5
-    """tinytl: the side branch's kernel, reduced where the feature map is smaller."""
-    expand: float = 1.0
-    """tinytl: side-branch width as a multiple of the block's input channels."""
-    preset: Optional[str] = "reference"
-    """separate_lr: a named rule set (reference, reference_as_run); null uses lr_rules."""
-    lr_rules: list[LrRule] = field(default_factory=list)
-    """separate_lr: rules tried in order before the preset's (so they override it);
-    parameters that no rule selects get default_multiplier."""
-    default_multiplier: float = 1.0
-    """separate_lr: multiplier of parameters that no rule selects."""
-    decay: float = 0.85
-    """layer_decay: lr factor per block below the head (head x1, last block x decay, ...)."""
-    head_epochs: int = 1
-    """gradual_unfreeze: epochs that train the head alone."""
-    blocks_per_stage: int = 3
-    """gradual_unfreeze: backbone blocks unfrozen at each stage, from the top."""
-    epochs_per_stage: int = 1
-    """gradual_unfreeze: epochs between stages."""
-    alpha: float = 0.1
-    """l2sp: weight of the squared distance of backbone parameters to their pretrained values."""
-    beta: float = 0.01
-    """l2sp: weight of the plain L2 penalty on the new head."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The chosen strategy's own options, as written beside `name` (strategy.k=5)."""
 
     def __post_init__(self) -> None:
         check_choice("strategy.norm_stats", self.norm_stats, NORM_STATS)
-        check_number("strategy.k", self.k, low=1, high=10_000)
-        check_choice("strategy.variant", self.variant, TINYTL_VARIANTS)
-        check_number("strategy.n_groups", self.n_groups, low=1, high=1024)
-        check_number("strategy.kernel_size", self.kernel_size, low=1, high=15)
-        if self.kernel_size % 2 == 0:
-            fail("strategy.kernel_size", self.kernel_size, "an odd number")
-        check_number("strategy.expand", self.expand, low=0.0, high=16.0, low_open=True)
-        check_number("strategy.default_multiplier", self.default_multiplier, low=0.0,
-                      high=100.0)
-        check_number("strategy.decay", self.decay, low=0.0, high=1.0, low_open=True)
-        check_number("strategy.head_epochs", self.head_epochs, low=0, high=100_000)
-        check_number("strategy.blocks_per_stage", self.blocks_per_stage, low=1, high=10_000)
-        check_number("strategy.epochs_per_stage", self.epochs_per_stage, low=1, high=100_000)
-        check_number("strategy.alpha", self.alpha, low=0.0, high=1e6)
-        check_number("strategy.beta", self.beta, low=0.0, high=1e6)
 
 
 @dataclass(frozen=True)
@@ -279,7 +204,7 @@ class OptimConfig:
         check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
         check_number("optim.weight_decay", self.weight_decay, low=0.0, high=1.0)
         check_number("optim.momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _check_length("optim.betas", self.betas, 2)
+        check_length("optim.betas", self.betas, 2)
         for beta in self.betas:
             check_number("optim.betas", beta, low=0.0, high=1.0, high_open=True)
         check_number("optim.eps", self.eps, low=0.0, high=1.0, low_open=True)

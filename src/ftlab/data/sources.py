@@ -54,7 +54,7 @@ class DatasetSource:
         return None if self.folder is None else (root / self.folder).is_dir()
 
 
-SOURCES: Registry[DatasetSource] = Registry("data.name")
+SOURCES: Registry[DatasetSource] = Registry("data.name", "ftlab.datasets")
 
 
 def register_source(source: DatasetSource) -> DatasetSource:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,9 +37,8 @@ class MemoryRow:
     analytic: AnalyticMemory
 
 
-def strategy_config(name: str, n_groups: int) -> StrategyConfig:
-    return StrategyConfig(name=name, n_groups=n_groups) if name == "tinytl" else \
-        StrategyConfig(name=name)
+def strategy_config(name: str, options: Mapping[str, Any] | None = None) -> StrategyConfig:
+    return StrategyConfig(name=name, options=dict(options or {}))
 
 
 @dataclass
@@ -59,10 +59,11 @@ class StepSetup:
 
 
 def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
-               *, n_groups: int = 2, num_classes: int = 10, device: str = "cpu",
-               seed: int = 0) -> StepSetup:
+               *, options: Mapping[str, Any] | None = None, num_classes: int = 10,
+               device: str = "cpu", seed: int = 0) -> StepSetup:
+    """Args: options: the strategy's own options (strategy.* keys); unset ones default."""
     torch.manual_seed(seed)
-    prepared = prepare_model(arch, None, strategy_config(strategy, n_groups), num_classes,
+    prepared = prepare_model(arch, None, strategy_config(strategy, options), num_classes,
                              resolution, seed=seed, load_weights=False)
     built, chosen = prepared.built, prepared.strategy
     model = built.model.to(device)
@@ -77,10 +78,10 @@ def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execu
 
 
 def measure_row(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
-                *, n_groups: int = 2, frozen_bits: int = 32, num_classes: int = 10,
-                device: str = "cpu", seed: int = 0) -> MemoryRow:
+                *, options: Mapping[str, Any] | None = None, frozen_bits: int = 32,
+                num_classes: int = 10, device: str = "cpu", seed: int = 0) -> MemoryRow:
     """Build the model as `ftlab train` would, take one warm-up and one measured step."""
-    run = setup_step(arch, strategy, batch_size, resolution, execution, n_groups=n_groups,
+    run = setup_step(arch, strategy, batch_size, resolution, execution, options=options,
                      num_classes=num_classes, device=device, seed=seed)
     try:
         measured = measure_step(run.model, run.optimizer, run.images, run.labels)
@@ -100,8 +101,12 @@ def strategies_of(config: MemoryConfig) -> list[str]:
     architecture, before anything is measured."""
     get_adapter(config.arch)
     names = strategy_names() if config.strategies == ["all"] else list(config.strategies)
+    for name in config.strategy_options:
+        if name not in names:
+            raise ConfigError(f"memory.strategy_options names {name!r}, which is not measured "
+                              f"(strategies: {', '.join(names)}); add it or remove its options")
     for name in names:
-        get_strategy(strategy_config(name, config.n_groups))
+        get_strategy(strategy_config(name, config.strategy_options.get(name)))
     return names
 
 
@@ -142,9 +147,10 @@ def memory_table(config: MemoryConfig) -> list[MemoryRow]:
     device = memory_device(config)
     check_fits(config.arch, max(config.batch_sizes), config.resolution, config.num_classes,
                device)
-    options = {"n_groups": config.n_groups, "frozen_bits": config.frozen_bits,
-               "num_classes": config.num_classes, "device": device}
-    return [measure_row(config.arch, name, batch, config.resolution, execution, **options)
+    settings = {"frozen_bits": config.frozen_bits, "num_classes": config.num_classes,
+                "device": device}
+    return [measure_row(config.arch, name, batch, config.resolution, execution,
+                        options=config.strategy_options.get(name), **settings)
             for batch in config.batch_sizes for name in names
             for execution in config.executions]
 
@@ -156,8 +162,15 @@ def memory_device(config: MemoryConfig) -> str:
 def memory_title(config: MemoryConfig) -> str:
     """The heading of memory.md: every setting the numbers depend on."""
     return (f"Training memory: {config.arch}, {config.resolution} px, {config.num_classes} "
-            f"classes, TinyTL n_groups={config.n_groups}, frozen weights at "
-            f"{config.frozen_bits} bit (analytic), device {memory_device(config)}")
+            f"classes, {_options_text(config)}, frozen weights at {config.frozen_bits} bit "
+            f"(analytic), device {memory_device(config)}")
+
+
+def _options_text(config: MemoryConfig) -> str:
+    """The strategy options that differ from their defaults (`ftlab strategies NAME`)."""
+    set_ = ["; ".join(f"{name} " + ", ".join(f"{k}={v}" for k, v in options.items())
+                      for name, options in config.strategy_options.items() if options)]
+    return f"strategy options {set_[0]}" if set_[0] else "default strategy options"
 
 
 HEADER = ["strategy", "batch", "execution", "trainable params", "activations MiB",

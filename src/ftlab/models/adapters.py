@@ -132,7 +132,7 @@ class ResNetAdapter(ArchAdapter):
         return blocks
 
 
-ADAPTERS: Registry[ArchAdapter] = Registry("model.arch")
+ADAPTERS: Registry[ArchAdapter] = Registry("model.arch", "ftlab.architectures")
 
 
 def register_adapter(names: Iterable[str], adapter: ArchAdapter) -> None:

@@ -1,6 +1,9 @@
 """Fine-tuning strategies, one per module, registered by name.
 
-Importing this package registers every built-in strategy.
+Importing this package registers every built-in strategy; strategies of installed packages
+join through the `ftlab.strategies` entry-point group on the first lookup (see
+docs/plugins.md). A strategy is one file: a `Strategy` subclass with its `Options`
+dataclass, registered with `@register_strategy`.
 """
 
 from ftlab.strategies import (  # noqa: F401  (registration side effect)
@@ -21,18 +24,26 @@ from ftlab.strategies.base import (
     Strategy,
     get_strategy,
     register_strategy,
+    resolve_strategy_config,
     strategy_class,
     strategy_names,
 )
+from ftlab.strategies.options import NoOptions, option_values, plain
 from ftlab.strategies.recipe import PreparedModel, prepare_model
+from ftlab.strategies.separate_lr import LrRule
 
 __all__ = [
+    "LrRule",
+    "NoOptions",
     "ParamInfo",
     "PreparedModel",
     "Strategy",
     "get_strategy",
+    "option_values",
+    "plain",
     "prepare_model",
     "register_strategy",
+    "resolve_strategy_config",
     "strategy_class",
     "strategy_names",
 ]

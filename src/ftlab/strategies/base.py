@@ -21,11 +21,11 @@ from ftlab.config.schema import OptimConfig, StrategyConfig
 from ftlab.errors import ConfigError
 from ftlab.models.adapters import ArchAdapter
 from ftlab.registry import Registry
+from ftlab.strategies.options import NoOptions, option_values, parse_options
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
 )
-SHARED_OPTIONS = ("name", "norm_stats")
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,19 @@ class Strategy:
     summary: ClassVar[str]
     pretrained: ClassVar[bool] = True
     """False: the backbone starts from random initialisation whatever model.weights says."""
-    options: ClassVar[tuple[str, ...]] = ()
-    """StrategyConfig fields this strategy reads, besides name and norm_stats."""
+    Options: ClassVar[type] = NoOptions
+    """The frozen dataclass of this strategy's own settings (`strategy.<field>` in configs),
+    with a docstring under each field and its checks in `__post_init__`."""
     freezes_pretrained_norm_stats: ClassVar[bool] = False
     """Default (norm_stats=auto) for pretrained norm layers that have trainable parameters:
     True keeps their running statistics fixed (eval mode)."""
 
     def __init__(self, config: StrategyConfig) -> None:
         self.config = config
+        self.options: Any = parse_options(self.name, self.Options, config.options,
+                                          _options_of_others(self.name))
+        """This strategy's `Options`, checked: typed access for the hooks below."""
         self.inserted: list[str] = []
-        self._check_options()
 
     # --- hooks -------------------------------------------------------------------------
     def insert_modules(self, model: nn.Module, adapter: ArchAdapter,
@@ -172,19 +175,6 @@ class Strategy:
             return False
         return trainable and not self.freezes_pretrained_norm_stats
 
-    def _check_options(self) -> None:
-        """Refuse settings meant for another strategy instead of silently ignoring them."""
-        defaults = StrategyConfig()
-        for field in dataclasses.fields(StrategyConfig):
-            key = field.name
-            if key in SHARED_OPTIONS or key in self.options:
-                continue
-            if getattr(self.config, key) != getattr(defaults, key):
-                users = [n for n in STRATEGIES.names() if key in STRATEGIES.get(n).options]
-                raise ConfigError(f"strategy.{key} is not used by strategy {self.name!r} "
-                                  f"(it is an option of {', '.join(users) or 'no strategy'}); "
-                                  "remove it or choose that strategy")
-
 
 def _group_name(multiplier: float, decay: float, configured_decay: float) -> str:
     name = f"lr_x{multiplier:g}"
@@ -193,7 +183,7 @@ def _group_name(multiplier: float, decay: float, configured_decay: float) -> str
     return name
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy.name")
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy.name", "ftlab.strategies")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
@@ -205,9 +195,21 @@ def get_strategy(config: StrategyConfig) -> Strategy:
     return STRATEGIES.get(config.name)(config)
 
 
+def resolve_strategy_config(config: StrategyConfig) -> StrategyConfig:
+    """`config` checked by its strategy, with every option written out (defaults included):
+    what a run folder records, so it says exactly what trained."""
+    strategy = get_strategy(config)
+    return dataclasses.replace(config, options=option_values(strategy.options))
+
+
 def strategy_names() -> list[str]:
     return STRATEGIES.names()
 
 
 def strategy_class(name: str) -> type[Strategy]:
     return STRATEGIES.get(name)
+
+
+def _options_of_others(name: str) -> dict[str, type]:
+    return {other: STRATEGIES.get(other).Options for other in STRATEGIES.names()
+            if other != name}

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from ftlab.config.schema import check_number
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
+
+
+@dataclass(frozen=True)
+class GradualUnfreezeOptions:
+    head_epochs: int = 1
+    """Epochs that train the head alone."""
+    blocks_per_stage: int = 3
+    """Backbone blocks unfrozen at each stage, from the top."""
+    epochs_per_stage: int = 1
+    """Epochs between stages."""
+
+    def __post_init__(self) -> None:
+        check_number("strategy.head_epochs", self.head_epochs, low=0, high=100_000)
+        check_number("strategy.blocks_per_stage", self.blocks_per_stage, low=1, high=10_000)
+        check_number("strategy.epochs_per_stage", self.epochs_per_stage, low=1, high=100_000)
 
 
 @register_strategy
@@ -20,7 +37,7 @@ class GradualUnfreeze(Strategy):
 
     name = "gradual_unfreeze"
     summary = "head for head_epochs, then unfreeze blocks_per_stage blocks top-down per stage"
-    options = ("head_epochs", "blocks_per_stage", "epochs_per_stage")
+    Options = GradualUnfreezeOptions
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -30,11 +47,11 @@ class GradualUnfreeze(Strategy):
         self.epoch = epoch
 
     def unfrozen_blocks(self) -> int:
-        after_head = self.epoch - self.config.head_epochs
+        after_head = self.epoch - self.options.head_epochs
         if after_head <= 0:
             return 0
-        stage = (after_head - 1) // self.config.epochs_per_stage + 1
-        return stage * self.config.blocks_per_stage
+        stage = (after_head - 1) // self.options.epochs_per_stage + 1
+        return stage * self.options.blocks_per_stage
 
     def is_trainable(self, param: ParamInfo) -> bool:
         return param.is_head or param.block >= param.num_blocks - self.unfrozen_blocks()

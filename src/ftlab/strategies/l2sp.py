@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ftlab.config.schema import check_number
 from ftlab.models.adapters import ArchAdapter
 from ftlab.strategies.base import Strategy, register_strategy
+
+
+@dataclass(frozen=True)
+class L2SPOptions:
+    alpha: float = 0.1
+    """Weight of the squared distance of backbone parameters to their pretrained values."""
+    beta: float = 0.01
+    """Weight of the plain L2 penalty on the new head."""
+
+    def __post_init__(self) -> None:
+        check_number("strategy.alpha", self.alpha, low=0.0, high=1e6)
+        check_number("strategy.beta", self.beta, low=0.0, high=1e6)
 
 
 @register_strategy
@@ -22,7 +36,7 @@ class L2SP(Strategy):
 
     name = "l2sp"
     summary = "every layer trains, with an L2 pull towards the pretrained weights (alpha, beta)"
-    options = ("alpha", "beta")
+    Options = L2SPOptions
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -46,7 +60,7 @@ class L2SP(Strategy):
             self.reference = {k: v.to(device) for k, v in self.reference.items()}
         drift = sum((params[k] - w0).pow(2).sum() for k, w0 in self.reference.items())
         head = sum(params[k].pow(2).sum() for k in self.head_names)
-        return 0.5 * self.config.alpha * drift + 0.5 * self.config.beta * head
+        return 0.5 * self.options.alpha * drift + 0.5 * self.options.beta * head
 
     def state_dict(self) -> dict[str, Any]:
         return {"reference": {k: v.cpu() for k, v in self.reference.items()}}

@@ -1,6 +1,19 @@
 """Fine-tune only the last k backbone blocks and the head."""
 
+from dataclasses import dataclass
+
+from ftlab.config.schema import check_number
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
+
+
+@dataclass(frozen=True)
+class LastKOptions:
+    k: int = 3
+    """How many final backbone blocks train (with the head); `ftlab strategies --model ARCH`
+    shows how the architecture's blocks are numbered."""
+
+    def __post_init__(self) -> None:
+        check_number("strategy.k", self.k, low=1, high=10_000)
 
 
 @register_strategy
@@ -11,7 +24,7 @@ class LastK(Strategy):
 
     name = "last_k"
     summary = "fine-tune the last k backbone blocks (strategy.k) and the new head"
-    options = ("k",)
+    Options = LastKOptions
 
     def is_trainable(self, param: ParamInfo) -> bool:
-        return param.block >= param.num_blocks - self.config.k
+        return param.block >= param.num_blocks - self.options.k

@@ -1,6 +1,18 @@
 """Layer-wise learning-rate decay (BEiT; timm's `layer_decay`)."""
 
+from dataclasses import dataclass
+
+from ftlab.config.schema import check_number
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
+
+
+@dataclass(frozen=True)
+class LayerDecayOptions:
+    decay: float = 0.85
+    """Learning-rate factor per block below the head (head x1, last block x decay, ...)."""
+
+    def __post_init__(self) -> None:
+        check_number("strategy.decay", self.decay, low=0.0, high=1.0, low_open=True)
 
 
 @register_strategy
@@ -13,7 +25,7 @@ class LayerDecay(Strategy):
 
     name = "layer_decay"
     summary = "every layer trains, lr x decay^(depth from the top) (strategy.decay)"
-    options = ("decay",)
+    Options = LayerDecayOptions
 
     def lr_multiplier(self, param: ParamInfo) -> float:
-        return self.config.decay ** (param.num_blocks - param.block)
+        return self.options.decay ** (param.num_blocks - param.block)

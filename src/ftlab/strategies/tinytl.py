@@ -4,12 +4,36 @@ from __future__ import annotations
 
 from torch import nn
 
+from dataclasses import dataclass
+
+from ftlab.config.schema import check_choice, check_number, fail
 from ftlab.errors import ConfigError
 from ftlab.models.adapters import ArchAdapter
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 from ftlab.strategies.lite_residual import LiteResidual, add_to_output, probe_shapes
 
 BRANCH = "lite_residual"
+VARIANTS = ("L", "B", "L+B")
+
+
+@dataclass(frozen=True)
+class TinyTLOptions:
+    variant: str = "L+B"
+    """L (lite-residual branches), B (biases) or L+B."""
+    n_groups: int = 2
+    """Groups of the side branch's k x k convolution."""
+    kernel_size: int = 5
+    """The side branch's kernel, reduced where the feature map is smaller."""
+    expand: float = 1.0
+    """Side-branch width as a multiple of the block's input channels."""
+
+    def __post_init__(self) -> None:
+        check_choice("strategy.variant", self.variant, VARIANTS)
+        check_number("strategy.n_groups", self.n_groups, low=1, high=1024)
+        check_number("strategy.kernel_size", self.kernel_size, low=1, high=15)
+        if self.kernel_size % 2 == 0:
+            fail("strategy.kernel_size", self.kernel_size, "an odd number")
+        check_number("strategy.expand", self.expand, low=0.0, high=16.0, low_open=True)
 
 
 @register_strategy
@@ -25,16 +49,16 @@ class TinyTL(Strategy):
 
     name = "tinytl"
     summary = "TinyTL: lite-residual side branches (L), biases (B) or both (L+B), + head"
-    options = ("variant", "n_groups", "kernel_size", "expand")
+    Options = TinyTLOptions
     freezes_pretrained_norm_stats = True
 
     @property
     def branches(self) -> bool:
-        return "L" in self.config.variant
+        return "L" in self.options.variant
 
     @property
     def biases(self) -> bool:
-        return "B" in self.config.variant
+        return "B" in self.options.variant
 
     def insert_modules(self, model: nn.Module, adapter: ArchAdapter, input_size: int
                        ) -> list[str]:
@@ -42,7 +66,7 @@ class TinyTL(Strategy):
             return []
         blocks = adapter.residual_blocks(model)
         if not blocks:
-            raise ConfigError(f"strategy tinytl (variant {self.config.variant}) cannot apply to "
+            raise ConfigError(f"strategy tinytl (variant {self.options.variant}) cannot apply to "
                               f"{type(model).__name__}: its adapter knows no residual blocks "
                               "to attach lite-residual branches to; use strategy.variant=B")
         shapes = probe_shapes(model, blocks, input_size)
@@ -52,8 +76,8 @@ class TinyTL(Strategy):
             block = model.get_submodule(name)
             block.add_module(BRANCH, LiteResidual(
                 c_in, c_out, stride=max(1, h_in // h_out), input_size=h_in,
-                kernel_size=self.config.kernel_size, groups=self.config.n_groups,
-                expand=self.config.expand))
+                kernel_size=self.options.kernel_size, groups=self.options.n_groups,
+                expand=self.options.expand))
             block.register_forward_hook(add_to_output)
             inserted.append(f"{name}.{BRANCH}")
         return inserted

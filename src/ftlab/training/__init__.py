@@ -4,9 +4,10 @@ What other packages use of training is named here; they import nothing below thi
 """
 
 from ftlab.training.api import ensure_console_log, train
-from ftlab.training.experiment import check_config, resolve_device
+from ftlab.training.experiment import check_config, resolve_config, resolve_device
 from ftlab.training.interrupt import StopFlag
 from ftlab.training.optim import build_optimizer
 
-__all__ = ["StopFlag", "build_optimizer", "check_config", "ensure_console_log", "resolve_device",
+__all__ = ["StopFlag", "build_optimizer", "check_config", "ensure_console_log", "resolve_config",
+           "resolve_device",
            "train"]

@@ -21,7 +21,7 @@ from ftlab.fileio import atomic_write_text
 from ftlab.training import distributed, rundir
 from ftlab.training.checkpoint import latest_checkpoint
 from ftlab.training.distributed import Distributed
-from ftlab.training.experiment import build_experiment, check_config, resolve_device
+from ftlab.training.experiment import build_experiment, resolve_config, resolve_device
 from ftlab.training.interrupt import StopFlag
 from ftlab.training.runner import Trainer
 
@@ -57,8 +57,7 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
             raise ConfigError("give either a config or --resume RUN_DIR, not both: a resumed "
                               "run keeps its saved config (change train.epochs by override)")
         return _resume(Path(resume), overrides)
-    config = _as_config(config, overrides)
-    check_config(config)
+    config = resolve_config(_as_config(config, overrides))
     with _process_group(config) as dist, StopFlag().installed() as stop:
         path = rundir.run_dir_path(config.train.output_dir, config.run_name)
         if dist.is_main:
@@ -86,8 +85,8 @@ def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
 
 def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
     run_dir = rundir.existing_run_dir(path)
-    saved = load_config(run_dir / rundir.CONFIG)
-    config = load_config(run_dir / rundir.CONFIG, overrides)
+    saved = resolve_config(load_config(run_dir / rundir.CONFIG))
+    config = resolve_config(load_config(run_dir / rundir.CONFIG, overrides))
     _check_resume_changes(config_to_dict(saved), config_to_dict(config), run_dir)
     with _process_group(config) as dist, StopFlag().installed() as stop, \
             _locked(run_dir, dist), _log_file(run_dir, dist):

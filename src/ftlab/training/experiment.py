@@ -6,7 +6,7 @@ a weights download), then the model. Nothing here writes to disk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from ftlab.data import DataBundle, build_data
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
-from ftlab.strategies import Strategy, get_strategy, prepare_model
+from ftlab.strategies import Strategy, get_strategy, prepare_model, resolve_strategy_config
 from ftlab.training.distributed import Distributed
 from ftlab.training.loaders import build_loaders
 from ftlab.training.loop import StepSettings
@@ -92,6 +92,13 @@ def check_config(config: ExperimentConfig) -> Strategy:
     SHAPES.check(config.schedule.name)
     resolve_device(config.train.device, config.train.amp)
     return get_strategy(config.strategy)
+
+
+def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` checked as `check_config` does, with the strategy's options written out in
+    full (defaults included): the config a run folder records."""
+    check_config(config)
+    return replace(config, strategy=resolve_strategy_config(config.strategy))
 
 
 def resolve_device(name: str, amp: str = "none") -> torch.device:

@@ -1,0 +1,133 @@
+"""A strategy from outside the package: one file, installed as a distribution with an
+`ftlab.strategies` entry point, works with every command without editing ftlab."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_overrides
+
+PLUGIN = '''
+"""A user's strategy: the head, plus the stem when `stem` is set."""
+from dataclasses import dataclass
+
+from ftlab.config.schema import check_number
+from ftlab.strategies import ParamInfo, Strategy, register_strategy
+
+
+@dataclass(frozen=True)
+class HeadStemOptions:
+    stem: bool = True
+    """Train the stem (block 0) with the head."""
+    lr_scale: float = 1.0
+    """Learning-rate factor of the stem."""
+
+    def __post_init__(self) -> None:
+        check_number("strategy.lr_scale", self.lr_scale, low=0.0, high=10.0)
+
+
+@register_strategy
+class HeadStem(Strategy):
+    """The new head and, optionally, the first block."""
+
+    name = "head_stem"
+    summary = "the head, plus the stem (strategy.stem)"
+    Options = HeadStemOptions
+
+    def is_trainable(self, param: ParamInfo) -> bool:
+        return param.is_head or (self.options.stem and param.block == 0)
+
+    def lr_multiplier(self, param: ParamInfo) -> float:
+        return 1.0 if param.is_head else self.options.lr_scale
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder on PYTHONPATH holding the plugin module and its installed metadata, as
+    `pip install` leaves them (a .dist-info with entry_points.txt)."""
+    root = tmp_path_factory.mktemp("site")
+    (root / "ftlab_headstem.py").write_text(PLUGIN, encoding="utf-8")
+    info = root / "ftlab_headstem-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ftlab-headstem\n"
+                                   "Version: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[ftlab.strategies]\nhead_stem = ftlab_headstem\n",
+                                           encoding="utf-8")
+    return root
+
+
+def _ftlab(plugin_path: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(plugin_path), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "ftlab", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_plugin_strategy_is_listed_and_documented(plugin_path, tmp_path):
+    listed = _ftlab(plugin_path, "strategies", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "| head_stem " in listed.stdout and "the head, plus the stem" in listed.stdout
+    shown = _ftlab(plugin_path, "strategies", "head_stem", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"\| strategy.lr_scale +\| float +\| 1.0 +\| Learning-rate factor of the "
+                     r"stem\.", shown.stdout)
+
+
+def test_plugin_strategy_trains_with_its_options(plugin_path, tmp_path):
+    overrides = tiny_overrides(tmp_path / "runs", **{
+        "strategy.name": "head_stem", "strategy.lr_scale": 0.5, "train.epochs": 1,
+        "train.run_name": "plugin"})
+    result = _ftlab(plugin_path, "train", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "runs" / "plugin"
+    summary = json.loads((run / "summary.json").read_text())
+    stem_and_head = 864 + 32 + 32 + 1280 * 4 + 4  # features.0 conv + BN (gamma, beta), head
+    assert summary["trainable_params"] == stem_and_head
+    config = (run / "config.yaml").read_text()
+    assert "name: head_stem" in config and "stem: true" in config and "lr_scale: 0.5" in config
+    wrong = _ftlab(plugin_path, "train", *overrides, "strategy.k=5", "train.run_name=bad",
+                   cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines() == [
+        "ftlab: error: strategy.k is not used by strategy 'head_stem' (it is an option of "
+        "last_k); head_stem accepts strategy.name, strategy.norm_stats, strategy.stem, "
+        "strategy.lr_scale: remove it or choose another strategy"]
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_plugin_strategy_memory_is_measured(plugin_path, tmp_path):
+    result = _ftlab(plugin_path, "memory", "--strategies", "head_stem,linear_probe",
+                    "--batch-sizes", "2", "--resolution", "64", "--execution", "efficient",
+                    "--output-dir", str(tmp_path / "mem"),
+                    "strategy_options.head_stem.stem=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines()
+            if line.startswith("| head_stem") or line.startswith("| linear_probe")}
+    # stem=false leaves the head alone, exactly what linear_probe trains
+    assert rows["head_stem"].split("|")[4] == rows["linear_probe"].split("|")[4]
+    assert "strategy options head_stem stem=False" in \
+        (tmp_path / "mem" / "memory.md").read_text()
+
+
+def test_a_broken_plugin_is_one_line(tmp_path):
+    site = tmp_path / "site"
+    (site / "broken-0.1.dist-info").mkdir(parents=True)
+    (site / "broken-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (site / "broken-0.1.dist-info" / "entry_points.txt").write_text(
+        "[ftlab.strategies]\nbroken = no_such_module_anywhere\n")
+    result = _ftlab(site, "strategies", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [textwrap.dedent("""\
+        ftlab: error: plugin 'broken' (no_such_module_anywhere, entry point group \
+ftlab.strategies) failed to load: ModuleNotFoundError: No module named \
+'no_such_module_anywhere'; fix or uninstall the package that provides it""")]
