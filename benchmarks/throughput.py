@@ -90,13 +90,12 @@ def experiment(args: argparse.Namespace, strategy: str) -> Experiment:
 
 def ftlab_epoch(exp: Experiment, epoch: int) -> int:
     """One epoch as `Trainer._run_epoch` runs it, without the evaluation and the files."""
-    exp.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+    exp.train_loader.set_position(epoch)
     exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
     exp.strategy.set_train_mode(exp.model)
     if exp.config.train.memory_efficient:
         apply_memory_plan(exp.model)
-    stats = train_one_epoch(exp.wrap_for_training(), exp.train_loader, exp.optimizer,
-                            exp.scheduler, exp.scaler, exp.loss_fn, exp.settings,
+    stats = train_one_epoch(exp.train_step(exp.wrap_for_training()), exp.train_loader,
                             Progress("none", 0, "bench"))
     return stats.images
 

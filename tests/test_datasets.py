@@ -181,7 +181,7 @@ def test_device_pipeline_matches_the_worker_pipeline(mirror):
     data = build_data(config.data, Preprocessing())
     device = DeviceBatches(*in_memory(data.train), 64, data.input, train=True, seed=5)
     stock = train_loader(data.train, 64, seed=5, workers=0, pin_memory=False)
-    device.sampler.set_epoch(2)
+    device.set_position(2)
     stock.sampler.set_epoch(2)
     ours = list(device)
     theirs = list(stock)

@@ -245,8 +245,7 @@ def test_gradient_clipping_bounds_the_update(tiny):
     exp = build_experiment(config)
     before = torch.cat([p.detach().flatten().clone() for p in exp.model.parameters()])
     exp.strategy.set_train_mode(exp.model)
-    train_one_epoch(exp.model, exp.train_loader, exp.optimizer, exp.scheduler, None, exp.loss_fn,
-                    exp.settings, Progress("none", 8, "clip"))
+    train_one_epoch(exp.train_step(exp.model), exp.train_loader, Progress("none", 8, "clip"))
     after = torch.cat([p.detach().flatten() for p in exp.model.parameters()])
     assert len(exp.train_loader) == 1
     assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)  # lr x clip norm

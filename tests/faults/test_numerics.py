@@ -14,7 +14,8 @@ import ftlab
 from faults.runs import rows
 from ftlab.errors import TrainingDiverged
 from ftlab.training.checkpoint import load_checkpoint
-from ftlab.training.loop import StepSettings, train_one_epoch
+from ftlab.data import LoaderBatches
+from ftlab.training.loop import StepSettings, TrainStep, train_one_epoch
 from ftlab.training.progress import Progress
 
 
@@ -83,8 +84,8 @@ def test_gradient_scaler_absorbs_overflow(reliability):
     loader = DataLoader(TensorDataset(images, torch.randint(0, 3, (16,))), batch_size=8)
     settings = StepSettings(device=torch.device("cpu"), amp_dtype=None, channels_last=False,
                             grad_clip_norm=None, log_every=1)
-    stats = train_one_epoch(model, loader, optimizer, scheduler, scaler, nn.CrossEntropyLoss(),
-                            settings, Progress("none", 16, "overflow"))
+    step = TrainStep(model, optimizer, scheduler, scaler, nn.CrossEntropyLoss(), settings)
+    stats = train_one_epoch(step, LoaderBatches(loader), Progress("none", 16, "overflow"))
     assert stats.loss == stats.loss and stats.images == 16
     assert scaler.get_scale() == 2.0**125, "each overflowing step halves the scale"
     for old, new in zip(before, model.parameters()):

@@ -17,6 +17,8 @@ from ftlab.data import (  # noqa: F401  (registration)
     synthetic,
     torchvision_sets,
 )
+from ftlab.data.batches import BatchSource, LoaderBatches
+from ftlab.data.device_pipeline import DeviceBatches, in_memory
 from ftlab.data.loading import (
     SeededShuffleSampler,
     TransformedSubset,
@@ -79,9 +81,12 @@ def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
 
 
 __all__ = [
+    "BatchSource",
     "DataBundle",
     "DatasetSource",
+    "DeviceBatches",
     "InputSpec",
+    "LoaderBatches",
     "SeededShuffleSampler",
     "SourceSplits",
     "TransformedSubset",
@@ -90,6 +95,7 @@ __all__ = [
     "epoch_seed",
     "eval_loader",
     "get_source",
+    "in_memory",
     "label_subset",
     "source_names",
     "stratified_split",

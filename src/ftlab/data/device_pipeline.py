@@ -52,11 +52,7 @@ def in_memory(subset: TransformedSubset) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DeviceBatches:
-    """An iterable of (normalised images, labels) batches computed on `images.device`.
-
-    Has what the training loop and runner use of a DataLoader: `len`, `batch_size`,
-    `drop_last` and a `sampler` with `set_epoch`.
-    """
+    """A `BatchSource` of (normalised images, labels) batches computed on `images.device`."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  spec: InputSpec, *, train: bool, crop_scale: Sequence[float] = (0.08, 1.0),
@@ -70,24 +66,34 @@ class DeviceBatches:
         self.sampler: Sampler = (
             SeededShuffleSampler(len(images), seed, batch_size, rank, world_size) if train
             else ShardSampler(len(images), rank, world_size))
+        self.epoch, self.first = 0, 0
         device, scale = images.device, 255.0
         self.mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * scale
         self.std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * scale
+
+    def set_position(self, epoch: int, batch: int = 0) -> None:
+        """Epoch `epoch`'s order and augmentation, from its batch number `batch`."""
+        if batch and not self.train:
+            raise ValueError("an evaluation pass always reads its split from the start")
+        if isinstance(self.sampler, SeededShuffleSampler):
+            self.sampler.set_epoch(epoch, start=batch * self.batch_size)
+        self.epoch, self.first = epoch, batch
 
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def requested_images(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.sampler)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
         order = torch.tensor([i for i, _ in self.sampler] if self.train else list(self.sampler),
                              device=device)
-        epoch = getattr(self.sampler, "epoch", 0)
-        first = getattr(self.sampler, "start", 0) // self.batch_size  # batches already trained
         generator = torch.Generator(device=device)
         for b in range(len(self)):
             # One seed per (epoch, batch): a run resumed mid-epoch augments as it would have.
-            generator.manual_seed(epoch_seed(self.seed, epoch, stream=3) + first + b)
+            generator.manual_seed(epoch_seed(self.seed, self.epoch, stream=3) + self.first + b)
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self._batch(index, generator), self.labels[index]
 

@@ -164,10 +164,3 @@ def _own_generator() -> torch.Generator:
     it leaves the global RNG (dropout) alone, so a run resumed mid-epoch continues the same
     random stream. Augmentation is seeded per sample by the sampler, not by this seed."""
     return torch.Generator().manual_seed(0)
-
-
-def requested_images(loader: Any) -> int:
-    """Images the loader's batches ask for in one pass (before damaged ones are dropped)."""
-    if getattr(loader, "drop_last", False):
-        return len(loader) * loader.batch_size
-    return len(loader.sampler)

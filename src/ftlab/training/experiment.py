@@ -7,21 +7,21 @@ a weights download), then the model. Nothing here writes to disk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from ftlab.config.schema import ExperimentConfig
-from ftlab.data import DataBundle, build_data
+from ftlab.data import BatchSource, DataBundle, build_data
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
 from ftlab.strategies import Strategy, get_strategy, prepare_model, resolve_strategy_config
 from ftlab.training.distributed import Distributed
 from ftlab.training.loaders import build_loaders
-from ftlab.training.loop import StepSettings
+from ftlab.training.loop import StepSettings, TrainStep
 from ftlab.training.optim import OPTIMIZERS, build_optimizer
 from ftlab.training.schedule import SHAPES, build_scheduler
 
@@ -38,9 +38,9 @@ class Experiment:
     built: BuiltModel
     data: DataBundle
     settings: StepSettings
-    train_loader: DataLoader
-    val_loader: DataLoader | None
-    test_loader: DataLoader
+    train_loader: BatchSource
+    val_loader: BatchSource | None
+    test_loader: BatchSource
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
@@ -70,6 +70,12 @@ class Experiment:
             model = torch.compile(model)  # type: ignore[assignment]
         self.train_model, self.wrapped_for = model, trainable
         return model
+
+    def train_step(self, model: nn.Module) -> TrainStep:
+        """One optimisation step's parts, for `model` (this experiment's, maybe wrapped)."""
+        return TrainStep(model=model, optimizer=self.optimizer, scheduler=self.scheduler,
+                         scaler=self.scaler, loss_fn=self.loss_fn, settings=self.settings,
+                         penalty=partial(self.strategy.penalty, self.model))
 
     @property
     def group_names(self) -> list[str]:
@@ -163,11 +169,11 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
     loaders = build_loaders(config, data, device, dist)
     optimizer = build_optimizer(strategy.param_groups(built.model, built.adapter, config.optim),
                                 config.optim)
-    scheduler = build_scheduler(optimizer, config.schedule, len(loaders["train"]),
+    scheduler = build_scheduler(optimizer, config.schedule, len(loaders.train),
                                 train_cfg.epochs)
     return Experiment(
         config=config, strategy=strategy, built=built, data=data, settings=settings,
-        train_loader=loaders["train"], val_loader=loaders["val"], test_loader=loaders["test"],
+        train_loader=loaders.train, val_loader=loaders.val, test_loader=loaders.test,
         optimizer=optimizer, scheduler=scheduler,
         scaler=torch.amp.GradScaler("cuda") if amp == "fp16" else None,
         loss_fn=nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing), dist=dist,

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from ftlab.config.schema import ExperimentConfig
-from ftlab.data import DataBundle, default_workers, eval_loader, train_loader
-from ftlab.data.device_pipeline import DeviceBatches, in_memory
-from ftlab.data.sources import get_source
+from ftlab.data import (
+    BatchSource,
+    DataBundle,
+    DeviceBatches,
+    LoaderBatches,
+    default_workers,
+    eval_loader,
+    get_source,
+    in_memory,
+    train_loader,
+)
 from ftlab.errors import ConfigError
 from ftlab.training.distributed import Distributed
 
 
+@dataclass(frozen=True)
+class Loaders:
+    """The batch sources of a run's three splits (val is None without a validation split)."""
+
+    train: BatchSource
+    val: BatchSource | None
+    test: BatchSource
+
+
 def build_loaders(config: ExperimentConfig, data: DataBundle, device: torch.device,
-                  dist: Distributed) -> dict[str, Any]:
+                  dist: Distributed) -> Loaders:
     batch = config.train.batch_size
     eval_batch = config.train.eval_batch_size or 2 * batch
     dist.local_batch(batch)
@@ -28,11 +45,13 @@ def build_loaders(config: ExperimentConfig, data: DataBundle, device: torch.devi
     workers = default_workers() if config.data.num_workers is None else config.data.num_workers
     pin = device.type == "cuda"
     shard = {"rank": dist.rank, "world_size": dist.world_size}
-    return {
-        "train": train_loader(data.train, batch, config.train.seed, workers, pin, **shard),
-        "val": eval_loader(data.val, eval_batch, workers, pin, **shard) if data.val else None,
-        "test": eval_loader(data.test, eval_batch, workers, pin, **shard),
-    }
+    return Loaders(
+        train=LoaderBatches(train_loader(data.train, batch, config.train.seed, workers, pin,
+                                         **shard)),
+        val=LoaderBatches(eval_loader(data.val, eval_batch, workers, pin, **shard))
+        if data.val else None,
+        test=LoaderBatches(eval_loader(data.test, eval_batch, workers, pin, **shard)),
+    )
 
 
 def resolve_pipeline(config: ExperimentConfig, device: torch.device) -> str:
@@ -43,7 +62,7 @@ def resolve_pipeline(config: ExperimentConfig, device: torch.device) -> str:
 
 
 def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.device,
-                    batch: int, eval_batch: int, dist: Distributed) -> dict[str, Any]:
+                    batch: int, eval_batch: int, dist: Distributed) -> Loaders:
     def batches(subset, size: int, train: bool) -> DeviceBatches:
         images, labels = in_memory(subset)
         return DeviceBatches(images.to(device), labels.to(device), size, data.input,
@@ -51,8 +70,6 @@ def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.de
                              hflip=config.data.hflip, seed=config.train.seed, rank=dist.rank,
                              world_size=dist.world_size)
 
-    return {
-        "train": batches(data.train, batch, True),
-        "val": batches(data.val, eval_batch, False) if data.val else None,
-        "test": batches(data.test, eval_batch, False),
-    }
+    return Loaders(train=batches(data.train, batch, True),
+                   val=batches(data.val, eval_batch, False) if data.val else None,
+                   test=batches(data.test, eval_batch, False))

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ftlab.data.loading import requested_images
+from ftlab.data import BatchSource
 from ftlab.faults import failpoint
 from ftlab.training.distributed import Distributed
 from ftlab.training.progress import Progress
@@ -51,6 +50,24 @@ class StepSettings:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels.to(self.device, non_blocking=non_blocking)
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """What one optimisation step uses. `model` may be a DistributedDataParallel or compiled
+    wrapper; `penalty` is the strategy's regulariser (joins the objective, not the reported
+    loss, so runs of different strategies compare)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    loss_fn: Callable[..., torch.Tensor]
+    settings: StepSettings
+    penalty: Callable[[], torch.Tensor | None] | None = None
+
+    def params(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
 
 @dataclass(frozen=True)
@@ -119,47 +136,44 @@ class _Sums:
         """Images of skipped steps: delivered, so not counted as unreadable, but not scored."""
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler,
-                    scaler: torch.amp.GradScaler | None, loss_fn: Callable[..., torch.Tensor],
-                    settings: StepSettings, progress: Progress,
-                    penalty: Callable[[], torch.Tensor | None] | None = None,
+def train_one_epoch(step: TrainStep, batches: BatchSource, progress: Progress, *,
                     dist: Distributed = ALONE, stop: Callable[[], bool] = lambda: False,
                     start: EpochTally | None = None) -> EpochStats:
-    """Train over `loader` once; the caller has already put the model in training mode.
+    """Train over what is left of `batches` once; the caller has already positioned them and
+    put the model in training mode.
 
-    `penalty` (a strategy's regulariser) joins the optimised objective; the reported loss is
-    the data loss alone, so runs of different strategies compare. `model` may be a
-    DistributedDataParallel wrapper; `dist` then sums the statistics over processes.
-    `stop` is polled after every step (every `log_every` steps, agreed over processes, when
-    distributed); `start` continues an epoch stopped earlier (`loader` skips its batches).
+    With several processes (`dist`) the statistics are summed over them. `stop` is polled
+    after every step (every `log_every` steps, agreed over processes, when distributed);
+    `start` is the tally of an epoch stopped earlier, whose batches `batches` now skips.
     """
+    settings = step.settings
     start = start or EpochTally()
     sums = _Sums(settings.device, start if dist.is_main else EpochTally())
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    steps, batches, remaining = start.steps, start.batches, len(loader)
+    params = step.params()
+    steps, done_batches, remaining = start.steps, start.batches, len(batches)
+    requested = batches.requested_images()
     began = time.perf_counter()
-    for batch in loader:
-        batches, remaining = batches + 1, remaining - 1
+    for batch in batches:
+        done_batches, remaining = done_batches + 1, remaining - 1
         if batch is None:  # every image of the batch was unreadable
             continue
         steps += 1
-        _step(model, batch, optimizer, scaler, loss_fn, settings, penalty, params, sums)
-        scheduler.step()
+        _step(step, batch, params, sums)
+        step.scheduler.step()
         failpoint("train_step")
         progress.advance(int(batch[1].shape[0]))
         stopping = bool(stop()) and remaining > 0 and not dist.enabled
         if steps % settings.log_every == 0:
             loss, seen, flags = _check_finite(dist, steps, sums, float(bool(stop())))
-            progress.report(steps, loss / max(seen, 1), optimizer.param_groups[0]["lr"])
+            progress.report(steps, loss / max(seen, 1), step.optimizer.param_groups[0]["lr"])
             stopping = stopping or (flags > 0 and remaining > 0)
         if stopping:
-            done = (batches - start.batches) * (loader.batch_size or 1) + (
+            done = (done_batches - start.batches) * batches.batch_size + (
                 start.requested if dist.is_main else 0)
-            return _stopped(dist, settings, sums, steps, batches, done,
+            return _stopped(dist, settings, sums, steps, done_batches, done,
                             start.seconds + time.perf_counter() - began)
     totals = _sums(dist, settings.device, sums.loss, sums.correct, sums.seen,
-                   requested_images(loader), sums.skipped_steps, sums.dropped)
+                   requested, sums.skipped_steps, sums.dropped)
     if not math.isfinite(totals[0]):
         raise NonFiniteLoss(steps, totals[0])
     loss_total, correct_total, seen_total, requested, skipped_steps, dropped = totals
@@ -170,13 +184,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                       skipped_steps=int(skipped_steps))
 
 
-def _step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-          optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-          loss_fn: Callable[..., torch.Tensor], settings: StepSettings,
-          penalty: Callable[[], torch.Tensor | None] | None, params: list[torch.Tensor],
-          sums: _Sums) -> None:
+def _step(step: TrainStep, batch: tuple[torch.Tensor, torch.Tensor],
+          params: list[torch.Tensor], sums: _Sums) -> None:
     """Forward, backward and update on one batch; adds to `sums` without a host sync
     (unless `skip_nonfinite`, which must read the gradient norm to decide)."""
+    model, optimizer, scaler, settings = step.model, step.optimizer, step.scaler, step.settings
+    loss_fn, penalty = step.loss_fn, step.penalty
     images, labels = settings.to_device(*batch)
     with settings.autocast():
         logits = model(images)
@@ -227,7 +240,7 @@ def _stopped(dist: Distributed, settings: StepSettings, sums: _Sums, steps: int,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings,
+def evaluate(model: nn.Module, loader: BatchSource, settings: StepSettings,
              dist: Distributed = ALONE) -> EvalStats:
     """Mean cross-entropy, top-1 and top-5 accuracy (%) over `loader`.
 
@@ -255,7 +268,7 @@ def evaluate(model: nn.Module, loader: DataLoader, settings: StepSettings,
         seen += labels.shape[0]
         failpoint("eval_batch")
     loss_total, top1_total, top5_total, seen_total, requested = _sums(
-        dist, settings.device, loss_sum, top1, top5, seen, requested_images(loader))
+        dist, settings.device, loss_sum, top1, top5, seen, loader.requested_images())
     n = max(seen_total, 1)
     return EvalStats(loss=loss_total / n, top1=100.0 * top1_total / n,
                      top5=100.0 * top5_total / n, images=int(seen_total),

@@ -15,8 +15,6 @@ import logging
 import random
 import signal
 import time
-from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from ftlab.faults import failpoint
 from ftlab.fileio import atomic_write_text
 from ftlab.training import rundir
 from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from ftlab.training.cursor import EpochCursor
 from ftlab.training.experiment import Experiment
 from ftlab.training.diagnostics import check_features, pooled_features, still_loss_warning
 from ftlab.training.interrupt import StopFlag
@@ -60,7 +59,7 @@ class Trainer:
         self.epochs_done = 0
         self.memory_plan: MemoryPlan | None = None
         self.writes = experiment.dist.is_main
-        self.partial: dict[str, Any] | None = None
+        self.cursor: EpochCursor | None = None
         """A stopped epoch to continue: its number, tally, random state and learning rates."""
         self.stop = stop if stop is not None else StopFlag()
         """Set by SIGTERM/SIGINT (the caller installs its handlers around the whole run)."""
@@ -82,7 +81,7 @@ class Trainer:
             write_metrics_csv(self.run_dir, self.columns, self.history)
         board = TensorBoardLog(self.run_dir, self.epochs_done + 1,
                                config.train.tensorboard and self.writes)
-        if self.epochs_done == 0 and self.partial is None and self.writes:
+        if self.epochs_done == 0 and self.cursor is None and self.writes:
             self._check_features()
         try:
             if self.exp.dist.any(self.stop.requested):  # during setup: nothing to save yet
@@ -100,14 +99,13 @@ class Trainer:
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         exp, config = self.exp, self.exp.config
         start = time.perf_counter()
-        partial = self.partial if self.partial and self.partial["epoch"] == epoch else None
-        tally = EpochTally(**partial["tally"]) if partial else None
-        lrs = partial["lrs"] if partial else {f"lr/{g['name']}": g["lr"]
-                                              for g in exp.optimizer.param_groups}
-        model = self._begin_epoch(epoch, tally)
-        if partial:  # the random stream exactly where the stopped run left it
-            restore_rng(partial["rng"])
-        stats = self._train(epoch, model, tally)
+        cursor = self.cursor if self.cursor and self.cursor.epoch == epoch else None
+        lrs = cursor.lrs if cursor else {f"lr/{g['name']}": g["lr"]
+                                         for g in exp.optimizer.param_groups}
+        model = self._begin_epoch(epoch, cursor)
+        if cursor:  # the random stream exactly where the stopped run left it
+            restore_rng(cursor.rng)
+        stats = self._train(epoch, model, cursor.tally if cursor else None)
         self._check_weights(epoch)
         if stats.stopped is not None:
             self._save_stopped(epoch, stats.stopped, lrs)
@@ -125,7 +123,7 @@ class Trainer:
                          "val_loss": val.loss if val else None}
         self.history.append(row)
         self.epochs_done = epoch
-        self.partial = None
+        self.cursor = None
         self._save(improved)
         if self.writes:
             write_metrics_csv(self.run_dir, self.columns, self.history)
@@ -133,15 +131,14 @@ class Trainer:
         self._print_warning(still)
         return row
 
-    def _begin_epoch(self, epoch: int, tally: EpochTally | None) -> torch.nn.Module:
-        """Seed, position the sampler (past a stopped run's batches), let the strategy set
+    def _begin_epoch(self, epoch: int, cursor: EpochCursor | None) -> torch.nn.Module:
+        """Seed, position the batches (past a stopped run's), let the strategy set
         trainable parameters and modes, plan memory; returns the model to train."""
         exp = self.exp
         seed = epoch_seed(exp.config.train.seed, epoch, stream=2)
         torch.manual_seed(seed)
         random.seed(seed)
-        skip = tally.batches * (exp.train_loader.batch_size or 1) if tally else 0
-        exp.train_loader.sampler.set_epoch(epoch, start=skip)  # type: ignore[attr-defined]
+        exp.train_loader.set_position(epoch, cursor.batches_done if cursor else 0)
         exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
         exp.strategy.set_train_mode(exp.model)
         self._plan_memory()
@@ -151,12 +148,10 @@ class Trainer:
         exp, config = self.exp, self.exp.config
         # Rank 0 shows its own share of the images, the others stay quiet.
         progress = Progress(config.train.progress if self.writes else "none",
-                            len(exp.train_loader) * (exp.train_loader.batch_size or 1),
+                            len(exp.train_loader) * exp.train_loader.batch_size,
                             f"epoch {epoch}/{config.train.epochs}")
         try:
-            return train_one_epoch(model, exp.train_loader, exp.optimizer, exp.scheduler,
-                                   exp.scaler, exp.loss_fn, exp.settings, progress,
-                                   penalty=partial(exp.strategy.penalty, exp.model),
+            return train_one_epoch(exp.train_step(model), exp.train_loader, progress,
                                    dist=exp.dist, stop=self.stop, start=tally)
         except NonFiniteLoss as err:
             raise self._diverged(epoch, f"loss became {err.value} by step {err.step}") from None
@@ -222,8 +217,7 @@ class Trainer:
 
     def _save_stopped(self, epoch: int, tally: EpochTally, lrs: dict[str, float]) -> None:
         """Checkpoint the middle of epoch `epoch` (rng first: nothing may draw before it)."""
-        self.partial = {"epoch": epoch, "tally": asdict(tally), "rng": capture_rng(),
-                        "lrs": lrs}
+        self.cursor = EpochCursor(epoch=epoch, tally=tally, rng=capture_rng(), lrs=lrs)
         self._save(improved=False)
         raise self._stopped(f"in epoch {epoch} after step {tally.steps}")
 
@@ -245,7 +239,7 @@ class Trainer:
             "classes": exp.data.classes,
             "history": self.history,
             "best": self.best,
-            "partial": self.partial,
+            "partial": self.cursor.to_dict() if self.cursor else None,
             "diagnostics": self.diagnostics,
         }
 
@@ -263,8 +257,8 @@ class Trainer:
         exp = self.exp
         exp.model.load_state_dict(state["model"])
         exp.strategy.load_state_dict(state["strategy_state"])
-        self.partial = state.get("partial")
-        epoch = self.partial["epoch"] if self.partial else int(state["epoch"])
+        self.cursor = EpochCursor.from_dict(state.get("partial"))
+        epoch = self.cursor.epoch if self.cursor else int(state["epoch"])
         trainable = exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
         _check_same("trainable parameters", state["trainable"], trainable)
         _check_same("optimizer parameter groups",
