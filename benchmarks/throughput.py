@@ -38,7 +38,7 @@ from ftlab.data import default_workers
 from ftlab.data.device_pipeline import in_memory
 from ftlab.efficient import apply_memory_plan
 from ftlab.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from ftlab.training.experiment import Experiment, build_experiment
+from ftlab.assembly.experiment import Experiment, build_experiment
 from ftlab.training.loop import train_one_epoch
 from ftlab.training.progress import Progress
 

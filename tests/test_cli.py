@@ -11,7 +11,7 @@ from ftlab import __version__
 from ftlab.cli import main
 from ftlab.demo import demo_suite, find_mirror
 from ftlab.errors import DataError
-from ftlab.training.experiment import check_config
+from ftlab.assembly.experiment import check_config
 
 
 def test_module_entry_point_and_version():

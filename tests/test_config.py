@@ -17,7 +17,7 @@ from ftlab.config import (
     load_config,
 )
 from ftlab.errors import ConfigError
-from ftlab.training.experiment import check_config
+from ftlab.assembly.experiment import check_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ V01_STRATEGY = {
 
 @pytest.mark.parametrize("name", ["full", "last_k", "tinytl", "separate_lr", "l2sp"])
 def test_strategy_sections_of_earlier_run_folders_still_load(name):
-    from ftlab.training import resolve_config
+    from ftlab.assembly import resolve_config
 
     config = resolve_config(config_from_dict(
         {"strategy": {"name": name, **V01_STRATEGY}, "train": {"device": "cpu"}}))
@@ -178,7 +178,7 @@ def test_strategy_sections_of_earlier_run_folders_still_load(name):
 
 
 def test_strategy_options_are_checked_by_the_chosen_strategy():
-    from ftlab.training import resolve_config
+    from ftlab.assembly import resolve_config
 
     config = resolve_config(load_config(None, ["strategy.name=tinytl", "strategy.variant=L",
                                                "train.device=cpu"]))

@@ -113,9 +113,9 @@ def test_samplers_split_each_global_batch_without_overlap():
 
 def test_batch_must_divide_among_processes(tmp_path, monkeypatch, capsys):
     from ftlab.cli import main
-    from ftlab.training.distributed import Distributed
+    from ftlab.runtime.distributed import Distributed
 
-    monkeypatch.setattr("ftlab.training.distributed.from_environment",
+    monkeypatch.setattr("ftlab.runtime.distributed.from_environment",
                         lambda device_type: Distributed(rank=0, world_size=3))
     code = main(["train", *_overrides(tmp_path / "runs", "odd")])
     assert code == 2
@@ -126,9 +126,9 @@ def test_batch_must_divide_among_processes(tmp_path, monkeypatch, capsys):
 
 def test_sync_batchnorm_needs_cuda(tmp_path, monkeypatch, capsys):
     from ftlab.cli import main
-    from ftlab.training.distributed import Distributed
+    from ftlab.runtime.distributed import Distributed
 
-    monkeypatch.setattr("ftlab.training.distributed.from_environment",
+    monkeypatch.setattr("ftlab.runtime.distributed.from_environment",
                         lambda device_type: Distributed(rank=0, world_size=2))
     code = main(["train", *_overrides(tmp_path / "runs", "sync",
                                       **{"train.sync_batchnorm": True})])

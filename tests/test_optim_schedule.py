@@ -11,8 +11,8 @@ from torch import nn
 from ftlab.config import OptimConfig, ScheduleConfig, StrategyConfig
 from ftlab.models import build_model
 from ftlab.strategies import get_strategy
-from ftlab.training.optim import build_optimizer
-from ftlab.training.schedule import build_scheduler, lr_factor
+from ftlab.assembly.optim import build_optimizer
+from ftlab.assembly.schedule import build_scheduler, lr_factor
 
 
 def _groups(optim: OptimConfig):

@@ -15,8 +15,8 @@ from ftlab.models import build_model
 from ftlab.models.adapters import FeaturesClassifierAdapter
 from ftlab.strategies import ParamInfo, Strategy, get_strategy, register_strategy, strategy_names
 from ftlab.strategies.base import STRATEGIES
-from ftlab.training.optim import build_optimizer
-from ftlab.training.schedule import build_scheduler, lr_factor
+from ftlab.assembly.optim import build_optimizer
+from ftlab.assembly.schedule import build_scheduler, lr_factor
 
 ARCHS = ["mobilenet_v2", "resnet18"]
 
@@ -256,7 +256,7 @@ def test_options_of_other_strategies_are_refused():
                                           r"an option of last_k\)"):
         get_strategy(StrategyConfig(name="full", options={"k": 5}))
     with pytest.raises(ConfigError, match="strategy.variant is not used by strategy 'bias'"):
-        ftlab.training.experiment.check_config(
+        ftlab.assembly.experiment.check_config(
             load_config(None, ["strategy.name=bias", "strategy.variant=L", "train.device=cpu"]))
 
 

@@ -222,7 +222,7 @@ def test_without_validation_the_last_epoch_is_tested(tiny):
 
 
 def test_loop_options_reach_the_training_step(tiny):
-    from ftlab.training.experiment import build_experiment
+    from ftlab.assembly.experiment import build_experiment
 
     config = ftlab.load_config(None, tiny(**{"train.label_smoothing": 0.1,
                                              "train.grad_clip_norm": 0.5, "train.amp": "bf16",
@@ -234,7 +234,7 @@ def test_loop_options_reach_the_training_step(tiny):
 
 
 def test_gradient_clipping_bounds_the_update(tiny):
-    from ftlab.training.experiment import build_experiment
+    from ftlab.assembly.experiment import build_experiment
     from ftlab.training.loop import train_one_epoch
     from ftlab.training.progress import Progress
 

@@ -29,7 +29,7 @@ from ftlab.cli import main
 from ftlab.config import config_to_dict, config_to_yaml, load_config
 from ftlab.errors import FtlabError
 from ftlab.suite.expand import load_suite
-from ftlab.training.experiment import check_config
+from ftlab.assembly.experiment import check_config
 
 KEYS = sorted(
     f"{section}.{key}" for section, values in config_to_dict(load_config()).items()

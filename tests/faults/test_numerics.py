@@ -15,7 +15,8 @@ from faults.runs import rows
 from ftlab.errors import TrainingDiverged
 from ftlab.training.checkpoint import load_checkpoint
 from ftlab.data import LoaderBatches
-from ftlab.training.loop import StepSettings, TrainStep, train_one_epoch
+from ftlab.assembly import StepSettings, TrainStep
+from ftlab.training.loop import train_one_epoch
 from ftlab.training.progress import Progress
 
 

@@ -22,7 +22,8 @@ from ftlab.models import ArchAdapter, build_model, get_adapter
 from ftlab.runfiles import MEMORY_CSV
 from ftlab.strategies import Strategy, get_strategy, prepare_model, strategy_names
 from ftlab.tables import markdown_table
-from ftlab.training import build_optimizer, resolve_device
+from ftlab.assembly import build_optimizer
+from ftlab.runtime import resolve_device
 
 MIB = 2**20
 

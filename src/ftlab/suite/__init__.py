@@ -37,7 +37,7 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
 
     Every run's config is validated before the first starts; complete runs are skipped.
     """
-    from ftlab.training import ensure_console_log
+    from ftlab.runtime import ensure_console_log
 
     ensure_console_log()
     suite_file = Path(path)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ftlab.errors import Stopped
 from ftlab.suite.schema import SuiteConfig
 from ftlab.suite.state import RunState, last_error, prepare_continuation, train_command
-from ftlab.training import StopFlag
+from ftlab.runtime import StopFlag
 
 log = logging.getLogger("ftlab")
 

@@ -14,7 +14,7 @@ from ftlab.config.loading import load_structured
 from ftlab.errors import ConfigError, FtlabError
 from ftlab.fileio import user_path
 from ftlab.suite.schema import SuiteConfig
-from ftlab.training import check_config
+from ftlab.assembly import check_config
 
 RUNS = "runs"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +17,10 @@ from ftlab.config import (
 )
 from ftlab.errors import ConfigError, RunDirError
 from ftlab.fileio import atomic_write_text
-from ftlab.training import distributed, rundir
+from ftlab.assembly import build_experiment, resolve_config
+from ftlab.runtime import Distributed, StopFlag, distributed, ensure_console_log, resolve_device
+from ftlab.training import rundir
 from ftlab.training.checkpoint import latest_checkpoint
-from ftlab.training.distributed import Distributed
-from ftlab.training.experiment import build_experiment, resolve_config, resolve_device
-from ftlab.training.interrupt import StopFlag
 from ftlab.training.runner import Trainer
 
 log = logging.getLogger("ftlab")
@@ -146,16 +144,6 @@ def _log_start(experiment, run_dir: Path, resumed_from: int,
              config.data.name, sizes["train"], sizes["val"], sizes["test"],
              experiment.data.num_classes, experiment.data.input.resolution,
              experiment.settings.device)
-
-
-def ensure_console_log() -> None:
-    """Print progress to stdout unless the application has configured the 'ftlab' logger."""
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
 
 
 @contextmanager

@@ -29,9 +29,9 @@ from ftlab.fileio import atomic_write_text
 from ftlab.training import rundir
 from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ftlab.training.cursor import EpochCursor
-from ftlab.training.experiment import Experiment
+from ftlab.assembly.experiment import Experiment
 from ftlab.training.diagnostics import check_features, pooled_features, still_loss_warning
-from ftlab.training.interrupt import StopFlag
+from ftlab.runtime.interrupt import StopFlag
 from ftlab.training.loop import (
     EpochStats,
     EpochTally,

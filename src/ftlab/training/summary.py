@@ -13,7 +13,7 @@ import torchvision
 
 from ftlab.version import __version__
 from ftlab.training import rundir
-from ftlab.training.experiment import Experiment
+from ftlab.assembly.experiment import Experiment
 from ftlab.training.loop import EvalStats
 
 

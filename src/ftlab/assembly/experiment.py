@@ -19,11 +19,11 @@ from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
 from ftlab.strategies import Strategy, get_strategy, prepare_model, resolve_strategy_config
-from ftlab.training.distributed import Distributed
-from ftlab.training.loaders import build_loaders
-from ftlab.training.loop import StepSettings, TrainStep
-from ftlab.training.optim import OPTIMIZERS, build_optimizer
-from ftlab.training.schedule import SHAPES, build_scheduler
+from ftlab.assembly.loaders import build_loaders
+from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
+from ftlab.assembly.schedule import SHAPES, build_scheduler
+from ftlab.assembly.step import StepSettings, TrainStep
+from ftlab.runtime import Distributed, resolve_amp, resolve_device
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
                                              "fp16": torch.float16}
@@ -105,24 +105,6 @@ def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     full (defaults included): the config a run folder records."""
     check_config(config)
     return replace(config, strategy=resolve_strategy_config(config.strategy))
-
-
-def resolve_device(name: str, amp: str = "none") -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available; use "
-                          "train.device=cpu or auto")
-    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                          "cpu" if name == "auto" else name)
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or none on CPU")
-    return device
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """`auto`: bf16 where the GPU computes it natively (Ampere and later), else fp32."""
-    if amp != "auto":
-        return amp
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
 
 
 def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

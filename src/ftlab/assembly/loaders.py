@@ -19,7 +19,7 @@ from ftlab.data import (
     train_loader,
 )
 from ftlab.errors import ConfigError
-from ftlab.training.distributed import Distributed
+from ftlab.runtime.distributed import Distributed
 
 
 @dataclass(frozen=True)

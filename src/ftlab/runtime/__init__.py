@@ -1,0 +1,15 @@
+"""What a process needs to run ftlab's work, whatever the work: the device and precision,
+its place in a torchrun launch, stop signals, and the console log.
+
+Below the packages that train, measure and run suites, so each of them uses these without
+reaching into another.
+"""
+
+from ftlab.runtime import distributed
+from ftlab.runtime.device import resolve_amp, resolve_device
+from ftlab.runtime.distributed import Distributed
+from ftlab.runtime.interrupt import StopFlag
+from ftlab.runtime.logs import ensure_console_log
+
+__all__ = ["Distributed", "StopFlag", "distributed", "ensure_console_log", "resolve_amp",
+           "resolve_device"]
