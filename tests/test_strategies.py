@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from ftlab.config import OptimConfig, ScheduleConfig, StrategyConfig, load_confi
 from ftlab.errors import ConfigError
 from ftlab.models import build_model
 from ftlab.models.adapters import FeaturesClassifierAdapter
-from ftlab.strategies import ParamInfo, Strategy, get_strategy, register_strategy, strategy_names
+from ftlab.strategies import (
+    ParamInfo,
+    Strategy,
+    get_strategy,
+    register_strategy,
+    strategy_class,
+    strategy_names,
+)
 from ftlab.strategies.base import STRATEGIES
 from ftlab.assembly.optim import build_optimizer
 from ftlab.assembly.schedule import build_scheduler, lr_factor
@@ -307,3 +315,44 @@ def test_resume_restores_trainable_sets_and_lrs(name, tiny):
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert resumed["test_top1"] == straight["test_top1"]
     assert resumed["trainable_params"] == straight["trainable_params"]
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_search_spaces_are_valid_and_name_real_keys(name):
+    """Every strategy's search space: ranges that a search can draw from, and keys that a
+    config has (its own options for strategy.*)."""
+    import dataclasses
+
+    from ftlab.config import ExperimentConfig
+
+    cls = strategy_class(name)
+    assert "optim.lr" in cls.search_space
+    options = {f.name for f in dataclasses.fields(cls.Options)}
+    sections = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    for key, spec in cls.search_space.items():
+        spec.check(key)
+        section, _, field = key.partition(".")
+        if section == "strategy":
+            assert field in options, f"{name} searches {key}, not one of its options"
+        else:
+            fields = {f.name for f in dataclasses.fields(sections[section].default_factory())}
+            assert field in fields, f"{name} searches {key}, which no config has"
+
+
+def test_search_ranges_refuse_empty_inverted_and_malformed_specs():
+    from ftlab.config.search import FloatRange, IntRange, parse_range
+
+    assert parse_range("optim.lr", {"low": 1e-4, "high": 1e-1, "log": True}) == \
+        FloatRange(1e-4, 1e-1, log=True)
+    assert parse_range("strategy.k", [1, 6]) == IntRange(1, 6)
+    cases = [
+        ("optim.lr", (1e-2, 1e-4), "search range of optim.lr is inverted ([0.01, 0.0001]); "
+                                   "write it as [0.0001, 0.01]"),
+        ("strategy.k", (3, 3), "search range of strategy.k is empty ([3, 3])"),
+        ("optim.lr", "fast", "search range of optim.lr is 'fast'; write [low, high]"),
+        ("train.label_smoothing", {"choices": []}, "is an empty list of choices"),
+        ("optim.lr", {"low": 0, "high": 1, "log": True}, "a log range needs low > 0"),
+    ]
+    for key, spec, expected in cases:
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            parse_range(key, spec)

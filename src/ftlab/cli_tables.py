@@ -35,9 +35,11 @@ def strategy_options_table(name: str) -> str:
             for key, kind, default, doc in _settings(cls)]
     example = " ".join([f"strategy.name={name}"] + [
         f"strategy.{key}={_yaml_value(value)}" for key, value in option_values(cls.Options()).items()])
+    searched = "; ".join(f"{key} {spec.describe()}" for key, spec in cls.search_space.items())
     return (f"{name}: {cls.summary}\n\n{inspect.getdoc(cls) or ''}\n\n"
             + markdown_table(["key", "type", "default", "meaning"], rows)
-            + f"\n\nevery option at its default: {example}")
+            + f"\n\nevery option at its default: {example}"
+            + f"\nsearch space (hyperparameter tuning): {searched}")
 
 
 def _settings(cls: type) -> list[tuple[str, str, object, str]]:

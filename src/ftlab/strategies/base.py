@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ftlab.config.schema import OptimConfig, StrategyConfig
+from ftlab.config.search import FloatRange, SearchRange
 from ftlab.errors import ConfigError
 from ftlab.models.adapters import ArchAdapter
 from ftlab.registry import Registry
@@ -53,6 +54,12 @@ class Strategy:
     Options: ClassVar[type] = NoOptions
     """The frozen dataclass of this strategy's own settings (`strategy.<field>` in configs),
     with a docstring under each field and its checks in `__post_init__`."""
+    search_space: ClassVar[dict[str, SearchRange]] = {
+        "optim.lr": FloatRange(1e-5, 3e-3, log=True)}
+    """What a hyperparameter search draws for this strategy, by config key (`optim.*`, `train.*`,
+    `data.*` or this strategy's own `strategy.*` options). Strategies that train few
+    parameters want far larger learning rates than full fine-tuning, so each says its own
+    range; a suite file's `tune.space` overrides or extends it."""
     freezes_pretrained_norm_stats: ClassVar[bool] = False
     """Default (norm_stats=auto) for pretrained norm layers that have trainable parameters:
     True keeps their running statistics fixed (eval mode)."""

@@ -1,5 +1,6 @@
 """Bias-only fine-tuning (BitFit; TinyTL's FT-Bias): every bias, norm β included, + head."""
 
+from ftlab.config.search import FloatRange
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 
 
@@ -12,6 +13,7 @@ class BiasOnly(Strategy):
     statistics are also what lets memory-efficient training drop their saved inputs."""
 
     name = "bias"
+    search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
     summary = "train every bias (norm β included) and the new head; weights stay frozen"
     freezes_pretrained_norm_stats = True
 

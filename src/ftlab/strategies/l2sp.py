@@ -10,6 +10,7 @@ from torch import nn
 
 from ftlab.config.schema import check_number
 from ftlab.models.adapters import ArchAdapter
+from ftlab.config.search import FloatRange
 from ftlab.strategies.base import Strategy, register_strategy
 
 
@@ -37,6 +38,8 @@ class L2SP(Strategy):
     name = "l2sp"
     summary = "every layer trains, with an L2 pull towards the pretrained weights (alpha, beta)"
     Options = L2SPOptions
+    search_space = {"optim.lr": FloatRange(1e-5, 3e-3, log=True),
+                    "strategy.alpha": FloatRange(1e-3, 1.0, log=True)}
 
     def __init__(self, config) -> None:
         super().__init__(config)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from ftlab.config.schema import check_number
+from ftlab.config.search import FloatRange, IntRange
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 
 
@@ -25,6 +26,8 @@ class LastK(Strategy):
     name = "last_k"
     summary = "fine-tune the last k backbone blocks (strategy.k) and the new head"
     Options = LastKOptions
+    search_space = {"optim.lr": FloatRange(3e-5, 1e-2, log=True),
+                    "strategy.k": IntRange(1, 8)}
 
     def is_trainable(self, param: ParamInfo) -> bool:
         return param.block >= param.num_blocks - self.options.k

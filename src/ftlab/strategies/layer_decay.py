@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from ftlab.config.schema import check_number
+from ftlab.config.search import FloatRange
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 
 
@@ -26,6 +27,8 @@ class LayerDecay(Strategy):
     name = "layer_decay"
     summary = "every layer trains, lr x decay^(depth from the top) (strategy.decay)"
     Options = LayerDecayOptions
+    search_space = {"optim.lr": FloatRange(1e-5, 3e-3, log=True),
+                    "strategy.decay": FloatRange(0.5, 0.95)}
 
     def lr_multiplier(self, param: ParamInfo) -> float:
         return self.options.decay ** (param.num_blocks - param.block)

@@ -1,5 +1,6 @@
 """Feature extractor: a new linear head on a frozen backbone."""
 
+from ftlab.config.search import FloatRange
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 
 
@@ -10,6 +11,7 @@ class LinearProbe(Strategy):
     the pretrained network, whatever the batch (norm_stats=update would adapt them)."""
 
     name = "linear_probe"
+    search_space = {"optim.lr": FloatRange(1e-4, 1e-1, log=True)}
     summary = "feature extractor: train the new head only, backbone and its statistics frozen"
 
     def is_trainable(self, param: ParamInfo) -> bool:

@@ -1,5 +1,6 @@
 """FT-Norm+Last (TinyTL's baseline): the norm layers' γ and β, and the head."""
 
+from ftlab.config.search import FloatRange
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 
 
@@ -9,6 +10,7 @@ class NormLast(Strategy):
     statistics update on the new data (norm_stats=freeze keeps the pretrained ones)."""
 
     name = "norm_last"
+    search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
     summary = "train the norm layers' γ and β and the new head (FT-Norm+Last)"
 
     def is_trainable(self, param: ParamInfo) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ftlab.config.schema import check_choice, check_number, fail
 from ftlab.errors import ConfigError
 from ftlab.models.adapters import ArchAdapter
+from ftlab.config.search import FloatRange
 from ftlab.strategies.base import ParamInfo, Strategy, register_strategy
 from ftlab.strategies.lite_residual import LiteResidual, add_to_output, probe_shapes
 
@@ -50,6 +51,7 @@ class TinyTL(Strategy):
     name = "tinytl"
     summary = "TinyTL: lite-residual side branches (L), biases (B) or both (L+B), + head"
     Options = TinyTLOptions
+    search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
     freezes_pretrained_norm_stats = True
 
     @property
