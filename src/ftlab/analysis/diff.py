@@ -22,7 +22,7 @@ from ftlab.config import DiffConfig, ExperimentConfig
 from ftlab.data import build_data
 from ftlab.errors import WeightsError
 from ftlab.fileio import atomic_write_text, check_output_folder
-from ftlab.models import build_model, resolve_weights
+from ftlab.models import block_names, head_name, resolve_weights
 from ftlab.runfiles import DIFF_JSON, DIFF_SUMMARY
 
 
@@ -46,7 +46,7 @@ def diff(config: DiffConfig, out_dir: Path | None = None) -> DiffResult:
     if out_dir is not None:
         check_output_folder(out_dir, DIFF_JSON, "diff")
     a, b, ref, arch = _networks(config.a, config.b, config.ref)
-    head = _head(arch)
+    head = head_name(arch)
     check_same_architecture(a.state, b.state, head, (a.label, b.label))
     if ref is not None:
         check_same_architecture(ref.state, a.state, head, (ref.label, a.label))
@@ -77,11 +77,6 @@ def _networks(a_spec: str, b_spec: str, ref_spec: str | None):
     return a, b, ref, arch
 
 
-def _head(arch: str) -> str:
-    built = build_model(arch, None, 2, pretrained=False)
-    return built.adapter.head_name(built.model)
-
-
 def _probe_config(probe: str | None, a: Network, b: Network) -> ExperimentConfig | None:
     if probe is not None:
         network = load_network(probe)
@@ -99,8 +94,7 @@ def _representations(a: Network, b: Network, arch: str, config: ExperimentConfig
     images = torch.stack([split[i][0] for i in range(min(size, len(split)))])
     resolution = data.input.resolution
     model_a, model_b = rebuild(a, arch, resolution), rebuild(b, arch, resolution)
-    built = build_model(arch, None, 2, pretrained=False)
-    blocks = built.adapter.block_names(built.model)
+    blocks = block_names(arch)
     matrix = cka_matrix(block_grams(model_a, blocks, images), block_grams(model_b, blocks,
                                                                           images))
     return matrix, ["+".join(prefixes) for prefixes in blocks]
