@@ -10,10 +10,11 @@ import torch
 import torchvision
 
 import ftlab
-from ftlab.analysis import cka, diff
+from ftlab.analysis import DiffResult, cka, diff
 from ftlab.analysis.params import compare, subspace_similarity
 from ftlab.cli import main
-from ftlab.errors import WeightsError
+from ftlab.config import DiffConfig
+from ftlab.errors import ConfigError, WeightsError
 
 
 def _state(seed: int = 0, arch: str = "mobilenet_v2", classes: int = 4) -> dict:
@@ -81,8 +82,8 @@ def test_bias_training_changes_biases_and_no_weight(tiny, tmp_path):
     torch.save(_state(seed=7, classes=1000), start)
     summary = ftlab.train(None, overrides=tiny(**{"strategy.name": "bias",
                                                   "model.weights": start}))
-    result = diff(summary["run_dir"], f"pretrained:{start}", out_dir=tmp_path / "diff",
-                  probe_size=8)
+    result = diff(DiffConfig(summary["run_dir"], f"pretrained:{start}", probe_size=8),
+                  out_dir=tmp_path / "diff")
     backbone = [r for r in result.rows if not r.head]
     assert backbone and not any(r.layer.startswith("classifier") for r in backbone)
     for row in backbone:
@@ -124,16 +125,65 @@ def test_different_heads_and_architectures(tiny, tmp_path):
     four = ftlab.train(None, overrides=tiny(**{"train.run_name": "four", "train.epochs": 1}))
     three = ftlab.train(None, overrides=tiny(**{"train.run_name": "three", "train.epochs": 1,
                                                 "data.synthetic.num_classes": 3}))
-    result = diff(four["run_dir"], three["run_dir"])
+    result = diff(DiffConfig(four["run_dir"], three["run_dir"]))
     head = next(r for r in result.rows if r.head)
     assert "shapes differ" in head.note and head.weight_cosine is None
     resnet = tmp_path / "resnet.pth"
     torch.save(_state(arch="resnet18"), resnet)
     with pytest.raises(WeightsError, match="different architectures: 'features.0.0.weight' is "
                                            "in the first but not the second"):
-        diff(four["run_dir"], str(resnet))
+        diff(DiffConfig(four["run_dir"], str(resnet)))
     other = ftlab.train(None, overrides=tiny(**{"train.run_name": "res", "train.epochs": 1,
                                                 "model.arch": "resnet18"}))
     assert main(["diff", four["run_dir"], other["run_dir"]]) == 2
     with pytest.raises(WeightsError, match="is neither a run folder"):
-        diff(four["run_dir"], str(tmp_path / "nothing"))
+        diff(DiffConfig(four["run_dir"], str(tmp_path / "nothing")))
+
+
+def test_diff_flags_and_overrides_fill_one_config(tmp_path, monkeypatch):
+    """The flags mean what they did; `key=value` overrides (after the flags or among them)
+    set the same fields and win over a flag, as for `ftlab memory`."""
+    import ftlab.analysis
+
+    seen: list[tuple[DiffConfig, object]] = []
+
+    def fake(config: DiffConfig, out_dir):
+        seen.append((config, out_dir))
+        out_dir.mkdir()
+        (out_dir / "summary.md").write_text("summary\n", encoding="utf-8")
+        return DiffResult([], None, [])
+
+    monkeypatch.setattr(ftlab.analysis, "diff", fake)
+    assert main(["diff", "A", "B", "--probe", "P", "--probe-size", "16", "--k", "4",
+                 "--output-dir", str(tmp_path / "d")]) == 0
+    assert main(["diff", "A", "B", "--ref", "R", "--probe-size", "16", "probe_size=32", "k=3",
+                 "--output-dir", str(tmp_path / "e"), "probe=Q"]) == 0
+    assert main(["diff", "A", "B", "--output-dir", str(tmp_path / "f")]) == 0
+    assert seen == [(DiffConfig("A", "B", probe="P", probe_size=16, k=4), tmp_path / "d"),
+                    (DiffConfig("A", "B", ref="R", probe="Q", probe_size=32, k=3),
+                     tmp_path / "e"),
+                    (DiffConfig("A", "B", probe_size=64, k=8), tmp_path / "f")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--k", "0"], "diff.k=0 is not allowed: an integer in [1, 4096]"),
+    (["k=5000"], "diff.k=5000 is not allowed: an integer in [1, 4096]"),
+    (["--probe-size", "-3"], "diff.probe_size=-3 is not allowed: an integer in [1, 100000]"),
+    (["probe_size=100001"], "diff.probe_size=100001 is not allowed"),
+    (["k=two"], "'k'"),
+    (["--ref", " "], "diff.ref=' ' is not allowed: a run folder, a checkpoint file or "
+                     "pretrained:<weights>"),
+    (["probes=3"], "unknown config key 'probes' (did you mean 'probe' or 'probe_size'?); "
+                   "valid keys in the top level: a, b, ref, probe, probe_size, k"),
+])
+def test_diff_settings_out_of_bounds_exit_2_before_reading_anything(tmp_path, capsys, args,
+                                                                     message):
+    # A and B do not exist: the settings are refused before either is looked at.
+    code = main(["diff", str(tmp_path / "no-a"), str(tmp_path / "no-b"), *args,
+                 "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ftlab: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match=r"diff.k=0 is not allowed"):
+        DiffConfig("a", "b", k=0)

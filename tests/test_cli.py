@@ -41,6 +41,24 @@ def test_strategies_lists_names_and_counts(capsys):
     assert "| 19    | classifier.1 (head) | 12,810     |" in out
 
 
+def test_strategy_counts_use_the_input_size_a_run_trains_at(monkeypatch):
+    """TinyTL sizes its side branches to the feature maps, so `ftlab strategies --model`
+    counts at the size a run of that architecture with the default weights trains at."""
+    import ftlab.strategies
+
+    class Seen(Exception):
+        pass
+
+    def record(arch, weights, strategy, num_classes, input_size, **kwargs):
+        raise Seen(arch, input_size)  # enough seen; nothing is built
+
+    monkeypatch.setattr(ftlab.strategies, "prepare_model", record)
+    for arch, size in (("mobilenet_v2", 224), ("efficientnet_b3", 300)):
+        with pytest.raises(Seen) as seen:
+            main(["strategies", "--model", arch])
+        assert seen.value.args == (arch, size)
+
+
 def test_models_and_datasets(capsys, tmp_path):
     assert main(["models"]) == 0
     out = capsys.readouterr().out

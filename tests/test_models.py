@@ -11,8 +11,9 @@ import torch
 import torchvision
 from torch import nn
 
-from ftlab.errors import WeightsError
-from ftlab.models import architectures, build_model, count_parameters, get_adapter
+from ftlab.errors import ConfigError, WeightsError
+from ftlab.models import (architectures, block_names, build_model, count_parameters, get_adapter,
+                          head_name, input_size, skeleton)
 from ftlab.models.weights import resolve_weights
 
 V1_FILE = "mobilenet_v2-b0353104.pth"  # basename of torchvision's IMAGENET1K_V1 URL
@@ -47,6 +48,43 @@ def test_adapter_walk_every_architecture(arch):
     assert seen_blocks[0] == 0 and seen_blocks[-1] == len(blocks)
     out = model.eval()(torch.zeros(1, 3, 64, 64))
     assert out.shape == (1, 7)
+    # What the models layer answers from the structure alone is what the built model says.
+    assert head_name(arch) == adapter.head_name(model)
+    assert block_names(arch) == blocks
+    shapes = {name: p.shape for name, p in skeleton(arch, 7).named_parameters()}
+    assert shapes == {name: p.shape for name, p in model.named_parameters()}
+
+
+def test_head_and_block_names_are_read_on_the_meta_device(monkeypatch):
+    """No weights are made to learn names: every network built for them lives on `meta`
+    (no memory, no initialisation), once per architecture."""
+    import ftlab.models.factory as factory
+
+    made: list[nn.Module] = []
+
+    def spy(arch: str, **kwargs) -> nn.Module:
+        made.append(real(arch, **kwargs))
+        return made[-1]
+
+    real = factory.get_model
+    monkeypatch.setattr(factory, "get_model", spy)
+    factory._layout.cache_clear()
+    for _ in range(2):
+        assert head_name("efficientnet_v2_l") == "classifier.1"
+        assert block_names("efficientnet_v2_l")[0] == ("features.0",)
+    assert len(made) == 1 and all(p.is_meta for p in made[0].parameters())
+    head = skeleton("resnet18", 5).fc
+    assert head.out_features == 5 and head.weight.is_meta
+    with pytest.raises(ConfigError, match="model.arch='vgg11' is unknown"):
+        head_name("vgg11")
+
+
+def test_input_size_is_the_crop_of_the_weights():
+    assert input_size("mobilenet_v2", "IMAGENET1K_V1") == 224
+    assert input_size("efficientnet_b3", "IMAGENET1K_V1") == 300
+    assert input_size("efficientnet_v2_s", "DEFAULT") == 384
+    assert input_size("efficientnet_b3", None) == 224              # random init: ImageNet's
+    assert input_size("efficientnet_b3", "/some/weights.pth") == 224
 
 
 def test_head_reset_keeps_backbone_and_initialises_head(tmp_path):

@@ -188,3 +188,33 @@ def test_suite_analysis_entries_set_the_probe_size_and_k(tmp_path):
     assert (first.probe_size, first.k) == (16, 4) and (second.probe_size, second.k) == (64, 8)
     with pytest.raises(ConfigError, match="analysis.k=0 is not allowed"):
         load_suite(path, ["analysis=[{name: x, a: a, b: b, k: 0}]"])
+
+
+def test_suite_analysis_settings_reach_the_diff(tmp_path, monkeypatch):
+    """Each entry is `ftlab diff`'s DiffConfig, with runs of the suite named by their folders;
+    `probe_dataset` (the earlier name of `probe`) still works."""
+    import ftlab.analysis
+    from ftlab.config import DiffConfig
+    from ftlab.suite import analysis_step
+    from ftlab.suite.expand import RunSpec
+    from ftlab.suite.state import RunState
+
+    path = tmp_path / "suite.yaml"
+    path.write_text("runs: [{name: a}, {name: b}]\nanalysis:\n"
+                    "  - {name: ab, a: a, b: b, ref: 'pretrained:IMAGENET1K_V1', "
+                    "probe_dataset: b, probe_size: 16, k: 4}\n"
+                    "  - {name: ba, a: b, b: /elsewhere/best.pt, probe: a}\n", encoding="utf-8")
+    states = {name: RunState(RunSpec(name, None, ()), tmp_path / name, tmp_path / "log", 1,
+                             status="complete") for name in "ab"}
+    calls = []
+    monkeypatch.setattr(ftlab.analysis, "diff", lambda config, out: calls.append((config, out)))
+    analysis_step(load_suite(path), tmp_path, states)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert all(isinstance(config, DiffConfig) for config, _ in calls)
+    assert [(c.a, c.b, c.ref, c.probe, c.probe_size, c.k, out) for c, out in calls] == [
+        (a, b, "pretrained:IMAGENET1K_V1", b, 16, 4, tmp_path / "analysis" / "ab"),
+        (b, "/elsewhere/best.pt", None, a, 64, 8, tmp_path / "analysis" / "ba")]
+    with pytest.raises(ConfigError, match="analysis.probe_size=0 is not allowed"):
+        load_suite(path, ["analysis=[{name: x, a: a, b: b, probe_size: 0}]"])
+    with pytest.raises(ConfigError, match="analysis.name='../x' is not allowed"):
+        load_suite(path, ["analysis=[{name: ../x, a: a, b: b}]"])

@@ -21,7 +21,7 @@ Command = Callable[[argparse.Namespace], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         return args.handler(args)
     except FtlabError as err:
@@ -30,6 +30,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftlab: interrupted; resume with ftlab train --resume RUN_DIR", file=sys.stderr)
         return 130
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """`parse_args`, but `key=value` overrides may also follow options (`ftlab diff A B --ref C
+    k=4`): argparse fills a positional list from the first run of positionals only."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) \
+            and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -151,11 +163,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from ftlab.analysis import diff
+    from ftlab.config import DiffConfig
+    from ftlab.config.loading import load_structured  # bounds override values itself
+
+    flags = {"a": args.a, "b": args.b, "ref": args.ref, "probe": args.probe,
+             "probe_size": args.probe_size, "k": args.k}
+    config = load_structured(DiffConfig, None, args.overrides,
+                             base={k: v for k, v in flags.items() if v is not None})
+    from ftlab.analysis import diff  # torch from here on, once the settings are valid
     from ftlab.runfiles import DIFF_SUMMARY
 
-    result = diff(args.a, args.b, args.ref, Path(args.output_dir), args.probe, args.probe_size,
-                  args.k)
+    result = diff(config, Path(args.output_dir))
     print((Path(args.output_dir) / DIFF_SUMMARY).read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in result.files))
     return 0
@@ -251,19 +269,31 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
     report.add_argument("suite_dir", metavar="SUITE_DIR")
     report.add_argument("--title")
 
+    _add_diff(sub)
+    _add_memory(sub)
+
+
+def _add_diff(sub: argparse._SubParsersAction) -> None:
+    """diff: flags and overrides both fill ftlab.config.DiffConfig."""
     diff = _add(sub, "diff", _diff, "how two networks differ per layer (cosine, change, "
                 "filter subspaces) and per block (linear CKA)")
     diff.add_argument("a", metavar="A", help="run folder, checkpoint, or pretrained:<weights>")
     diff.add_argument("b", metavar="B", help="run folder, checkpoint, or pretrained:<weights>")
+    diff.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="settings of ftlab.config.DiffConfig, e.g. probe_size=32 k=4; the "
+                      "flags set the same fields")
     diff.add_argument("--ref", help="reference (e.g. pretrained:IMAGENET1K_V1): how far A and "
                       "B each moved from it")
     diff.add_argument("--probe", help="run folder whose data gives the probe batch (default: "
                       "A's or B's)")
-    diff.add_argument("--probe-size", type=_positive_int, default=64)
-    diff.add_argument("--k", type=_positive_int, default=8,
-                      help="singular vectors per layer for the subspace similarity")
-    diff.add_argument("--output-dir", default="diff")
+    diff.add_argument("--probe-size", type=int, help="images in the probe batch (default 64)")
+    diff.add_argument("--k", type=int,
+                      help="singular vectors per layer for the subspace similarity (default 8)")
+    diff.add_argument("--output-dir", default="diff", help="where the files go (default diff)")
 
+
+def _add_memory(sub: argparse._SubParsersAction) -> None:
+    """memory: flags and overrides both fill ftlab.config.MemoryConfig."""
     memory = _add(sub, "memory", _memory, "training memory per strategy: measured (stock and "
                   "memory-efficient) and analytic, as Markdown and CSV")
     memory.add_argument("overrides", nargs="*", metavar="key=value",
@@ -283,7 +313,6 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
                         help="where memory.md and memory.csv go")
 
 
-
 def _add(sub: argparse._SubParsersAction, name: str, handler: Command, help_text: str
          ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -293,10 +322,6 @@ def _add(sub: argparse._SubParsersAction, name: str, handler: Command, help_text
 
 def _int_list(text: str) -> list[int]:
     return [_int_in(1, None)(part) for part in text.split(",")]
-
-
-def _positive_int(text: str) -> int:
-    return _int_in(1, None)(text)
 
 
 def _int_in(low: int, high: int | None) -> Callable[[str], int]:

@@ -66,18 +66,17 @@ def _yaml_value(value: object) -> str:
 
 def blocks_table(arch: str, num_classes: int) -> str:
     """How the adapter numbers the blocks (strategy.k, lr_rules blocks, layer_decay)."""
-    from ftlab.models import build_model
+    from ftlab.models import block_names, get_adapter, head_name, skeleton
 
-    built = build_model(arch, None, num_classes, pretrained=False)
-    model, adapter = built.model, built.adapter
-    index = adapter.block_indexer(model)
+    model = skeleton(arch, num_classes)  # the structure and shapes; no weights are made
+    index = get_adapter(arch).block_indexer(model)
     counts: dict[int, int] = {}
     for name, param in model.named_parameters():
         counts[index(name)] = counts.get(index(name), 0) + param.numel()
-    blocks = adapter.block_names(model)
+    blocks = block_names(arch)
     rows = [[str(i), ", ".join(prefixes), f"{counts.get(i, 0):,}"]
             for i, prefixes in enumerate(blocks)]
-    rows.append([str(len(blocks)), adapter.head_name(model) + " (head)",
+    rows.append([str(len(blocks)), head_name(arch) + " (head)",
                  f"{counts.get(len(blocks), 0):,}"])
     return (f"blocks of {arch} (strategy.k counts them from the top; lr_rules blocks index them)"
             "\n" + markdown_table(["block", "modules", "parameters"], rows))
@@ -85,12 +84,14 @@ def blocks_table(arch: str, num_classes: int) -> str:
 
 def _count_for_strategy(arch: str, num_classes: int, config) -> tuple[int, int]:
     """(parameters the optimizer would update, all parameters incl. inserted modules)."""
-    from ftlab.config import OptimConfig
-    from ftlab.models import count_parameters
+    from ftlab.config import ModelConfig, OptimConfig
+    from ftlab.models import count_parameters, input_size
     from ftlab.strategies import prepare_model
 
-    # Parameter counts do not depend on the input size; 224 px is the weights' own.
-    prepared = prepare_model(arch, None, config, num_classes, 224, load_weights=False)
+    # The input size a run of `arch` with the default weights trains at: TinyTL sizes its
+    # side branches' kernels to the feature maps, so its count depends on it.
+    size = input_size(arch, ModelConfig().weights)
+    prepared = prepare_model(arch, None, config, num_classes, size, load_weights=False)
     groups = prepared.strategy.param_groups(prepared.model, prepared.adapter, OptimConfig())
     optimized = {id(p): p.numel() for g in groups for p in g["params"]}
     return sum(optimized.values()), count_parameters(prepared.model)[1]

@@ -18,11 +18,11 @@ from ftlab.analysis.cka import block_grams, cka_matrix
 from ftlab.analysis.figures import cka_figure, layer_figure, save
 from ftlab.analysis.params import LayerRow, check_same_architecture, compare, mean_of
 from ftlab.analysis.sources import Network, describe, load_network, rebuild
-from ftlab.config import ExperimentConfig
+from ftlab.config import DiffConfig, ExperimentConfig
 from ftlab.data import build_data
 from ftlab.errors import WeightsError
 from ftlab.fileio import atomic_write_text, check_output_folder
-from ftlab.models import build_model, resolve_weights
+from ftlab.models import block_names, head_name, resolve_weights
 from ftlab.runfiles import DIFF_JSON, DIFF_SUMMARY
 
 
@@ -37,30 +37,26 @@ class DiffResult:
         return next(r for r in self.rows if r.layer == layer)
 
 
-def diff(a_spec: str, b_spec: str, ref_spec: str | None = None,
-         out_dir: Path | None = None, probe: str | None = None, probe_size: int = 64,
-         k: int = 8) -> DiffResult:
-    """Compare A and B (and each with a reference); write the files when `out_dir` is given.
+def diff(config: DiffConfig, out_dir: Path | None = None) -> DiffResult:
+    """Compare A and B (and each with the reference); write the files when `out_dir` is given.
 
-    Args:
-        probe: a run folder whose data settings give the probe batch (default: A's or B's
-            own); no run at all: no representation comparison.
-        probe_size: images in the probe batch (from the validation split, else test).
-        k: singular vectors per layer for the filter-subspace similarity.
+    The representations are compared on a probe batch from `config.probe`'s data settings,
+    else A's or B's own; with no ftlab run among them, only the parameters are compared.
     """
     if out_dir is not None:
         check_output_folder(out_dir, DIFF_JSON, "diff")
-    a, b, ref, arch = _networks(a_spec, b_spec, ref_spec)
-    head = _head(arch)
+    a, b, ref, arch = _networks(config.a, config.b, config.ref)
+    head = head_name(arch)
     check_same_architecture(a.state, b.state, head, (a.label, b.label))
     if ref is not None:
         check_same_architecture(ref.state, a.state, head, (ref.label, a.label))
-    rows = compare(a.state, b.state, head, ref.state if ref else None, k)
-    config = _probe_config(probe, a, b)
-    cka, blocks = _representations(a, b, arch, config, probe_size) if config else (None, [])
+    rows = compare(a.state, b.state, head, ref.state if ref else None, config.k)
+    probe = _probe_config(config.probe, a, b)
+    cka, blocks = (_representations(a, b, arch, probe, config.probe_size) if probe
+                   else (None, []))
     result = DiffResult(rows, cka, blocks)
     if out_dir is not None:
-        result.files = _write(result, out_dir, (a, b, ref), probe_size)
+        result.files = _write(result, out_dir, (a, b, ref), config.probe_size)
     return result
 
 
@@ -81,11 +77,6 @@ def _networks(a_spec: str, b_spec: str, ref_spec: str | None):
     return a, b, ref, arch
 
 
-def _head(arch: str) -> str:
-    built = build_model(arch, None, 2, pretrained=False)
-    return built.adapter.head_name(built.model)
-
-
 def _probe_config(probe: str | None, a: Network, b: Network) -> ExperimentConfig | None:
     if probe is not None:
         network = load_network(probe)
@@ -103,8 +94,7 @@ def _representations(a: Network, b: Network, arch: str, config: ExperimentConfig
     images = torch.stack([split[i][0] for i in range(min(size, len(split)))])
     resolution = data.input.resolution
     model_a, model_b = rebuild(a, arch, resolution), rebuild(b, arch, resolution)
-    built = build_model(arch, None, 2, pretrained=False)
-    blocks = built.adapter.block_names(built.model)
+    blocks = block_names(arch)
     matrix = cka_matrix(block_grams(model_a, blocks, images), block_grams(model_b, blocks,
                                                                           images))
     return matrix, ["+".join(prefixes) for prefixes in blocks]

@@ -18,7 +18,7 @@ from torch import nn
 from ftlab.config import ExperimentConfig, StrategyConfig, config_from_dict
 from ftlab.errors import WeightsError
 from ftlab.fileio import torch_load_safely
-from ftlab.models import build_model, read_weights_file
+from ftlab.models import build_model, head_name, read_weights_file
 from ftlab.models.weights import load_pretrained, resolve_weights
 from ftlab.runfiles import BEST, LAST
 from ftlab.strategies import prepare_model
@@ -74,26 +74,21 @@ def _pretrained(weights: str, arch: str | None, label: str) -> Network:
     built = build_model(arch, None, 1000, pretrained=False)
     load_pretrained(built.model, built.adapter, resolve_weights(arch, weights), arch)
     state = {k: v for k, v in built.model.state_dict().items()
-             if not k.startswith(built.adapter.head_name(built.model) + ".")}
+             if not k.startswith(head_name(arch) + ".")}
     return Network(label, state, arch)
 
 
 def rebuild(network: Network, arch: str, input_size: int) -> nn.Module:
     """The network as a module: with its strategy's inserted modules when it has a config."""
-    head = network.head_size(_head_name(arch)) or 1000
+    head = network.head_size(head_name(arch)) or 1000
     strategy = network.config.strategy if network.config is not None else StrategyConfig()
     built = prepare_model(arch, None, strategy, head, input_size, load_weights=False).built
     missing, _ = built.model.load_state_dict(network.state, strict=False)
     backbone_missing = [k for k in missing if not k.endswith("num_batches_tracked")
-                        and not k.startswith(_head_name(arch) + ".")]
+                        and not k.startswith(head_name(arch) + ".")]
     if backbone_missing:
         raise WeightsError(f"{network.label} lacks '{backbone_missing[0]}' of {arch}")
     return built.model.eval()
-
-
-def _head_name(arch: str) -> str:
-    built = build_model(arch, None, 2, pretrained=False)
-    return built.adapter.head_name(built.model)
 
 
 def describe(network: Network) -> dict[str, Any]:

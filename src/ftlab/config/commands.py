@@ -1,13 +1,14 @@
 """Settings of the commands around training, as frozen dataclasses like the experiment's.
 
 One `MemoryConfig` serves `ftlab memory` (flags and dotted overrides), a suite file's
-`memory:` section and the Python API (`ftlab.memory.memory_table`).
+`memory:` section and the Python API (`ftlab.memory.memory_table`); one `DiffConfig` serves
+`ftlab diff`, a suite file's `analysis:` entries and `ftlab.analysis.diff`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Optional
 
 from ftlab.config.schema import check_choice, check_number, fail
 
@@ -55,3 +56,37 @@ class MemoryConfig:
     @property
     def executions(self) -> tuple[str, ...]:
         return ("stock", "efficient") if self.execution == "both" else (self.execution,)
+
+
+@dataclass(frozen=True)
+class DiffConfig:
+    """What `ftlab diff` compares, and how finely. Where its files go is the caller's choice
+    (`--output-dir`, a suite's analysis folder), as for `ftlab memory`."""
+
+    a: str
+    """First network: a run folder, a checkpoint or state_dict file, or pretrained:<weights>
+    (a torchvision weights name or file, for the other side's architecture)."""
+    b: str
+    """Second network, in the same forms as `a`."""
+    ref: Optional[str] = None
+    """Reference network (e.g. pretrained:IMAGENET1K_V1): how far A and B each moved from it.
+    None: no reference columns."""
+    probe: Optional[str] = None
+    """Run folder whose data settings give the probe batch for the representation comparison.
+    None: A's or B's own (no comparison when neither is an ftlab run)."""
+    probe_size: int = 64
+    """Images in the probe batch (from the validation split, else test)."""
+    k: int = 8
+    """Singular vectors per layer for the filter-subspace similarity."""
+
+    section: ClassVar[str] = "diff"
+    """Prefix of the keys named in errors (a suite's entries are `analysis`)."""
+
+    def __post_init__(self) -> None:
+        for key in ("a", "b", "ref", "probe"):
+            value = getattr(self, key)
+            if value is not None and not str(value).strip():
+                fail(f"{self.section}.{key}", value, "a run folder, a checkpoint file or "
+                     "pretrained:<weights>")
+        check_number(f"{self.section}.probe_size", self.probe_size, low=1, high=100_000)
+        check_number(f"{self.section}.k", self.k, low=1, high=4096)

@@ -201,9 +201,11 @@ def _unknown_key_message(err: ConfigKeyError, schema: type, prefix: str = "") ->
              else _valid_keys(schema, section[len(prefix):]))
     hint = _first_line(err)
     suggestion = ""
-    if "Did you mean" in hint:
-        guess = hint.split("Did you mean:")[-1].strip().rstrip("?").strip("'")
-        suggestion = f" (did you mean '{section + '.' if section else ''}{guess}'?)"
+    guesses = re.search(r"Did you mean(?: one of)?:(.*)", hint)  # one guess, or a list of them
+    if guesses:
+        names = [g.strip().strip("'") for g in guesses.group(1).strip().rstrip("?").split(",")]
+        dotted = f"{section}." if section else ""
+        suggestion = " (did you mean " + " or ".join(f"'{dotted}{n}'" for n in names) + "?)"
     entry = _LIST_ENTRIES.get(getattr(owner, "__name__", ""))
     where = entry or (f"'{section}'" if section else "the top level")
     return (f"unknown config key '{key}'{suggestion}; valid keys in {where}: "

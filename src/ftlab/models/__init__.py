@@ -1,17 +1,21 @@
 """Backbones: architecture adapters, weight sources, and the model factory."""
 
 from ftlab.models.adapters import ArchAdapter, architectures, count_parameters, get_adapter
-from ftlab.models.factory import BuiltModel, build_model
-from ftlab.models.weights import WeightsSource, read_weights_file, resolve_weights
+from ftlab.models.factory import BuiltModel, block_names, build_model, head_name, skeleton
+from ftlab.models.weights import WeightsSource, input_size, read_weights_file, resolve_weights
 
 __all__ = [
     "ArchAdapter",
     "BuiltModel",
     "WeightsSource",
     "architectures",
+    "block_names",
     "build_model",
     "count_parameters",
     "get_adapter",
+    "head_name",
+    "input_size",
     "read_weights_file",
     "resolve_weights",
+    "skeleton",
 ]

@@ -66,6 +66,16 @@ def resolve_weights(arch: str, spec: str | None) -> WeightsSource:
                        f"{' (' + ', '.join(names) + ')' if names else ''}, or none")
 
 
+def input_size(arch: str, weights: str | None) -> int:
+    """Side in px of the network's input when `data.resolution` is unset: the evaluation crop
+    of `weights` if they are torchvision weights of `arch` (EfficientNet-B3's are 300 px),
+    else ImageNet's 224. Reads torchvision's metadata only; nothing is downloaded."""
+    enum = _weights_enum(arch)
+    if enum is not None and weights in enum.__members__:
+        return _preprocessing_of(enum[weights]).crop_size
+    return Preprocessing().crop_size
+
+
 def load_pretrained(model: nn.Module, adapter: ArchAdapter, source: WeightsSource, arch: str,
                     progress: bool = True) -> None:
     """Copy the backbone weights of `source` into `model` (the head is replaced afterwards).

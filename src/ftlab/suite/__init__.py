@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -102,7 +102,7 @@ def analysis_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -
     for entry in suite.analysis:
         sides = [_side(entry.a, states), _side(entry.b, states),
                  _side(entry.ref, states) if entry.ref else None]
-        probe = _side(entry.probe_dataset, states) if entry.probe_dataset else None
+        probe = _side(entry.probe, states) if entry.probe else None
         if any(side is False for side in (*sides, probe)):
             log.warning("suite %s: analysis %s skipped: a run it compares is not complete",
                         suite.name, entry.name)
@@ -113,7 +113,7 @@ def analysis_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -
         from ftlab.analysis import diff
 
         log.info("suite %s: analysis %s", suite.name, entry.name)
-        diff(sides[0], sides[1], sides[2], out, probe, entry.probe_size, entry.k)
+        diff(replace(entry, a=sides[0], b=sides[1], ref=sides[2], probe=probe), out)
 
 
 def _side(spec: str, states: dict[str, RunState]) -> str | bool:

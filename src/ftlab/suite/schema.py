@@ -9,9 +9,9 @@ unknown key or a wrong type is one clear error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
-from ftlab.config.commands import MemoryConfig
+from ftlab.config.commands import DiffConfig, MemoryConfig
 from ftlab.config.schema import check_choice, check_number, check_run_name, fail
 
 
@@ -60,25 +60,27 @@ class SubmititConfig:
     """Extra sbatch parameters (slurm_additional_parameters)."""
 
 
-@dataclass(frozen=True)
-class AnalysisEntry:
-    """A parameter comparison for the report (`ftlab diff A B --ref C`)."""
+@dataclass(frozen=True, kw_only=True)
+class AnalysisEntry(DiffConfig):
+    """A parameter comparison for the report: `ftlab diff`'s settings (every field of
+    `DiffConfig`, with its checks) and a name. `a`, `b`, `ref` and `probe` may name runs of
+    the suite."""
 
+    section: ClassVar[str] = "analysis"
     name: str
-    a: str
-    """A run of the suite, a checkpoint path, or pretrained:<weights>."""
-    b: str
-    ref: Optional[str] = None
+    """Folder of the comparison under the suite's analysis/."""
     probe_dataset: Optional[str] = None
-    """A run of the suite whose validation images feed the representation comparison."""
-    probe_size: int = 64
-    """Images in the probe batch (`ftlab diff --probe-size`)."""
-    k: int = 8
-    """Singular vectors per layer for the filter-subspace similarity (`ftlab diff --k`)."""
+    """The earlier name of `probe`, still read from suite files (it becomes `probe`)."""
 
     def __post_init__(self) -> None:
-        check_number("analysis.probe_size", self.probe_size, low=1, high=100_000)
-        check_number("analysis.k", self.k, low=1, high=4096)
+        super().__post_init__()
+        check_run_name(self.name, "analysis.name")
+        if self.probe_dataset is not None:
+            if self.probe is not None and self.probe != self.probe_dataset:
+                fail("analysis.probe_dataset", self.probe_dataset,
+                     f"the same run as analysis.probe ({self.probe!r}), or left out")
+            object.__setattr__(self, "probe", self.probe_dataset)
+            object.__setattr__(self, "probe_dataset", None)
 
 
 @dataclass(frozen=True)
