@@ -204,8 +204,11 @@ def test_suite_analysis_settings_reach_the_diff(tmp_path, monkeypatch):
                     "  - {name: ab, a: a, b: b, ref: 'pretrained:IMAGENET1K_V1', "
                     "probe_dataset: b, probe_size: 16, k: 4}\n"
                     "  - {name: ba, a: b, b: /elsewhere/best.pt, probe: a}\n", encoding="utf-8")
-    states = {name: RunState(RunSpec(name, None, ()), tmp_path / name, tmp_path / "log", 1,
-                             status="complete") for name in "ab"}
+    from ftlab.config import load_config
+
+    one_epoch = load_config(None, ["train.epochs=1"])
+    states = {name: RunState(RunSpec(name, None, ()), tmp_path / name, tmp_path / "log",
+                             one_epoch, status="complete") for name in "ab"}
     calls = []
     monkeypatch.setattr(ftlab.analysis, "diff", lambda config, out: calls.append((config, out)))
     analysis_step(load_suite(path), tmp_path, states)
@@ -218,3 +221,101 @@ def test_suite_analysis_settings_reach_the_diff(tmp_path, monkeypatch):
         load_suite(path, ["analysis=[{name: x, a: a, b: b, probe_size: 0}]"])
     with pytest.raises(ConfigError, match="analysis.name='../x' is not allowed"):
         load_suite(path, ["analysis=[{name: ../x, a: a, b: b}]"])
+
+
+def test_runs_start_from_their_written_config_keeping_the_threads_it_sets(tmp_path,
+                                                                          monkeypatch):
+    """Each run's resolved config is written before any run starts and is all `ftlab train`
+    gets. With parallel=2, threads and workers the base config sets are kept; only unset
+    ones get the CPU share (here 4 CPUs / 2 runs: 2 threads, 1 worker)."""
+    import os
+    import sys
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"train": {"num_threads": 1}, "data": {"num_workers": 0}}))
+    tiny = [o for o in COMMON if not o.startswith(("train.num_threads", "data.num_workers"))]
+    path = write_suite(tmp_path, base=str(base), parallel=2, overrides=tiny,
+                       grid={"strategies": {"linear_probe": []}, "seeds": [0]},
+                       runs=[{"name": "unset", "overrides": [
+                           "strategy.name=linear_probe", "train.epochs=1",
+                           "train.num_threads=null", "data.num_workers=null"]}])
+    result = run_suite(path, report=False)
+    assert not result.failed
+    for name, (threads, workers) in {"linear_probe-s0": (1, 0), "unset": (2, 1)}.items():
+        state = result.states[name]
+        config = yaml.safe_load((state.run_dir / "config.yaml").read_text())  # as trained
+        assert (config["train"]["num_threads"], config["data"]["num_workers"]) == (threads,
+                                                                                 workers)
+        command = state.log.read_text().splitlines()[0]
+        assert command == f"$ {sys.executable} -m ftlab train {state.run_dir / 'config.yaml'}"
+
+
+def test_written_configs_and_the_commands_that_start_or_resume_them(tmp_path, monkeypatch):
+    """Not started: `ftlab train RUN/config.yaml`. Started: --resume with the run's own
+    settings (epochs, name, folder, threads), which --resume accepts and parses back exactly;
+    a suite run again rewrites the config of runs not started, never of started ones."""
+    import ftlab.suite as suite_module
+    from ftlab.config import load_config
+    from ftlab.suite.expand import OWN_SETTINGS
+    from ftlab.suite.state import train_command
+    from ftlab.training.api import RESUMABLE_KEYS
+
+    assert set(OWN_SETTINGS) <= RESUMABLE_KEYS  # what a suite passes, --resume accepts
+
+    monkeypatch.setattr(suite_module, "run_states", lambda *args: None)
+    monkeypatch.setattr(suite_module, "memory_step", lambda *args: None)
+    path = write_suite(tmp_path, grid={"strategies": {"full": []}, "seeds": [0, 1]})
+    states = run_suite(path, report=False).states
+    first, second = states["full-s0"], states["full-s1"]
+    for state in (first, second):
+        assert load_config(state.run_dir / "config.yaml") == state.config
+        assert train_command(state)[3:] == ["train", str(state.run_dir / "config.yaml")]
+    (first.run_dir / "metrics.csv").write_text("epoch\n")  # it has started
+    (first.run_dir / "config.yaml").write_text("as trained\n")
+    command = train_command(first)
+    assert command[3:6] == ["train", "--resume", str(first.run_dir)]
+    resumed = load_config(None, command[6:])
+    assert (resumed.train.epochs, resumed.train.run_name, resumed.train.output_dir,
+            resumed.train.num_threads) == (2, "full-s0", str(tmp_path / "out" / "tiny" / "runs"),
+                                           1)
+    path.write_text(path.read_text().replace("train.epochs=2", "train.epochs=3"))
+    states = run_suite(path, report=False).states
+    assert (first.run_dir / "config.yaml").read_text() == "as trained\n"
+    assert load_config(second.run_dir / "config.yaml").train.epochs == 3
+    assert "train.epochs=3" in train_command(states["full-s0"])
+
+
+def test_a_continued_run_is_its_source_under_its_own_name_copied_once(tmp_path):
+    from ftlab.config import config_to_dict
+    from ftlab.suite.expand import validate
+    from ftlab.suite.state import initial_states, ready_to_start
+
+    path = write_suite(tmp_path, runs=[{"name": "more", "continue_from": "synth-scratch-s1",
+                                        "overrides": ["train.epochs=3"]}])
+    specs = expand(load_suite(path), path)
+    configs = validate(specs)
+    more, source = config_to_dict(configs["more"]), config_to_dict(configs["synth-scratch-s1"])
+    assert more["train"].pop("epochs") == 3 and source["train"].pop("epochs") == 2
+    assert more["train"].pop("run_name") == "more"
+    source["train"].pop("run_name")
+    assert more == source  # strategy scratch and seed 1, from the source; not its defaults
+    root = tmp_path / "out" / "tiny"
+    states = initial_states(specs, configs, root)
+    target, origin = states["more"].run_dir, states["synth-scratch-s1"].run_dir
+    assert not ready_to_start(states["more"], states)  # the source has not finished
+    origin.mkdir(parents=True)
+    for name in ("config.yaml", "metrics.csv", "last.pt", "summary.json"):
+        (origin / name).write_text(name)
+    states["synth-scratch-s1"].status = "complete"
+    target.mkdir(parents=True)
+    (target / "config.yaml").write_text("written when the suite was expanded")
+    stale = root / "runs" / ".more.copying"  # a copy cut short by a kill
+    stale.mkdir()
+    (stale / "half").write_text("")
+    assert ready_to_start(states["more"], states)
+    assert sorted(p.name for p in target.iterdir()) == ["config.yaml", "last.pt", "metrics.csv"]
+    assert (target / "config.yaml").read_text() == "config.yaml" and not stale.exists()
+    (target / "last.pt").write_text("trained on")
+    assert ready_to_start(states["more"], states)
+    assert (target / "last.pt").read_text() == "trained on"  # copied once, never again

@@ -15,7 +15,9 @@ from torch import nn
 
 import ftlab
 from ftlab.cli import main
+from ftlab.config import config_to_yaml
 from ftlab.errors import CheckpointWriteError, ConfigError, RunDirError
+from ftlab.runfiles import RunFolder
 from ftlab.training.checkpoint import load_checkpoint
 
 TIME_COLUMNS = {"epoch_time_s", "train_time_s", "images_per_s"}
@@ -149,6 +151,34 @@ def test_existing_run_folder_is_never_overwritten_by_accident(tiny, tmp_path, ca
     assert main(["train", *overrides, "--overwrite"]) == 2
     assert "not an ftlab run folder" in capsys.readouterr().err
     assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_a_run_folder_prepared_with_its_config_alone_starts_from_it(tiny, tmp_path, capsys):
+    """`ftlab suite` writes each run's config.yaml before any run starts, then runs
+    `ftlab train RUN/config.yaml`: that folder is the run's own, not an existing run."""
+    config = ftlab.load_config(None, tiny(**{"train.epochs": 1, "train.run_name": "prepared"}))
+    run_dir = tmp_path / "runs" / "prepared"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    (run_dir / ".lock").touch()  # left by a process killed before it wrote anything
+    copy = tmp_path / "copy.yaml"
+    copy.write_text((run_dir / "config.yaml").read_text())
+    assert main(["train", str(copy)]) == 2  # another file naming the folder: as before
+    assert "already exists; pass --resume" in capsys.readouterr().err
+    assert main(["train", str(run_dir / "config.yaml")]) == 0
+    assert RunFolder(run_dir).summary["epochs"] == 1
+    before = (run_dir / "last.pt").read_bytes()
+    assert main(["train", str(run_dir / "config.yaml")]) == 2  # now it has trained
+    assert "already exists; pass --resume" in capsys.readouterr().err
+    assert (run_dir / "last.pt").read_bytes() == before
+    busy = tmp_path / "runs" / "busy"
+    busy.mkdir()
+    (busy / "config.yaml").write_text(config_to_yaml(
+        ftlab.load_config(None, tiny(**{"train.run_name": "busy"}))))
+    (busy / "notes.txt").write_text("keep")
+    assert main(["train", str(busy / "config.yaml")]) == 2
+    assert "already exists; pass --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in busy.iterdir()) == ["config.yaml", "notes.txt"]
 
 
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tiny, tmp_path, monkeypatch):

@@ -40,8 +40,24 @@ MEMORY_CSV = "memory.csv"
 
 def is_run_folder(path: Path) -> bool:
     """A folder `ftlab train` made: its config and, from the first moment of training on,
-    its metrics (a run still setting up has only the config)."""
+    its metrics (a run still setting up, or one `ftlab suite` prepared, has only the config)."""
     return (path / CONFIG).is_file() and ((path / METRICS).is_file() or (path / LAST).is_file())
+
+
+def run_folder_contents(path: Path) -> list[Path]:
+    """What a run folder holds, apart from its lock file and temporaries of a killed write
+    (neither says anything about the run); nothing when it does not exist."""
+    if not path.is_dir():
+        return []
+    return [item for item in path.iterdir()
+            if item.name != LOCK and not (item.name.startswith(".") and item.suffix == ".tmp")]
+
+
+def training_started(path: Path) -> bool:
+    """Whether `ftlab train` has begun in this run folder: it holds more than the config.yaml
+    that `ftlab suite` writes into each run's folder before any run starts. A folder that has
+    not started is started with `ftlab train FOLDER/config.yaml`; one that has, with --resume."""
+    return any(item.name != CONFIG for item in run_folder_contents(path))
 
 
 def run_folders_below(root: Path, depth: int = 2) -> list[Path]:

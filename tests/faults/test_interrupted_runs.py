@@ -84,7 +84,8 @@ def test_stopped_suite_continues_to_the_clean_result(tmp_path, clean, reliabilit
                                 "--no-report"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (run_dir / "config.yaml").exists():  # the run has started; it needs seconds
+    # The run has started (its config.yaml is there from the start: the suite writes it).
+    while not (run_dir / "log.txt").exists():
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)

@@ -11,11 +11,11 @@ import yaml
 
 from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.runfiles import DIFF_JSON, MEMORY_CSV, SUITE_FILE
-from ftlab.suite.execute import LocalExecutor
+from ftlab.suite.execute import LocalExecutor, share_cpus
 from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
 from ftlab.suite.index import write_index
 from ftlab.suite.schema import SuiteConfig
-from ftlab.suite.state import RunState, initial_states
+from ftlab.suite.state import RunState, initial_states, write_configs
 
 log = logging.getLogger("ftlab")
 
@@ -35,7 +35,9 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
               ) -> SuiteResult:
     """Run (or resume) every run of the suite file, then its memory table and report.
 
-    Every run's config is validated before the first starts; complete runs are skipped.
+    Every run's config is resolved and validated before the first starts, and written into
+    its folder (`RUN/config.yaml`, what `ftlab train` starts it from); complete runs are
+    skipped.
     """
     from ftlab.runtime import ensure_console_log
 
@@ -44,11 +46,14 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
     suite = load_suite(suite_file, list(overrides))
     specs = expand(suite, suite_file)
     configs = validate(specs)
+    if suite.executor == "local":  # runs side by side here share its CPUs
+        configs = {name: share_cpus(config, suite.parallel) for name, config in configs.items()}
     root = check_output_folder(suite_dir(suite, suite_file), SUITE_FILE, "suite",
                                option="suite folder (output_dir/name)")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / SUITE_FILE, yaml.safe_dump(to_container(suite), sort_keys=False))
     states = initial_states(specs, configs, root)
+    write_configs(states.values())
     skipped = [name for name, state in states.items() if state.status == "complete"]
     log.info("suite %s: %d runs, %d already complete%s", suite.name, len(states), len(skipped),
              f" ({', '.join(skipped)})" if skipped else "")

@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Callable
 
+from ftlab.config import ExperimentConfig, replace_sections
 from ftlab.errors import Stopped
 from ftlab.suite.schema import SuiteConfig
-from ftlab.suite.state import RunState, last_error, prepare_continuation, train_command
 from ftlab.runtime import StopFlag
+from ftlab.suite.state import RunState, last_error, ready_to_start, train_command
 
 log = logging.getLogger("ftlab")
 
@@ -65,19 +66,11 @@ class LocalExecutor:
                 return
             if state.status != "pending":
                 continue
-            extra = self._extra(state)
-            if extra is None:
+            if not ready_to_start(state, self.states):
                 if self.states[state.spec.continue_from].status == "failed":  # type: ignore[index]
                     self._finish(state, 1, f"its source run {state.spec.continue_from} failed")
                 continue
-            self._launch(state, train_command(state, extra))
-
-    def _extra(self, state: RunState) -> list[str] | None:
-        extra = _thread_share(self.suite.parallel, state.spec.overrides)
-        if state.spec.continue_from is None:
-            return extra
-        renamed = prepare_continuation(state, self.states)
-        return None if renamed is None else renamed + extra
+            self._launch(state, train_command(state))
 
     def _launch(self, state: RunState, command: list[str]) -> None:
         state.log.parent.mkdir(parents=True, exist_ok=True)
@@ -112,17 +105,16 @@ class LocalExecutor:
         self.index()
 
 
-def _thread_share(parallel: int, overrides: tuple[str, ...]) -> list[str]:
-    """With several runs at once, give each its share of the CPUs unless the suite says."""
+def share_cpus(config: ExperimentConfig, parallel: int) -> ExperimentConfig:
+    """With several runs at once on this machine, each gets its share of the CPUs as torch
+    threads and loader workers, where its resolved config leaves them unset (None): a value
+    set anywhere (base config, grid entry, overrides) is kept."""
     if parallel == 1:
-        return []
-    extra = []
-    cpus = os.cpu_count() or 1
-    if not any(o.startswith("train.num_threads=") for o in overrides):
-        extra.append(f"train.num_threads={max(1, cpus // parallel)}")
-    if not any(o.startswith("data.num_workers=") for o in overrides):
-        extra.append(f"data.num_workers={max(0, cpus // parallel - 1)}")
-    return extra
+        return config
+    share = (os.cpu_count() or 1) // parallel
+    train = {"num_threads": max(1, share)} if config.train.num_threads is None else {}
+    data = {"num_workers": max(0, share - 1)} if config.data.num_workers is None else {}
+    return replace_sections(config, train=train, data=data) if train or data else config
 
 
 def _die_with_parent() -> None:

@@ -9,14 +9,19 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ftlab.config import ExperimentConfig, load_config
+from ftlab.assembly import resolve_config
+from ftlab.config import ExperimentConfig, load_config, replace_sections
 from ftlab.config.loading import load_structured
 from ftlab.errors import ConfigError, FtlabError
 from ftlab.fileio import user_path
 from ftlab.suite.schema import SuiteConfig
-from ftlab.assembly import check_config
 
 RUNS = "runs"
+OWN_SETTINGS = ("train.epochs", "train.run_name", "train.output_dir", "train.num_threads",
+                "data.num_workers")
+"""What a run of the suite always takes from its own entry: how long it trains, its folder,
+and its CPU threads. A `continue_from` run takes everything else from its source, and a
+resumed run is given these again (all may change on --resume)."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +75,43 @@ def suite_dir(suite: SuiteConfig, suite_file: Path) -> Path:
 
 
 def validate(specs: list[RunSpec]) -> dict[str, ExperimentConfig]:
-    """Resolve and check every run's config; the first bad one names its run."""
+    """Resolve and check every run's config; the first bad one names its run.
+
+    A `continue_from` run trains its source on, so its config is its source's with its own
+    `OWN_SETTINGS` (its entry is checked all the same).
+    """
     configs = {}
     for spec in specs:
         try:
-            config = load_config(spec.base, list(spec.overrides))
-            check_config(config)
+            config = resolve_config(load_config(spec.base, list(spec.overrides)))
         except FtlabError as err:
             raise ConfigError(f"run {spec.name}: {err}") from None
         configs[spec.name] = config
-    return configs
+    sources = {spec.name: spec.continue_from for spec in specs}
+    return {name: _continued(name, sources, configs) for name in configs}
+
+
+def own_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """`OWN_SETTINGS` of a config: dotted key -> value (None where unset)."""
+    values = {}
+    for key in OWN_SETTINGS:
+        section, name = key.split(".")
+        values[key] = getattr(getattr(config, section), name)
+    return values
+
+
+def _continued(name: str, sources: dict[str, str | None], configs: dict[str, ExperimentConfig]
+               ) -> ExperimentConfig:
+    """A run's config: its own, or (continue_from) its source's, followed to the first run of
+    the chain (`expand` has refused cycles), with this run's own settings."""
+    source = sources[name]
+    if source is None:
+        return configs[name]
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in own_settings(configs[name]).items():
+        section, field = key.split(".")
+        sections.setdefault(section, {})[field] = value
+    return replace_sections(_continued(source, sources, configs), **sections)
 
 
 def _combinations(suite: SuiteConfig) -> list[dict[str, Any]]:

@@ -114,7 +114,8 @@ class SuiteConfig:
     runs: list[RunEntry] = field(default_factory=list)
     output_dir: str = "runs/suites"
     parallel: int = 1
-    """Runs at a time (local executor); threads are shared out between them."""
+    """Runs at a time (local executor); each run that leaves train.num_threads or
+    data.num_workers unset gets its share of the CPUs."""
     executor: str = "local"
     """local (subprocesses here) or submitit (Slurm, or its local executor)."""
     submitit: SubmititConfig = field(default_factory=SubmititConfig)

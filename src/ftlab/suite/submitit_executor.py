@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftlab.errors import ConfigError
-from ftlab.suite.state import RunState, last_error, prepare_continuation, train_command
+from ftlab.suite.state import RunState, last_error, ready_to_start, train_command
 from ftlab.suite.schema import SuiteConfig
 
 
@@ -47,12 +47,12 @@ class SubmititExecutor:
 
     def run(self) -> None:
         while True:
-            wave = [(s, extra) for s in self.states.values() if s.status == "pending"
-                    for extra in [self._extra(s)] if extra is not None]
+            wave = [s for s in self.states.values()
+                    if s.status == "pending" and ready_to_start(s, self.states)]
             if not wave:
                 break
-            jobs = [(state, self.executor.submit(run_logged, train_command(state, extra),
-                                                 str(state.log))) for state, extra in wave]
+            jobs = [(state, self.executor.submit(run_logged, train_command(state),
+                                                 str(state.log))) for state in wave]
             for state, _ in jobs:
                 state.status = "running"
             self.index()
@@ -66,8 +66,3 @@ class SubmititExecutor:
             if state.status == "pending":  # its source failed
                 state.status = "failed"
                 state.error = f"its source run {state.spec.continue_from} failed"
-
-    def _extra(self, state: RunState) -> list[str] | None:
-        if state.spec.continue_from is None:
-            return []
-        return prepare_continuation(state, self.states)

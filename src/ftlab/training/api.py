@@ -44,7 +44,9 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
         overrides: Dotted `key=value` settings applied on top, as on the command line.
         resume: A run folder to continue from its last checkpoint; `config` must be None.
             With `train.epochs=N` in overrides, a finished run trains up to N epochs.
-        overwrite: Start again in an existing run folder, deleting what it holds.
+        overwrite: Start again in an existing run folder, deleting what it holds. Not needed
+            to start a run prepared by `ftlab suite`: `config` is the config.yaml of the run
+            folder it names, and that folder holds nothing else.
 
     Raises:
         FtlabError: bad configuration, data, weights or run folder (one-line message).
@@ -55,15 +57,17 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
             raise ConfigError("give either a config or --resume RUN_DIR, not both: a resumed "
                               "run keeps its saved config (change train.epochs by override)")
         return _resume(Path(resume), overrides)
+    # A run folder holding only this file (prepared by `ftlab suite`) is the run's own.
+    config_file = Path(config) if isinstance(config, (str, Path)) else None
     config = resolve_config(_as_config(config, overrides))
     with _process_group(config) as dist, StopFlag().installed() as stop:
         path = rundir.run_dir_path(config.train.output_dir, config.run_name)
         if dist.is_main:
-            rundir.check_can_create(path, overwrite)
+            rundir.check_can_create(path, overwrite, config_file)
         experiment = build_experiment(config, dist=dist)
         with _locked(path, dist):
             if dist.is_main:
-                rundir.create_run_dir(path, overwrite)
+                rundir.create_run_dir(path, overwrite, config_file)
                 # First, so that a run killed from here on can always be resumed.
                 atomic_write_text(path / rundir.CONFIG, config_to_yaml(config))
             dist.barrier()  # the folder exists (and is empty) before anyone works in it

@@ -25,6 +25,8 @@ from ftlab.runfiles import (  # noqa: F401
     PREVIOUS,
     SUMMARY,
     TENSORBOARD,
+    run_folder_contents,
+    training_started,
 )
 
 try:
@@ -37,15 +39,19 @@ def run_dir_path(output_dir: str | Path, name: str) -> Path:
     return user_path(output_dir, "train.output_dir") / name
 
 
-def check_can_create(path: Path, overwrite: bool) -> None:
+def check_can_create(path: Path, overwrite: bool, config_file: Path | None = None) -> None:
     """Refuse a non-empty folder unless `overwrite`, and only overwrite ftlab run folders.
+
+    A folder that holds nothing but `config_file` as its config.yaml is a run prepared and
+    not started (`ftlab suite` writes each run's config before any starts, then runs
+    `ftlab train RUN/config.yaml`): it is the run's own folder, accepted as it is.
 
     Called before anything expensive, so a forgotten --overwrite fails in a second, and
     again by `create_run_dir` right before writing.
     """
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a folder; choose another train.run_name")
-    if path.is_dir() and _contents(path):
+    if path.is_dir() and run_folder_contents(path) and not prepared(path, config_file):
         if not overwrite:
             raise RunDirError(f"run folder {path} already exists; pass --resume {path} to "
                               "continue it, --overwrite to start it again, or set "
@@ -55,13 +61,26 @@ def check_can_create(path: Path, overwrite: bool) -> None:
                               f"{CONFIG}); remove it yourself or choose another train.run_name")
 
 
-def create_run_dir(path: Path, overwrite: bool) -> Path:
-    """An empty run folder at `path` (an old ftlab run there is deleted when `overwrite`)."""
-    check_can_create(path, overwrite)
-    for item in _contents(path) if path.is_dir() else []:
+def create_run_dir(path: Path, overwrite: bool, config_file: Path | None = None) -> Path:
+    """An empty run folder at `path` (an old ftlab run there is deleted when `overwrite`),
+    or the prepared folder of `config_file` as it is (its config is replaced, atomically)."""
+    check_can_create(path, overwrite, config_file)
+    doomed = [] if prepared(path, config_file) else run_folder_contents(path)
+    for item in doomed:
         shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     make_dir(path)
     return path
+
+
+def prepared(path: Path, config_file: Path | None) -> bool:
+    """`path` holds only its config.yaml, and that file is `config_file`: nothing has trained
+    there yet, and the config being started is the one the folder was prepared with."""
+    if config_file is None or training_started(path):
+        return False
+    try:
+        return os.path.samefile(config_file, path / CONFIG)
+    except OSError:  # either file is missing or unreadable: not that folder's own config
+        return False
 
 
 def make_dir(path: Path) -> None:
@@ -100,12 +119,6 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _contents(path: Path) -> list[Path]:
-    """What a run folder holds, apart from its lock file and temporaries of a killed write."""
-    return [item for item in path.iterdir()
-            if item.name != LOCK and not (item.name.startswith(".") and item.suffix == ".tmp")]
 
 
 def existing_run_dir(path: str | Path) -> Path:
