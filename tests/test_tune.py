@@ -1,0 +1,49 @@
+"""Search spaces of `ftlab tune`: a strategy's own, changed by the suite, checked."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ftlab.config.search import FloatRange, IntRange
+from ftlab.errors import ConfigError
+from ftlab.tune import describe, overrides_for, strategy_space
+
+
+def test_a_strategy_space_is_its_declaration_changed_by_the_suite():
+    assert strategy_space("bias") == {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
+    space = strategy_space("last_k", {"optim.weight_decay": {"low": 1e-6, "high": 1e-2,
+                                                             "log": True}},
+                           {"strategy.k": [1, 4], "optim.lr": None, "optim.momentum": [0.8, 0.99]})
+    assert space == {"strategy.k": IntRange(1, 4),
+                     "optim.weight_decay": FloatRange(1e-6, 1e-2, log=True),
+                     "optim.momentum": FloatRange(0.8, 0.99)}
+    assert describe(space)["strategy.k"] == {"kind": "IntRange", "low": 1, "high": 4, "step": 1}
+
+
+@pytest.mark.parametrize("strategy, change, message", [
+    ("full", {"strategy.k": [1, 4]}, "tune.space: strategy.k is not a hyperparameter of "
+                                     "strategy 'full' (its options: none)"),
+    ("tinytl", {"strategy.kk": [1, 4]}, "tune.space: strategy.kk is not a hyperparameter of "
+                                        "strategy 'tinytl' (its options: variant, n_groups"),
+    ("full", {"optim.lrr": [1e-4, 1e-2]}, "tune.space: optim.lrr is not a config key"),
+    ("full", {"train.seed": [0, 9]}, "tune.space: train.seed cannot be searched"),
+    ("full", {"optim.lr": [1e-2, 1e-4]}, "search range of optim.lr is inverted"),
+    ("full", {"optim.lr": None}, "the search space of full is empty"),
+])
+def test_bad_spaces_are_one_line(strategy, change, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        strategy_space(strategy, change)
+
+
+def test_drawn_values_become_overrides_that_load():
+    from ftlab.config import load_config
+
+    overrides = overrides_for({"optim.lr": 0.00123, "strategy.k": 4, "data.hflip": False,
+                               "data.train_crop_scale": [0.35, 1.0]})
+    assert overrides == ["optim.lr=0.00123", "strategy.k=4", "data.hflip=false",
+                         "data.train_crop_scale=[0.35, 1.0]"]
+    config = load_config(None, ["strategy.name=last_k", *overrides])
+    assert (config.optim.lr, config.strategy.options["k"], config.data.hflip,
+            config.data.train_crop_scale) == (0.00123, 4, False, (0.35, 1.0))
