@@ -13,10 +13,9 @@ from ftlab.config import ExperimentConfig, load_config
 from ftlab.config.loading import load_structured
 from ftlab.errors import ConfigError, FtlabError
 from ftlab.fileio import user_path
+from ftlab.runfiles import SUITE_RUNS
 from ftlab.suite.schema import SuiteConfig
 from ftlab.training import check_config
-
-RUNS = "runs"
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 def expand(suite: SuiteConfig, suite_file: Path) -> list[RunSpec]:
     """Grid runs first (datasets x strategies x variants x seeds), then the listed runs."""
     base = str((suite_file.parent / suite.base).resolve()) if suite.base else None
-    folder = suite_dir(suite, suite_file) / RUNS
+    folder = suite_dir(suite, suite_file) / SUITE_RUNS
     specs = [_grid_run(suite, base, folder, combo) for combo in _combinations(suite)]
     for entry in suite.runs:
         source = next((s for s in specs if s.name == entry.continue_from), None)
