@@ -18,7 +18,13 @@ from ftlab.cli import main
 from ftlab.config import config_to_yaml
 from ftlab.errors import CheckpointWriteError, ConfigError, RunDirError
 from ftlab.runfiles import RunFolder
-from ftlab.training.checkpoint import load_checkpoint
+from ftlab.training.checkpoint import read_checkpoint
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint as the dict on disk, read (checked and upgraded) by ftlab."""
+    return read_checkpoint(path).to_dict()
+
 
 TIME_COLUMNS = {"epoch_time_s", "train_time_s", "images_per_s"}
 

@@ -33,8 +33,9 @@ def strategy_options_table(name: str) -> str:
     cls = strategy_class(name)
     rows = [[f"strategy.{key}", kind, name if key == "name" else _yaml_value(default), doc]
             for key, kind, default, doc in _settings(cls)]
+    defaults = option_values(cls.Options())
     example = " ".join([f"strategy.name={name}"] + [
-        f"strategy.{key}={_yaml_value(value)}" for key, value in option_values(cls.Options()).items()])
+        f"strategy.{key}={_yaml_value(value)}" for key, value in defaults.items()])
     searched = "; ".join(f"{key} {spec.describe()}" for key, spec in cls.search_space.items())
     return (f"{name}: {cls.summary}\n\n{inspect.getdoc(cls) or ''}\n\n"
             + markdown_table(["key", "type", "default", "meaning"], rows)
@@ -48,7 +49,8 @@ def _settings(cls: type) -> list[tuple[str, str, object, str]]:
     from ftlab.config.docs import field_defaults, field_docs, field_types
 
     rows = []
-    for schema, keys in ((StrategyConfig, ("name", "norm_stats")), (cls.Options, None)):  # type: ignore[attr-defined]
+    options: type = cls.Options  # type: ignore[attr-defined]
+    for schema, keys in ((StrategyConfig, ("name", "norm_stats")), (options, None)):
         docs, kinds, defaults = field_docs(schema), field_types(schema), field_defaults(schema)
         for key in keys or kinds:
             rows.append((key, kinds[key], defaults[key], docs.get(key, "")))

@@ -89,3 +89,11 @@ class Stopped(FtlabError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class NewerFormatError(FtlabError):
+    """A file was written by a newer ftlab, in a format_version this one does not know.
+
+    Not a `CheckpointError`: a checkpoint from the future is not damaged, so resuming must
+    not fall back to an older checkpoint instead of saying to upgrade.
+    """

@@ -13,11 +13,16 @@ from torch.utils.data import DataLoader, TensorDataset
 import ftlab
 from faults.runs import rows
 from ftlab.errors import TrainingDiverged
-from ftlab.training.checkpoint import load_checkpoint
-from ftlab.data import LoaderBatches
 from ftlab.assembly import StepSettings, TrainStep
+from ftlab.data import LoaderBatches
+from ftlab.training.checkpoint import read_checkpoint
 from ftlab.training.loop import train_one_epoch
 from ftlab.training.progress import Progress
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint as the dict on disk, read (checked and upgraded) by ftlab."""
+    return read_checkpoint(path).to_dict()
 
 
 class GradientPoison(nn.CrossEntropyLoss):

@@ -20,7 +20,7 @@ from ftlab.errors import WeightsError
 from ftlab.fileio import torch_load_safely
 from ftlab.models import build_model, head_name, read_weights_file
 from ftlab.models.weights import load_pretrained, resolve_weights
-from ftlab.runfiles import BEST, LAST
+from ftlab.runfiles import BEST, LAST, Checkpoint, checkpoint_version
 from ftlab.strategies import prepare_model
 
 PRETRAINED = "pretrained:"
@@ -59,10 +59,13 @@ def load_network(spec: str, arch_hint: str | None = None) -> Network:
 
 
 def _checkpoint(path: Path, label: str) -> Network:
+    """An ftlab checkpoint (checked, a newer format refused) with its architecture and
+    config, else a plain state_dict file."""
     obj = torch_load_safely(path, "checkpoint", WeightsError)
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and "config" in obj:
-        config = config_from_dict(obj["config"])
-        return Network(label, dict(obj["model"]), obj.get("arch"), config)
+    if checkpoint_version(obj, path) is not None:
+        checkpoint = Checkpoint.from_dict(obj, path)
+        return Network(label, dict(checkpoint.model), checkpoint.arch,
+                       config_from_dict(checkpoint.config))
     return Network(label, read_weights_file(path), None)
 
 

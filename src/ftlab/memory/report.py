@@ -3,8 +3,6 @@ analytic side by side, as a Markdown table and a CSV file."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.memory.analytic import AnalyticMemory, analytic_memory, execution_order
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
-from ftlab.runfiles import MEMORY_CSV
+from ftlab.runfiles import MEMORY_CSV, MEMORY_MD, MemoryRecord, memory_csv
 from ftlab.strategies import Strategy, get_strategy, prepare_model, strategy_names
 from ftlab.tables import markdown_table
 from ftlab.assembly import build_optimizer
@@ -191,27 +189,27 @@ def to_markdown(rows: Sequence[MemoryRow]) -> str:
 
 
 def to_csv(rows: Sequence[MemoryRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["strategy", "batch_size", "execution", "trainable_params",
-                     "activations_bytes", "analytic_activations_bytes", "parameters_bytes",
-                     "gradients_bytes", "optimizer_bytes", "peak_bytes", "peak_method",
-                     "analytic_parameters_bytes", "analytic_gradients_bytes",
-                     "analytic_optimizer_bytes", "analytic_total_bytes"])
-    for r in rows:
-        m, a = r.measured, r.analytic
-        writer.writerow([r.strategy, r.batch_size, r.execution, r.trainable_params,
-                         m.activations, a.activations, m.parameters, m.gradients, m.optimizer,
-                         "" if m.peak is None else m.peak, m.peak_method, a.parameters,
-                         a.gradients, a.optimizer, a.total])
-    return buffer.getvalue()
+    return memory_csv([to_record(r) for r in rows])
+
+
+def to_record(r: MemoryRow) -> MemoryRecord:
+    """A row as memory.csv holds it (`ftlab.runfiles.MemoryRecord`)."""
+    m, a = r.measured, r.analytic
+    return MemoryRecord(
+        strategy=r.strategy, batch_size=r.batch_size, execution=r.execution,
+        trainable_params=r.trainable_params, activations_bytes=m.activations,
+        analytic_activations_bytes=a.activations, parameters_bytes=m.parameters,
+        gradients_bytes=m.gradients, optimizer_bytes=m.optimizer, peak_bytes=m.peak,
+        peak_method=m.peak_method, analytic_parameters_bytes=a.parameters,
+        analytic_gradients_bytes=a.gradients, analytic_optimizer_bytes=a.optimizer,
+        analytic_total_bytes=a.total)
 
 
 def save(rows: Sequence[MemoryRow], folder: Path, title: str) -> tuple[Path, Path]:
     """memory.md and memory.csv in `folder` (new, empty, or an earlier table's)."""
     check_output_folder(folder, MEMORY_CSV, "memory")
     folder.mkdir(parents=True, exist_ok=True)
-    markdown, table = folder / "memory.md", folder / MEMORY_CSV
+    markdown, table = folder / MEMORY_MD, folder / MEMORY_CSV
     atomic_write_text(markdown, f"# {title}\n\n{to_markdown(rows)}\n\n{METHOD}\n")
     atomic_write_text(table, to_csv(rows))
     return markdown, table

@@ -20,6 +20,7 @@ from ftlab.errors import WeightsError
 from ftlab.fileio import torch_load_safely, user_path
 from ftlab.models.adapters import ArchAdapter
 from ftlab.preprocessing import Preprocessing
+from ftlab.runfiles import checkpoint_version
 
 NO_WEIGHTS = ("", "none", "null", "scratch", "random")
 
@@ -102,6 +103,7 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         obj = _read_safetensors(path)
     else:
         obj = torch_load_safely(path, "weights file", WeightsError)
+    checkpoint_version(obj, path)  # an ftlab checkpoint of a newer format is refused
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]  # an ftlab checkpoint
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

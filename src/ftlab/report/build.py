@@ -10,7 +10,6 @@ one self-contained HTML file with the figures embedded.
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from ftlab.report.collect import (
     mean_std,
 )
 from ftlab.report.plots import Curve, Panel, draw, save, smooth
-from ftlab.runfiles import DIFF_SUMMARY, MEMORY_CSV, SUITE_FILE
+from ftlab.runfiles import DIFF_SUMMARY, MEMORY_CSV, SUITE_FILE, SUITE_MEMORY, read_memory_csv
 from ftlab.yamlfile import read_yaml
 
 REPORT = "report"
@@ -82,9 +81,9 @@ def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
     complete = [r for r in records if r.complete]
     if not complete:
         return ""
-    config, summary = complete[0].folder.config, complete[0].folder.summary
+    config, summary = complete[0].folder.config, complete[0].folder.run_summary
     rows = [
-        ("architecture", f"{summary['arch']}, weights {summary['weights']}"),
+        ("architecture", f"{summary.arch}, weights {summary.weights}"),
         ("classifier", "re-initialised for the target classes"),
         ("datasets", ", ".join(sorted({r.dataset for r in records}))),
         ("strategies", ", ".join(sorted({r.strategy for r in records}))),
@@ -93,9 +92,9 @@ def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
         ("optimizer", _optimizer(config)),
         ("schedule", _schedule(config)),
         ("epochs, batch", f"{config['train']['epochs']}, {config['train']['batch_size']}"),
-        ("input", f"{summary['resolution']} px"),
+        ("input", f"{summary.resolution} px"),
         ("suite overrides", ", ".join(f"`{o}`" for o in settings.get("overrides", [])) or "–"),
-        ("software", ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())),
+        ("software", ", ".join(f"{k} {v}" for k, v in summary.versions.items())),
     ]
     return "## Settings\n\n" + _table(["setting", "value"], [list(r) for r in rows])
 
@@ -187,17 +186,17 @@ def _has_runs(group: Group) -> bool:
 
 
 def _memory(root: Path) -> str:
-    table = root / "memory" / MEMORY_CSV
+    table = root / SUITE_MEMORY / MEMORY_CSV
     if not table.is_file():
         return ""
-    with open(table, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
     header = ["strategy", "batch", "execution", "activations MiB", "analytic activations MiB",
               "params MiB", "grads MiB", "optimizer MiB", "peak MiB", "analytic total MiB"]
-    keys = ["activations_bytes", "analytic_activations_bytes", "parameters_bytes",
-            "gradients_bytes", "optimizer_bytes", "peak_bytes", "analytic_total_bytes"]
-    cells = [[r["strategy"], r["batch_size"], r["execution"],
-              *(f"{int(r[k]) / 2**20:,.1f}" if r[k] else "n/a" for k in keys)] for r in rows]
+    cells = [[r.strategy, str(r.batch_size), r.execution,
+              *(_mib(value) for value in (r.activations_bytes, r.analytic_activations_bytes,
+                                          r.parameters_bytes, r.gradients_bytes,
+                                          r.optimizer_bytes, r.peak_bytes,
+                                          r.analytic_total_bytes))]
+             for r in read_memory_csv(table)]
     return ("## Training memory\n\nOne warmed-up training step, measured (stock PyTorch and "
             "ftlab's memory-efficient execution) and analytic (TinyTL's per-layer count); see "
             "docs/memory.md. From `memory/memory.csv`.\n\n" + _table(header, cells))
@@ -221,16 +220,20 @@ def _runs(records: list[RunRecord]) -> str:
               "test top-1 %", "folder / error"]
     rows = []
     for r in records:
-        s = r.folder.summary if r.complete else {}
+        s = r.folder.run_summary if r.complete else None
         rows.append([r.name, r.status, r.dataset, r.strategy, "–" if r.seed is None else
-                     str(r.seed), str(s.get("epochs", "–")), _num(s.get("best_val_top1")),
-                     _num(s.get("test_top1")),
+                     str(r.seed), str(s.epochs) if s else "–",
+                     _num(s.best_val_top1 if s else None), _num(s.test_top1 if s else None),
                      f"`{r.folder.path}`" if r.complete else f"{r.error or ''} (log `{r.log}`)"])
     return "## Runs\n\n" + _table(header, rows)
 
 
 def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
+
+
+def _mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:,.1f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -11,7 +10,14 @@ from statistics import fmean, stdev
 from typing import Any
 
 from ftlab.errors import RunDirError
-from ftlab.runfiles import CONFIG, SUITE_INDEX, RunFolder, run_folders_below
+from ftlab.runfiles import (
+    CONFIG,
+    SUITE_INDEX,
+    RunFolder,
+    SuiteRun,
+    read_suite_index,
+    run_folders_below,
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,9 @@ class Group:
         return self.strategy if self.variant is None else f"{self.strategy} ({self.variant})"
 
     def values(self, key: str) -> list[float]:
-        return [float(r.folder.summary[key]) for r in self.runs
-                if r.complete and r.folder.summary.get(key) is not None]
+        """One `RunSummary` field of each complete run (None values left out)."""
+        values = [getattr(r.folder.run_summary, key) for r in self.runs if r.complete]
+        return [float(value) for value in values if value is not None]
 
     def mean_curve(self, metric: str) -> tuple[list[float], list[float]]:
         """Per-epoch mean over the complete runs that reached that epoch."""
@@ -74,25 +81,11 @@ def check_report_source(root: Path) -> None:
 
 
 def load_records(root: Path) -> list[RunRecord]:
-    """From the suite index when there is one, else every run folder below `root`."""
-    index = root / SUITE_INDEX
-    if index.is_file():
-        rows = _index_rows(index)
-        return [_record(Path(row["run_dir"]), row) for row in rows]
-    return [_record(folder, {"status": "complete" if RunFolder(folder).complete else "pending"})
-            for folder in run_folders_below(root)]
-
-
-def _index_rows(index: Path) -> list[dict[str, Any]]:
-    try:
-        rows = json.loads(index.read_text(encoding="utf-8"))["runs"]
-        if not all(isinstance(row, dict) and isinstance(row.get("run_dir"), str)
-                   for row in rows):
-            raise TypeError
-        return rows
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise RunDirError(f"{index} is not an ftlab suite index (damaged or from another "
-                          "tool); run the suite again to rewrite it") from None
+    """From the suite index when there is one (its runs found in `root` even when the suite
+    folder was moved), else every run folder below `root`."""
+    if (root / SUITE_INDEX).is_file():
+        return [_indexed_record(run) for run in read_suite_index(root).runs]
+    return [_folder_record(folder) for folder in run_folders_below(root)]
 
 
 def groups(records: list[RunRecord]) -> list[Group]:
@@ -111,16 +104,34 @@ def mean_std(values: list[float], digits: int = 2) -> str:
     return f"{fmean(values):.{digits}f} ± {stdev(values):.{digits}f}"
 
 
-def _record(folder: Path, row: dict[str, Any]) -> RunRecord:
-    run = RunFolder(folder)
-    config = run.config if (folder / CONFIG).is_file() else {}
-    seed = row.get("seed", config.get("train", {}).get("seed"))
+def _indexed_record(run: SuiteRun) -> RunRecord:
+    folder = Path(run.run_dir)
+    config = _config(folder)
     return RunRecord(
-        name=folder.name, folder=run, status=row.get("status", "pending"),
-        dataset=row.get("dataset") or config.get("data", {}).get("name", "?"),
-        strategy=row.get("strategy") or config.get("strategy", {}).get("name", "?"),
+        name=folder.name, folder=RunFolder(folder), status=run.status,
+        dataset=run.dataset or _setting(config, "data", "name"),
+        strategy=run.strategy or _setting(config, "strategy", "name"),
         # A listed (not grid) run is its own group: its overrides are its own.
-        variant=row.get("variant") if row.get("strategy") or "overrides" not in row
-        else folder.name,
-        seed=None if seed is None or (isinstance(seed, float) and math.isnan(seed)) else seed,
-        error=row.get("error"), log=row.get("log"), continue_from=row.get("continue_from"))
+        variant=run.variant if run.strategy else folder.name,
+        seed=_seed(run.seed), error=run.error, log=run.log, continue_from=run.continue_from)
+
+
+def _folder_record(folder: Path) -> RunRecord:
+    """A run folder outside a suite: its labels from its config."""
+    run, config = RunFolder(folder), _config(folder)
+    return RunRecord(
+        name=folder.name, folder=run, status="complete" if run.complete else "pending",
+        dataset=_setting(config, "data", "name"), strategy=_setting(config, "strategy", "name"),
+        variant=None, seed=_seed(config.get("train", {}).get("seed")))
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    return RunFolder(folder).config if (folder / CONFIG).is_file() else {}
+
+
+def _setting(config: dict[str, Any], section: str, key: str) -> str:
+    return config.get(section, {}).get(key, "?")
+
+
+def _seed(seed: Any) -> Any:
+    return None if seed is None or (isinstance(seed, float) and math.isnan(seed)) else seed

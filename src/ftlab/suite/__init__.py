@@ -10,7 +10,14 @@ from pathlib import Path
 import yaml
 
 from ftlab.fileio import atomic_write_text, check_output_folder
-from ftlab.runfiles import DIFF_JSON, MEMORY_CSV, SUITE_FILE
+from ftlab.runfiles import (
+    BEST,
+    DIFF_JSON,
+    MEMORY_CSV,
+    MEMORY_SETTINGS,
+    SUITE_FILE,
+    SUITE_MEMORY,
+)
 from ftlab.suite.execute import LocalExecutor, share_cpus
 from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
 from ftlab.suite.index import write_index
@@ -92,8 +99,8 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
         return
     from ftlab.memory.report import memory_table, memory_title, save
 
-    folder = root / "memory"
-    stamp = folder / "settings.yaml"
+    folder = root / SUITE_MEMORY
+    stamp = folder / MEMORY_SETTINGS
     settings = yaml.safe_dump(to_container(suite)["memory"], sort_keys=True)
     if (folder / MEMORY_CSV).is_file() and stamp.is_file() and stamp.read_text() == settings:
         return
@@ -133,8 +140,8 @@ def _up_to_date(out: Path, sides: list[str]) -> bool:
     result = out / DIFF_JSON
     if not result.is_file():
         return False
-    newest = max((Path(s) / "best.pt").stat().st_mtime for s in sides
-                 if (Path(s) / "best.pt").is_file()) if sides else 0.0
+    newest = max((Path(s) / BEST).stat().st_mtime for s in sides
+                 if (Path(s) / BEST).is_file()) if sides else 0.0
     return result.stat().st_mtime >= newest
 
 

@@ -14,9 +14,9 @@ from ftlab.config import ExperimentConfig, load_config, replace_sections
 from ftlab.config.loading import load_structured
 from ftlab.errors import ConfigError, FtlabError
 from ftlab.fileio import user_path
+from ftlab.runfiles import SUITE_RUNS
 from ftlab.suite.schema import SuiteConfig
 
-RUNS = "runs"
 OWN_SETTINGS = ("train.epochs", "train.run_name", "train.output_dir", "train.num_threads",
                 "data.num_workers")
 """What a run of the suite always takes from its own entry: how long it trains, its folder,
@@ -55,7 +55,7 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 def expand(suite: SuiteConfig, suite_file: Path) -> list[RunSpec]:
     """Grid runs first (datasets x strategies x variants x seeds), then the listed runs."""
     base = str((suite_file.parent / suite.base).resolve()) if suite.base else None
-    folder = suite_dir(suite, suite_file) / RUNS
+    folder = suite_dir(suite, suite_file) / SUITE_RUNS
     specs = [_grid_run(suite, base, folder, combo) for combo in _combinations(suite)]
     for entry in suite.runs:
         source = next((s for s in specs if s.name == entry.continue_from), None)

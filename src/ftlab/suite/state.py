@@ -12,16 +12,21 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ftlab.config import ExperimentConfig, config_to_yaml
 from ftlab.errors import RunDirError
 from ftlab.fileio import atomic_write_text
-from ftlab.runfiles import CONFIG, LOCK, SUMMARY, RunFolder, training_started
+from ftlab.runfiles import (
+    CONFIG,
+    LOCK,
+    SUITE_LOGS,
+    SUMMARY,
+    RunFolder,
+    RunNumbers,
+    training_started,
+)
 from ftlab.suite.expand import RunSpec, own_settings
 
-LOGS = "logs"
-"""The suite folder's subfolder with each run's console output."""
 
 @dataclass
 class RunState:
@@ -42,7 +47,7 @@ class RunState:
     def refresh(self) -> None:
         """complete when the folder holds a summary of all its epochs."""
         folder = RunFolder(self.run_dir)
-        if folder.complete and folder.summary.get("epochs") == self.epochs:
+        if folder.complete and folder.run_summary.epochs == self.epochs:
             self.status, self.error = "complete", None
 
 
@@ -52,7 +57,7 @@ def initial_states(specs: list[RunSpec], configs: dict[str, ExperimentConfig], r
     for spec in specs:
         config = configs[spec.name]
         state = RunState(spec, Path(config.train.output_dir) / spec.name,
-                         root / LOGS / f"{spec.name}.log", config)
+                         root / SUITE_LOGS / f"{spec.name}.log", config)
         state.refresh()
         states[spec.name] = state
     return states
@@ -121,11 +126,9 @@ def last_error(log_file: Path, code: int) -> str:
     return f"exit code {code}; see {log_file}"
 
 
-def summary_fields(state: RunState) -> dict[str, Any]:
+def run_numbers(state: RunState) -> RunNumbers | None:
+    """A complete run's headline numbers for the index, from its summary.json."""
     folder = RunFolder(state.run_dir)
     if state.status != "complete" or not folder.complete:
-        return {}
-    keys = ("best_val_top1", "best_epoch", "test_top1", "test_top5", "trainable_params",
-            "total_params", "epochs", "epoch_time_s", "images_per_s", "peak_memory_bytes",
-            "wall_time_s")
-    return {k: folder.summary.get(k) for k in keys}
+        return None
+    return RunNumbers.of(folder.run_summary)

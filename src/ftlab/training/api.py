@@ -20,6 +20,7 @@ from ftlab.fileio import atomic_write_text
 from ftlab.assembly import build_experiment, resolve_config
 from ftlab.runtime import Distributed, StopFlag, distributed, ensure_console_log, resolve_device
 from ftlab.training import rundir
+from ftlab.runfiles import PartialEpoch
 from ftlab.training.checkpoint import latest_checkpoint
 from ftlab.training.runner import Trainer
 
@@ -37,7 +38,8 @@ RESUMABLE_KEYS = frozenset({
 def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = None, *,
           overrides: Sequence[str] = (), resume: str | Path | None = None,
           overwrite: bool = False) -> dict[str, Any]:
-    """Train one run and return its summary (the contents of summary.json).
+    """Train one run and return its summary (the contents of summary.json, a
+    `ftlab.runfiles.RunSummary` as a dict).
 
     Args:
         config: An `ExperimentConfig`, a mapping of sections, a YAML path, or None (defaults).
@@ -73,7 +75,7 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
             dist.barrier()  # the folder exists (and is empty) before anyone works in it
             with _log_file(path, dist):
                 _log_start(experiment, path, resumed_from=0)
-                return Trainer(experiment, path, stop=stop).fit()
+                return Trainer(experiment, path, stop=stop).fit().to_dict()
 
 
 def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
@@ -93,14 +95,14 @@ def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
     with _process_group(config) as dist, StopFlag().installed() as stop, \
             _locked(run_dir, dist), _log_file(run_dir, dist):
         checkpoint = latest_checkpoint(run_dir)
-        done = int(checkpoint["epoch"]) if checkpoint else 0
+        done = checkpoint.epoch if checkpoint else 0
         if done > config.train.epochs:
             raise ConfigError(f"{run_dir} has already trained {done} epochs; train.epochs must "
                               f"be at least {done} to resume it")
         experiment = build_experiment(config, load_weights=checkpoint is None, dist=dist)
         _log_start(experiment, run_dir, resumed_from=done,
-                   partial=checkpoint.get("partial") if checkpoint else None)
-        return Trainer(experiment, run_dir, checkpoint, stop=stop).fit()
+                   partial=checkpoint.partial if checkpoint else None)
+        return Trainer(experiment, run_dir, checkpoint, stop=stop).fit().to_dict()
 
 
 @contextmanager
@@ -133,13 +135,13 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _log_start(experiment, run_dir: Path, resumed_from: int,
-               partial: Mapping[str, Any] | None = None) -> None:
+               partial: PartialEpoch | None = None) -> None:
     config = experiment.config
     trainable, total = experiment.parameter_counts()
     sizes = experiment.data.sizes()
     action = f"resuming after epoch {resumed_from}" if resumed_from else "starting"
     if partial:
-        action = f"resuming in epoch {partial['epoch']} after step {partial['tally']['steps']}"
+        action = f"resuming in epoch {partial.epoch} after step {partial.tally['steps']}"
     log.info("ftlab: %s %s", action, run_dir)
     log.info("model %s, weights %s, strategy %s: %s of %s parameters train (%.1f%%)",
              config.model.arch, experiment.built.weights.describe(), config.strategy.name,

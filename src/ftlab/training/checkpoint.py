@@ -1,8 +1,9 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically.
 
-A checkpoint holds the model (plain torchvision state_dict keys), optimizer, scheduler,
-gradient scaler, the finished epoch, random states, config, strategy name, class names and
-the metric history. It contains only tensors and plain containers, so it loads with
+What a checkpoint holds is `ftlab.runfiles.Checkpoint` (the model with plain torchvision
+state_dict keys, optimizer, scheduler, gradient scaler, the finished epoch, random states,
+config, strategy, class names, the metric history, a stopped epoch); this module writes and
+reads it with torch. It contains only tensors and plain containers, so it loads with
 `torch.load(weights_only=True)`.
 """
 
@@ -17,11 +18,9 @@ import torch
 
 from ftlab.errors import CheckpointError, CheckpointWriteError, FileWriteError
 from ftlab.fileio import atomic_write_bytes, torch_bytes, torch_load_safely
-from ftlab.runfiles import LAST, PREVIOUS
+from ftlab.runfiles import LAST, PREVIOUS, Checkpoint
 
 log = logging.getLogger("ftlab")
-
-FORMAT = "ftlab-checkpoint/1"
 
 
 def capture_rng() -> dict[str, Any]:
@@ -38,13 +37,13 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(state: dict[str, Any], *paths: Path, previous: Path | None = None) -> None:
+def save_checkpoint(checkpoint: Checkpoint, *paths: Path, previous: Path | None = None) -> None:
     """Serialise once, then write each path atomically (temp file, fsync, rename).
 
     With `previous`, the file the last path replaces is kept there: a checkpoint damaged
     later (a bad disk, a stray copy) then still has a good predecessor to resume from.
     """
-    data = torch_bytes({"format": FORMAT, **state})
+    data = torch_bytes(checkpoint.to_dict())
     for index, path in enumerate(paths):
         backup = previous if index == len(paths) - 1 else None
         try:
@@ -55,31 +54,31 @@ def save_checkpoint(state: dict[str, Any], *paths: Path, previous: Path | None =
                                        "permissions, then resume") from None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    state = torch_load_safely(path, "checkpoint")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an ftlab checkpoint (no '{FORMAT}' marker)")
-    return state
+def read_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint at `path`, checked and upgraded; one from a newer ftlab is refused
+    (`NewerFormatError`)."""
+    return Checkpoint.from_dict(torch_load_safely(path, "checkpoint"), path)
 
 
-def latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
     """The checkpoint to resume from: last.pt, or previous.pt when last.pt is missing or
-    unreadable (with a warning naming the problem); None when the run never saved one."""
+    unreadable (with a warning naming the problem); None when the run never saved one.
+    A last.pt from a newer ftlab is refused, not passed over for an older previous.pt."""
     last, previous = run_dir / LAST, run_dir / PREVIOUS
     if not last.is_file() and not previous.is_file():
         return None
     try:
-        return load_checkpoint(last)
+        return read_checkpoint(last)
     except CheckpointError as err:
         if not previous.is_file():
             raise
         try:
-            state = load_checkpoint(previous)
+            checkpoint = read_checkpoint(previous)
         except CheckpointError:
             raise err from None
         log.warning("%s; resuming from %s (after epoch %d) instead", err, previous,
-                    int(state["epoch"]))
-        return state
+                    checkpoint.epoch)
+        return checkpoint
 
 
 def _as_python_state(state: Any) -> tuple:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ftlab.runfiles import PartialEpoch
 from ftlab.training.loop import EpochTally
 
 
@@ -31,14 +32,14 @@ class EpochCursor:
     def batches_done(self) -> int:
         return self.tally.batches
 
-    def to_dict(self) -> dict[str, Any]:
-        """The checkpoint's `partial` entry (the layout of ftlab 0.1, so both read alike)."""
-        return {"epoch": self.epoch, "tally": asdict(self.tally), "rng": self.rng,
-                "lrs": dict(self.lrs)}
+    def to_partial(self) -> PartialEpoch:
+        """The checkpoint's record of it (`runfiles.PartialEpoch`, the on-disk layout)."""
+        return PartialEpoch(epoch=self.epoch, tally=asdict(self.tally), rng=self.rng,
+                            lrs=dict(self.lrs))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> EpochCursor | None:
-        if not values:
+    def from_partial(cls, partial: PartialEpoch | None) -> EpochCursor | None:
+        if partial is None:
             return None
-        return cls(epoch=int(values["epoch"]), tally=EpochTally(**values["tally"]),
-                   rng=values["rng"], lrs=dict(values["lrs"]))
+        return cls(epoch=partial.epoch, tally=EpochTally(**partial.tally), rng=partial.rng,
+                   lrs=dict(partial.lrs))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from ftlab.fileio import atomic_write_text
+from ftlab.runfiles import RunSummary
 from ftlab.training import rundir
 
 TENSORBOARD_TAGS = {
@@ -40,9 +40,8 @@ def write_metrics_csv(run_dir: Path, columns: list[str], history: list[dict[str,
     atomic_write_text(run_dir / rundir.METRICS, buffer.getvalue())
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(run_dir / rundir.SUMMARY, json.dumps(summary, indent=2, sort_keys=False)
-                      + "\n")
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    atomic_write_text(run_dir / rundir.SUMMARY, summary.to_json())
 
 
 def _csv_value(value: Any) -> str:

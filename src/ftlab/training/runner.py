@@ -26,10 +26,11 @@ from ftlab.efficient import MemoryPlan, apply_memory_plan
 from ftlab.errors import CheckpointError, Stopped, TrainingDiverged
 from ftlab.faults import failpoint
 from ftlab.fileio import atomic_write_text
+from ftlab.runfiles import Checkpoint, RunSummary
 from ftlab.training import rundir
-from ftlab.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from ftlab.training.cursor import EpochCursor
 from ftlab.assembly.experiment import Experiment
+from ftlab.training.checkpoint import capture_rng, read_checkpoint, restore_rng, save_checkpoint
+from ftlab.training.cursor import EpochCursor
 from ftlab.training.diagnostics import check_features, pooled_features, still_loss_warning
 from ftlab.runtime.interrupt import StopFlag
 from ftlab.training.loop import (
@@ -51,7 +52,7 @@ class Trainer:
     """Runs the epochs of one experiment in one run folder."""
 
     def __init__(self, experiment: Experiment, run_dir: Path,
-                 checkpoint: dict[str, Any] | None = None, stop: StopFlag | None = None) -> None:
+                 checkpoint: Checkpoint | None = None, stop: StopFlag | None = None) -> None:
         self.exp = experiment
         self.run_dir = run_dir
         self.history: list[dict[str, Any]] = []
@@ -69,7 +70,7 @@ class Trainer:
             self._restore(checkpoint)
         self.columns = metric_columns(experiment.group_names)
 
-    def fit(self) -> dict[str, Any]:
+    def fit(self) -> RunSummary:
         """Train the remaining epochs, evaluate the best checkpoint on test, write the summary.
 
         SIGTERM/SIGINT stop it cleanly: after the current step a checkpoint of that point is
@@ -222,26 +223,26 @@ class Trainer:
         raise self._stopped(f"in epoch {epoch} after step {tally.steps}")
 
     # --- checkpoints -------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    def _checkpoint(self) -> Checkpoint:
         exp = self.exp
-        return {
-            "epoch": self.epochs_done,
-            "model": exp.model.state_dict(),
-            "optimizer": exp.optimizer.state_dict(),
-            "scheduler": exp.scheduler.state_dict(),
-            "scaler": exp.scaler.state_dict() if exp.scaler is not None else None,
-            "rng": capture_rng(),
-            "config": config_to_dict(exp.config),
-            "strategy": exp.strategy.name,
-            "strategy_state": exp.strategy.state_dict(),
-            "trainable": exp.trainable_names(),
-            "arch": exp.built.arch,
-            "classes": exp.data.classes,
-            "history": self.history,
-            "best": self.best,
-            "partial": self.cursor.to_dict() if self.cursor else None,
-            "diagnostics": self.diagnostics,
-        }
+        return Checkpoint(
+            epoch=self.epochs_done,
+            model=exp.model.state_dict(),
+            optimizer=exp.optimizer.state_dict(),
+            scheduler=exp.scheduler.state_dict(),
+            scaler=exp.scaler.state_dict() if exp.scaler is not None else None,
+            rng=capture_rng(),
+            config=config_to_dict(exp.config),
+            strategy=exp.strategy.name,
+            strategy_state=exp.strategy.state_dict(),
+            trainable=exp.trainable_names(),
+            arch=exp.built.arch,
+            classes=exp.data.classes,
+            history=self.history,
+            best=self.best,
+            partial=self.cursor.to_partial() if self.cursor else None,
+            diagnostics=self.diagnostics,
+        )
 
     def _save(self, improved: bool) -> None:
         # best.pt before last.pt: a kill between the two leaves last.pt at the previous epoch,
@@ -249,36 +250,35 @@ class Trainer:
         # a best epoch whose best.pt was never written.
         paths = [self.run_dir / rundir.BEST] if improved else []
         if self.writes:
-            save_checkpoint(self._state(), *paths, self.run_dir / rundir.LAST,
+            save_checkpoint(self._checkpoint(), *paths, self.run_dir / rundir.LAST,
                             previous=self.run_dir / rundir.PREVIOUS)
         self.exp.dist.barrier()
 
-    def _restore(self, state: dict[str, Any]) -> None:
+    def _restore(self, checkpoint: Checkpoint) -> None:
         exp = self.exp
-        exp.model.load_state_dict(state["model"])
-        exp.strategy.load_state_dict(state["strategy_state"])
-        self.cursor = EpochCursor.from_dict(state.get("partial"))
-        epoch = self.cursor.epoch if self.cursor else int(state["epoch"])
+        exp.model.load_state_dict(checkpoint.model)
+        exp.strategy.load_state_dict(checkpoint.strategy_state)
+        self.cursor = EpochCursor.from_partial(checkpoint.partial)
+        epoch = self.cursor.epoch if self.cursor else checkpoint.epoch
         trainable = exp.strategy.begin_epoch(epoch, exp.model, exp.built.adapter)
-        _check_same("trainable parameters", state["trainable"], trainable)
+        _check_same("trainable parameters", checkpoint.trainable, trainable)
         _check_same("optimizer parameter groups",
-                    [g["param_names"] for g in state["optimizer"]["param_groups"]],
+                    [g["param_names"] for g in checkpoint.optimizer["param_groups"]],
                     [g["param_names"] for g in exp.optimizer.param_groups])
-        exp.optimizer.load_state_dict(state["optimizer"])
-        exp.scheduler.load_state_dict(state["scheduler"])
-        if exp.scaler is not None and state.get("scaler"):
-            exp.scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
-        self.history = list(state["history"])
-        self.best = dict(state["best"])
-        self.epochs_done = int(state["epoch"])
-        self.diagnostics = state.get("diagnostics") or {"warnings": []}
+        exp.optimizer.load_state_dict(checkpoint.optimizer)
+        exp.scheduler.load_state_dict(checkpoint.scheduler)
+        if exp.scaler is not None and checkpoint.scaler:
+            exp.scaler.load_state_dict(checkpoint.scaler)
+        restore_rng(checkpoint.rng)
+        self.history = list(checkpoint.history)
+        self.best = dict(checkpoint.best)
+        self.epochs_done = checkpoint.epoch
+        self.diagnostics = checkpoint.diagnostics or {"warnings": []}
 
     # --- the end -----------------------------------------------------------------------
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self) -> RunSummary:
         exp = self.exp
-        best = load_checkpoint(self.run_dir / rundir.BEST)
-        exp.model.load_state_dict(best["model"])
+        exp.model.load_state_dict(read_checkpoint(self.run_dir / rundir.BEST).model)
         start = time.perf_counter()
         test = evaluate(exp.model, exp.test_loader, exp.settings, exp.dist)
         summary = build_summary(exp, self.run_dir, self.history, self.best, test,

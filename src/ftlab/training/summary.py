@@ -1,4 +1,5 @@
-"""The numbers a run reports: summary.json's contents and the lines printed along the way."""
+"""The numbers a run reports: summary.json's contents (`RunSummary`) and the lines printed
+along the way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 import torchvision
 
+from ftlab.runfiles import RunSummary
 from ftlab.version import __version__
 from ftlab.training import rundir
 from ftlab.assembly.experiment import Experiment
@@ -19,7 +21,7 @@ from ftlab.training.loop import EvalStats
 
 def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
                   best: dict[str, Any], test: EvalStats, test_seconds: float,
-                  diagnostics: dict[str, Any] | None = None) -> dict[str, Any]:
+                  diagnostics: dict[str, Any] | None = None) -> RunSummary:
     """Everything a results table needs about one run, read from its own history.
 
     `diagnostics`: the run's feature check and warnings (`ftlab.training.diagnostics`).
@@ -29,49 +31,49 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
     trainable, total = exp.parameter_counts()
     epoch_times = [row["epoch_time_s"] for row in history]
     last = history[-1]
-    return {
-        "run": run_dir.name,
-        "run_dir": str(run_dir),
-        "status": "complete",
-        "dataset": config.data.name,
-        "num_classes": exp.data.num_classes,
-        "split_sizes": exp.data.sizes(),
-        "resolution": exp.data.input.resolution,
-        "arch": exp.built.arch,
-        "weights": exp.built.weights.describe(),
-        "strategy": exp.strategy.name,
-        "optimizer": config.optim.name,
-        "schedule": config.schedule.name,
-        "seed": config.train.seed,
-        "epochs": len(history),
-        "best_epoch": best["epoch"],
-        "best_val_top1": best.get("val_top1"),
-        "best_val_top5": best.get("val_top5"),
-        "best_val_loss": best.get("val_loss"),
-        "final_val_top1": last["val_top1"],
-        "final_train_top1": last["train_top1"],
-        "test_top1": test.top1,
-        "test_top5": test.top5,
-        "test_loss": test.loss,
-        "test_checkpoint": rundir.BEST,
-        "trainable_params": trainable,
-        "total_params": total,
-        "epoch_time_s": fmean(epoch_times),
-        "train_time_s": sum(row["train_time_s"] for row in history),
-        "wall_time_s": sum(epoch_times) + test_seconds,
-        "images_per_s": fmean(row["images_per_s"] for row in history),
-        "skipped_images": {"train": max(row.get("train_skipped", 0) for row in history),
-                           "val": max(row.get("val_skipped", 0) for row in history),
-                           "test": test.skipped},
-        "memory_efficient": exp.config.train.memory_efficient,
-        "warnings": list(diagnostics.get("warnings", [])),
-        "feature_check": diagnostics.get("feature_check"),
+    return RunSummary(
+        run=run_dir.name,
+        run_dir=str(run_dir),
+        status="complete",
+        dataset=config.data.name,
+        num_classes=exp.data.num_classes,
+        split_sizes=exp.data.sizes(),
+        resolution=exp.data.input.resolution,
+        arch=exp.built.arch,
+        weights=exp.built.weights.describe(),
+        strategy=exp.strategy.name,
+        optimizer=config.optim.name,
+        schedule=config.schedule.name,
+        seed=config.train.seed,
+        epochs=len(history),
+        best_epoch=best["epoch"],
+        best_val_top1=best.get("val_top1"),
+        best_val_top5=best.get("val_top5"),
+        best_val_loss=best.get("val_loss"),
+        final_val_top1=last["val_top1"],
+        final_train_top1=last["train_top1"],
+        test_top1=test.top1,
+        test_top5=test.top5,
+        test_loss=test.loss,
+        test_checkpoint=rundir.BEST,
+        trainable_params=trainable,
+        total_params=total,
+        epoch_time_s=fmean(epoch_times),
+        train_time_s=sum(row["train_time_s"] for row in history),
+        wall_time_s=sum(epoch_times) + test_seconds,
+        images_per_s=fmean(row["images_per_s"] for row in history),
+        skipped_images={"train": max(row.get("train_skipped", 0) for row in history),
+                        "val": max(row.get("val_skipped", 0) for row in history),
+                        "test": test.skipped},
+        memory_efficient=exp.config.train.memory_efficient,
+        warnings=list(diagnostics.get("warnings", [])),
+        feature_check=diagnostics.get("feature_check"),
         **_peak_memory(exp.settings.device),
-        "device": _device_name(exp.settings.device),
-        "versions": {"ftlab": __version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "python": platform.python_version()},
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+        device=_device_name(exp.settings.device),
+        versions={"ftlab": __version__, "torch": torch.__version__,
+                  "torchvision": torchvision.__version__, "python": platform.python_version()},
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def format_epoch(row: dict[str, Any], epochs: int, improved: bool) -> str:
@@ -86,28 +88,28 @@ def format_epoch(row: dict[str, Any], epochs: int, improved: bool) -> str:
     return text + ("  *best*" if improved else "")
 
 
-def format_summary(s: dict[str, Any]) -> str:
+def format_summary(s: RunSummary) -> str:
     """The one-screen summary printed at the end of a run."""
-    sizes = s["split_sizes"]
-    share = 100.0 * s["trainable_params"] / s["total_params"]
-    best = (f"top1 {s['best_val_top1']:.2f}%  top5 {s['best_val_top5']:.2f}%  (epoch "
-            f"{s['best_epoch']})" if s["best_val_top1"] is not None else "no validation split")
+    sizes = s.split_sizes
+    share = 100.0 * s.trainable_params / s.total_params
+    best = (f"top1 {s.best_val_top1:.2f}%  top5 {s.best_val_top5:.2f}%  (epoch "
+            f"{s.best_epoch})" if s.best_val_top1 is not None else "no validation split")
     lines = [
         "─" * 30 + " ftlab run summary " + "─" * 30,
-        f"run         {s['run_dir']}",
-        f"model       {s['arch']}, weights {s['weights']}, strategy {s['strategy']}",
-        f"data        {s['dataset']}: {sizes['train']} train / {sizes['val']} val / "
-        f"{sizes['test']} test, {s['num_classes']} classes, {s['resolution']} px",
-        f"params      {s['trainable_params']:,} trainable of {s['total_params']:,} "
+        f"run         {s.run_dir}",
+        f"model       {s.arch}, weights {s.weights}, strategy {s.strategy}",
+        f"data        {s.dataset}: {sizes['train']} train / {sizes['val']} val / "
+        f"{sizes['test']} test, {s.num_classes} classes, {s.resolution} px",
+        f"params      {s.trainable_params:,} trainable of {s.total_params:,} "
         f"({share:.1f}%)",
         f"best val    {best}",
-        f"test        top1 {s['test_top1']:.2f}%  top5 {s['test_top5']:.2f}%  "
-        f"(checkpoint {s['test_checkpoint']})",
-        f"time        {s['epochs']} epochs in {_duration(s['wall_time_s'])}, "
-        f"{s['epoch_time_s']:.1f} s/epoch, {s['images_per_s']:.0f} train img/s on {s['device']}",
-        *_skipped_line(s["skipped_images"]),
+        f"test        top1 {s.test_top1:.2f}%  top5 {s.test_top5:.2f}%  "
+        f"(checkpoint {s.test_checkpoint})",
+        f"time        {s.epochs} epochs in {_duration(s.wall_time_s)}, "
+        f"{s.epoch_time_s:.1f} s/epoch, {s.images_per_s:.0f} train img/s on {s.device}",
+        *_skipped_line(s.skipped_images),
         *[f"warning     {text.split(':')[0]} (see {rundir.LOG} and {rundir.SUMMARY})"
-          for text in s.get("warnings", [])],
+          for text in s.warnings],
         f"files       {rundir.CONFIG} {rundir.METRICS} {rundir.SUMMARY} {rundir.LAST} "
         f"{rundir.BEST} {rundir.LOG}",
         "─" * 79,

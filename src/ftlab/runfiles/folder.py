@@ -1,13 +1,12 @@
-"""The files of a run folder, and how to read them back.
+"""A run folder on disk, and finding run folders.
 
-Training writes these files; suites, plots and reports only read them. Keeping the names
-and readers here lets `report` read runs without importing `training`.
+Training writes these files; suites, plots and reports only read them. Keeping the readers
+here lets `report` read runs without importing `training`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,27 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.errors import RunDirError
+from ftlab.runfiles.names import CONFIG, LAST, LOCK, METRICS, SUMMARY
+from ftlab.runfiles.run import RunSummary, read_summary
 from ftlab.yamlfile import read_yaml
-
-CONFIG = "config.yaml"
-METRICS = "metrics.csv"
-SUMMARY = "summary.json"
-LAST = "last.pt"
-BEST = "best.pt"
-LOG = "log.txt"
-TENSORBOARD = "tensorboard"
-PREVIOUS = "previous.pt"
-LOCK = ".lock"
-SUITE_INDEX = "suite.json"
-"""The index `ftlab suite` keeps in a suite folder: what marks a folder as a suite."""
-SUITE_FILE = "suite.yaml"
-"""The resolved suite file, the first thing `ftlab suite` writes into its folder."""
-DIFF_JSON = "diff.json"
-"""Every number of an `ftlab diff` comparison; marks a folder as that command's output."""
-DIFF_SUMMARY = "summary.md"
-"""An `ftlab diff` comparison in words and figures, for the terminal and the report."""
-MEMORY_CSV = "memory.csv"
-"""The rows of an `ftlab memory` table; marks a folder as that command's output."""
 
 
 def is_run_folder(path: Path) -> bool:
@@ -101,8 +82,15 @@ class RunFolder:
         return (self.path / SUMMARY).is_file()
 
     @cached_property
+    def run_summary(self) -> RunSummary:
+        """summary.json, checked and upgraded (`RunSummary`); a newer one is refused."""
+        return read_summary(self.path / SUMMARY)
+
+    @property
     def summary(self) -> dict[str, Any]:
-        return json.loads((self.path / SUMMARY).read_text(encoding="utf-8"))
+        """summary.json as a dict, as this ftlab reads it (`run_summary.to_dict()`), for
+        scripts; ftlab's own code reads `run_summary`."""
+        return self.run_summary.to_dict()
 
     @cached_property
     def metrics(self) -> list[dict[str, float]]:

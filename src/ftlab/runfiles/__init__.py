@@ -1,0 +1,69 @@
+"""The files ftlab writes and reads back, typed and versioned: the lowest layer, so that
+training (the writer) and report, analysis and suite (the readers) share one definition.
+
+- `names`: every file and folder name;
+- `run`: a run folder's checkpoint (`Checkpoint`) and summary.json (`RunSummary`);
+- `suite`: a suite folder's index, suite.json (`SuiteIndex`);
+- `memory`: the rows of memory.csv (`MemoryRecord`);
+- `folder`: a run folder on disk (`RunFolder`) and finding run folders;
+- `versions`: each file's `format_version`, and refusing one from a newer ftlab.
+"""
+
+from ftlab.runfiles.folder import (
+    RunFolder,
+    is_run_folder,
+    read_metrics_csv,
+    run_folder_contents,
+    run_folders_below,
+    training_started,
+)
+from ftlab.runfiles.memory import MEMORY_VERSION, MemoryRecord, memory_csv, read_memory_csv
+from ftlab.runfiles.names import (
+    BEST,
+    CONFIG,
+    DIFF_JSON,
+    DIFF_SUMMARY,
+    LAST,
+    LOCK,
+    LOG,
+    MEMORY_CSV,
+    MEMORY_MD,
+    MEMORY_SETTINGS,
+    METRICS,
+    PREVIOUS,
+    SUITE_CSV,
+    SUITE_FILE,
+    SUITE_INDEX,
+    SUITE_LOGS,
+    SUITE_MEMORY,
+    SUITE_RUNS,
+    SUMMARY,
+    TENSORBOARD,
+)
+from ftlab.runfiles.run import (
+    CHECKPOINT_VERSION,
+    SUMMARY_VERSION,
+    Checkpoint,
+    PartialEpoch,
+    RunSummary,
+    checkpoint_version,
+    read_summary,
+)
+from ftlab.runfiles.suite import (
+    SUITE_INDEX_VERSION,
+    RunNumbers,
+    SuiteIndex,
+    SuiteRun,
+    read_suite_index,
+)
+
+__all__ = [
+    "BEST", "CHECKPOINT_VERSION", "CONFIG", "DIFF_JSON", "DIFF_SUMMARY", "LAST", "LOCK", "LOG",
+    "MEMORY_CSV", "MEMORY_MD", "MEMORY_SETTINGS", "MEMORY_VERSION", "METRICS", "PREVIOUS",
+    "SUITE_CSV", "SUITE_FILE", "SUITE_INDEX", "SUITE_INDEX_VERSION", "SUITE_LOGS",
+    "SUITE_MEMORY", "SUITE_RUNS", "SUMMARY", "SUMMARY_VERSION", "TENSORBOARD", "Checkpoint",
+    "MemoryRecord", "PartialEpoch", "RunFolder", "RunNumbers", "RunSummary", "SuiteIndex",
+    "SuiteRun", "checkpoint_version", "is_run_folder", "memory_csv", "read_memory_csv",
+    "read_metrics_csv", "read_summary", "read_suite_index", "run_folder_contents",
+    "run_folders_below", "training_started",
+]

@@ -1,0 +1,49 @@
+"""The names of the files and folders ftlab writes; nothing outside `ftlab.runfiles` spells
+them out, so a reader and its writer cannot drift apart."""
+
+from __future__ import annotations
+
+# --- a run folder (`ftlab train`) ---------------------------------------------------------
+CONFIG = "config.yaml"
+"""The resolved config, written first: what marks a folder as a run and what --resume reads."""
+METRICS = "metrics.csv"
+"""One row per finished epoch, rewritten from the checkpoint's history after every epoch."""
+SUMMARY = "summary.json"
+"""A finished run's numbers (`RunSummary`); present only once the run is complete."""
+LAST = "last.pt"
+"""The checkpoint to resume from (`Checkpoint`)."""
+BEST = "best.pt"
+"""The checkpoint of the best validation epoch, the one tested."""
+PREVIOUS = "previous.pt"
+"""The checkpoint last.pt replaced: a fallback when last.pt is damaged."""
+LOG = "log.txt"
+TENSORBOARD = "tensorboard"
+LOCK = ".lock"
+
+# --- a suite folder (`ftlab suite`) -------------------------------------------------------
+SUITE_INDEX = "suite.json"
+"""The index `ftlab suite` keeps in a suite folder (`SuiteIndex`): what marks a folder as a
+suite."""
+SUITE_CSV = "suite.csv"
+"""suite.json's runs as a spreadsheet, for people; ftlab never reads it."""
+SUITE_FILE = "suite.yaml"
+"""The resolved suite file, the first thing `ftlab suite` writes into its folder."""
+SUITE_RUNS = "runs"
+"""The suite folder's subfolder with its run folders (unless the suite sets train.output_dir)."""
+SUITE_LOGS = "logs"
+"""The suite folder's subfolder with each run's console output."""
+SUITE_MEMORY = "memory"
+"""The suite folder's subfolder with its `ftlab memory` table."""
+MEMORY_SETTINGS = "settings.yaml"
+"""The memory settings a suite's memory table was measured with (re-measured when changed)."""
+
+# --- `ftlab memory` and `ftlab diff` outputs ----------------------------------------------
+MEMORY_CSV = "memory.csv"
+"""The rows of an `ftlab memory` table (`MemoryRecord`); marks a folder as that command's
+output."""
+MEMORY_MD = "memory.md"
+"""The same table in Markdown, with its settings and method."""
+DIFF_JSON = "diff.json"
+"""Every number of an `ftlab diff` comparison; marks a folder as that command's output."""
+DIFF_SUMMARY = "summary.md"
+"""An `ftlab diff` comparison in words and figures, for the terminal and the report."""
