@@ -5,6 +5,7 @@ format_version are refused in one line; what this code writes carries its format
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import shutil
@@ -37,7 +38,11 @@ TIME_COLUMNS = {"epoch_time_s", "train_time_s", "images_per_s"}
 def old(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the 0.1 fixture, and the small MobileNetV2 its run folders were trained with
     (in place of torchvision's, as when they were made)."""
-    monkeypatch.setattr(ftlab.models.factory, "get_model", tiny_mobilenet_v2)
+    factory = ftlab.models.factory
+    monkeypatch.setattr(factory, "get_model", tiny_mobilenet_v2)
+    # Layouts are cached per architecture name; this one has another layout under that name,
+    # so it gets a cache of its own for the test (and leaves none behind).
+    monkeypatch.setattr(factory, "_layout", functools.cache(factory._layout.__wrapped__))
     copy = tmp_path / "release-0.1"
     shutil.copytree(RELEASE, copy)
     return copy
