@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ftlab.errors import ConfigError
+
 from conftest import tiny_overrides
 
 PLUGIN = '''
@@ -131,3 +133,31 @@ def test_a_broken_plugin_is_one_line(tmp_path):
         ftlab: error: plugin 'broken' (no_such_module_anywhere, entry point group \
 ftlab.strategies) failed to load: ModuleNotFoundError: No module named \
 'no_such_module_anywhere'; fix or uninstall the package that provides it""")]
+
+
+def test_every_registry_reads_its_entry_point_group(tmp_path, monkeypatch):
+    """Architectures and datasets join like strategies: an entry point naming an object
+    registers it under the entry point's name, one naming a module lets its import register."""
+    from ftlab.data.sources import SOURCES
+    from ftlab.models.adapters import ADAPTERS, FeaturesClassifierAdapter
+    from ftlab.registry import PLUGIN_GROUPS, Registry
+    from ftlab.strategies.base import STRATEGIES
+
+    assert [r.plugin_group for r in (STRATEGIES, ADAPTERS, SOURCES)] == list(PLUGIN_GROUPS)
+    (tmp_path / "ftlab_archplugin.py").write_text(
+        "from ftlab.models.adapters import FeaturesClassifierAdapter\n"
+        "ADAPTER = FeaturesClassifierAdapter()\n", encoding="utf-8")
+    info = tmp_path / "ftlab_archplugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ftlab-archplugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[ftlab.test_architectures]\nmnasnet0_5 = ftlab_archplugin:ADAPTER\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry: Registry = Registry("model.arch", "ftlab.test_architectures")
+    assert registry.names() == ["mnasnet0_5"]
+    assert isinstance(registry.get("mnasnet0_5"), FeaturesClassifierAdapter)
+    taken: Registry = Registry("model.arch", "ftlab.test_architectures")
+    taken.register("mnasnet0_5", FeaturesClassifierAdapter())
+    with pytest.raises(ConfigError, match="plugin 'mnasnet0_5' .* is named like the existing "
+                                          "model.arch 'mnasnet0_5'; rename the entry point"):
+        taken.names()
