@@ -47,3 +47,22 @@ def test_drawn_values_become_overrides_that_load():
     config = load_config(None, ["strategy.name=last_k", *overrides])
     assert (config.optim.lr, config.strategy.options["k"], config.data.hflip,
             config.data.train_crop_scale) == (0.00123, 4, False, (0.35, 1.0))
+
+
+def test_intervals_over_seeds_and_paired_differences():
+    from ftlab.tune.stats import mean_interval, paired_difference, t95
+
+    interval = mean_interval([1.0, 2.0, 3.0])  # sd 1, se 1/sqrt(3), t(2) = 4.303
+    assert interval.mean == 2.0 and interval.half_width == pytest.approx(4.303 / 3 ** 0.5)
+    assert interval.format(2) == "2.00 ± 2.48" and interval.covers(4.4) \
+        and not interval.covers(4.5)
+    assert mean_interval([5.0]).half_width is None and mean_interval([5.0]).covers(100.0)
+    assert (t95(1), t95(22), t95(1000)) == (12.706, 2.086, 1.960)  # 22: next smaller, 20
+    best = {0: 90.0, 1: 91.0, 2: 92.0}
+    close = {0: 89.0, 1: 90.5, 2: 91.0, 7: 50.0}  # seed 7 has no pair and is left out
+    gap = paired_difference(best, close)  # differences 1, 0.5, 1
+    assert gap.n == 3 and gap.mean == pytest.approx(5 / 6) and not gap.covers(0.0)
+    noisy = paired_difference(best, {0: 91.0, 1: 89.0, 2: 92.5})  # -1, 2, -0.5
+    assert noisy.covers(0.0)  # not distinguishable at this budget
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_difference(best, {5: 1.0})
