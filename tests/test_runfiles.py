@@ -94,7 +94,7 @@ def test_a_finished_0_1_run_trains_on_with_more_epochs(old):
     before = _metrics(run)
     assert main(["train", "--resume", str(run), "train.epochs=3"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["format_version"] == 1 and summary["epochs"] == 3
+    assert summary["format_version"] == 2 and summary["epochs"] == 3  # rewritten by this code
     assert _metrics(run)[:2] == before and len(_metrics(run)) == 3
     checkpoint = torch.load(run / "last.pt", weights_only=True)
     assert checkpoint["format_version"] == 1 and checkpoint["epoch"] == 3
@@ -171,7 +171,8 @@ def test_a_file_from_a_newer_ftlab_is_refused_in_one_line(old, capsys, command, 
     assert main([str(old / a) if (old / a).exists() else a for a in command]) == 2
     line = _one_error_line(capsys)
     assert f"{old / file} is a " in line and "format_version 999, written by a newer ftlab" in line
-    assert "reads format_version 1 at most: upgrade ftlab" in line
+    current = 2 if file.endswith("summary.json") else 1
+    assert f"reads format_version {current} at most: upgrade ftlab" in line
 
 
 def test_a_newer_last_checkpoint_is_not_passed_over_for_previous(old):
@@ -237,8 +238,8 @@ def test_0_1_files_read_into_the_current_format(old):
 def test_what_this_code_writes_carries_its_format_version(tiny, tmp_path):
     summary = ftlab.train(None, overrides=tiny(**{"train.epochs": 1}))
     run = Path(summary["run_dir"])
-    assert summary["format_version"] == 1
-    assert json.loads((run / "summary.json").read_text())["format_version"] == 1
+    assert summary["format_version"] == 2
+    assert json.loads((run / "summary.json").read_text())["format_version"] == 2
     for name in ("last.pt", "best.pt"):
         state = torch.load(run / name, weights_only=True)
         assert (state["format"], state["format_version"]) == ("ftlab-checkpoint/1", 1)

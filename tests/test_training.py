@@ -308,3 +308,37 @@ def test_corrupt_resume_files_are_clear_errors(tiny, capsys):
     (run_dir / "config.yaml").write_text("train: {epochs: [\n")
     assert main(["train", "--resume", str(run_dir)]) == 2
     assert "is not valid YAML" in capsys.readouterr().err
+
+
+def test_a_run_without_test_evaluation_never_reads_a_test_batch(tiny, monkeypatch):
+    """train.evaluate_test=false (tuning trials): no test loader at all, and the summary says
+    so instead of giving numbers."""
+    from ftlab.assembly import loaders
+
+    built = []
+    original = loaders.eval_loader
+    monkeypatch.setattr(loaders, "eval_loader",
+                        lambda data, *a, **k: built.append(len(data)) or original(data, *a, **k))
+    summary = ftlab.train(None, overrides=tiny(**{"train.evaluate_test": False}))
+    assert summary["status"] == "complete" and summary["epochs"] == 2
+    assert summary["test_top1"] is None and summary["test_checkpoint"] is None
+    assert summary["best_val_top1"] is not None
+    assert built == [8]  # the val split only (4 classes x 10 images x 0.2), no test loader
+
+
+def test_an_epoch_hook_ends_a_run_early_and_sees_its_whole_history_on_resume(tiny):
+    seen = []
+
+    def prune_after_first(row):
+        seen.append(row["epoch"])
+        return row["epoch"] == 1
+
+    summary = ftlab.train(None, overrides=tiny(**{"train.epochs": 3}), on_epoch=prune_after_first)
+    assert summary["status"] == "pruned" and summary["epochs"] == 1
+    assert summary["epochs_planned"] == 3 and summary["test_top1"] is not None
+    assert seen == [1]
+    seen.clear()
+    resumed = ftlab.train(resume=summary["run_dir"],
+                          on_epoch=lambda row: seen.append(row["epoch"]) or False)
+    assert resumed["status"] == "complete" and resumed["epochs"] == 3
+    assert seen == [1, 2, 3]  # epoch 1 came from the checkpoint, 2 and 3 were trained

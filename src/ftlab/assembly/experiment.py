@@ -40,7 +40,8 @@ class Experiment:
     settings: StepSettings
     train_loader: BatchSource
     val_loader: BatchSource | None
-    test_loader: BatchSource
+    test_loader: BatchSource | None
+    """None when the run does not evaluate on test (`train.evaluate_test=false`)."""
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None

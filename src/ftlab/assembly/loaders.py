@@ -24,11 +24,12 @@ from ftlab.runtime.distributed import Distributed
 
 @dataclass(frozen=True)
 class Loaders:
-    """The batch sources of a run's three splits (val is None without a validation split)."""
+    """The batch sources of a run's three splits (val is None without a validation split,
+    test is None when the run does not evaluate on test: `train.evaluate_test=false`)."""
 
     train: BatchSource
     val: BatchSource | None
-    test: BatchSource
+    test: BatchSource | None
 
 
 def build_loaders(config: ExperimentConfig, data: DataBundle, device: torch.device,
@@ -50,7 +51,8 @@ def build_loaders(config: ExperimentConfig, data: DataBundle, device: torch.devi
                                          **shard)),
         val=LoaderBatches(eval_loader(data.val, eval_batch, workers, pin, **shard))
         if data.val else None,
-        test=LoaderBatches(eval_loader(data.test, eval_batch, workers, pin, **shard)),
+        test=LoaderBatches(eval_loader(data.test, eval_batch, workers, pin, **shard))
+        if config.train.evaluate_test else None,
     )
 
 
@@ -72,4 +74,5 @@ def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.de
 
     return Loaders(train=batches(data.train, batch, True),
                    val=batches(data.val, eval_batch, False) if data.val else None,
-                   test=batches(data.test, eval_batch, False))
+                   test=batches(data.test, eval_batch, False)
+                   if config.train.evaluate_test else None)

@@ -289,6 +289,10 @@ class TrainConfig:
     nonfinite: str = "stop"
     """A NaN/inf loss or gradient: stop (the run ends, keeping the last good checkpoint) or
     skip (that step's update is dropped and counted; costs a host sync per step)."""
+    evaluate_test: bool = True
+    """Evaluate the best checkpoint on the test split at the end. false: the run never
+    passes a test image through the model and its summary has no test numbers (tuning
+    trials, whose choice must be made on validation data alone)."""
     memory_efficient: bool = True
     """Keep for backward only what backward needs: frozen convs/linears keep no input,
     frozen eval-mode BatchNorms fold into the conv before them, ReLUs keep 1-bit masks.

@@ -23,8 +23,9 @@ CHECKPOINT_VERSION = 1
 """The checkpoint layout this code writes; 1 is also ftlab 0.1's (its marker says /1)."""
 CHECKPOINT_MARKER = "ftlab-checkpoint"
 """`format: "ftlab-checkpoint/<format_version>"` marks a torch file as an ftlab checkpoint."""
-SUMMARY_VERSION = 1
-"""The summary.json layout this code writes; 1 is also ftlab 0.1's, which had no key."""
+SUMMARY_VERSION = 2
+"""The summary.json layout this code writes. 1 is ftlab 0.1's (no key); 2 allows a run
+without test numbers (`train.evaluate_test=false`) and one pruned before its last epoch."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +123,7 @@ class RunSummary:
     run_dir: str
     """The run folder where the run was trained (it may have moved since)."""
     status: str
+    """complete (trained train.epochs), or pruned (ended early by its search)."""
     dataset: str
     num_classes: int
     split_sizes: dict[str, int]
@@ -135,6 +137,9 @@ class RunSummary:
     schedule: str
     seed: int
     epochs: int
+    """Epochs trained."""
+    epochs_planned: int | None = None
+    """train.epochs (more than `epochs` when pruned; None in version 1 files)."""
     best_epoch: int
     best_val_top1: float | None
     """None without a validation split (then the last epoch is the best)."""
@@ -142,11 +147,12 @@ class RunSummary:
     best_val_loss: float | None
     final_val_top1: float | None
     final_train_top1: float
-    test_top1: float
-    """Top-1 % on the test split, of the `test_checkpoint`."""
-    test_top5: float
-    test_loss: float
-    test_checkpoint: str
+    test_top1: float | None
+    """Top-1 % on the test split, of the `test_checkpoint`; None when the run did not
+    evaluate on test (version 2)."""
+    test_top5: float | None
+    test_loss: float | None
+    test_checkpoint: str | None
     trainable_params: int
     total_params: int
     epoch_time_s: float
@@ -178,7 +184,7 @@ class RunSummary:
     @classmethod
     def from_dict(cls, values: Any, source: object) -> RunSummary:
         """summary.json's values read from `source`, upgraded to this code's format_version
-        (version 1, ftlab 0.1's, needs no change)."""
+        (version 1, ftlab 0.1's, needs no change: it lacks only `epochs_planned`)."""
         if not isinstance(values, dict):
             raise RunDirError(f"{source} is not an ftlab run summary (not a JSON object)")
         checked_version(values, SUMMARY_VERSION, "run summary", source, RunDirError)

@@ -31,8 +31,9 @@ class RunNumbers:
 
     best_val_top1: float | None
     best_epoch: int
-    test_top1: float
-    test_top5: float
+    test_top1: float | None
+    """None for a run that did not evaluate on test (train.evaluate_test=false)."""
+    test_top5: float | None
     trainable_params: int
     total_params: int
     epochs: int

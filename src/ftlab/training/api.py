@@ -22,7 +22,7 @@ from ftlab.runtime import Distributed, StopFlag, distributed, ensure_console_log
 from ftlab.training import rundir
 from ftlab.runfiles import PartialEpoch
 from ftlab.training.checkpoint import latest_checkpoint
-from ftlab.training.runner import Trainer
+from ftlab.training.runner import EpochHook, Trainer
 
 log = logging.getLogger("ftlab")
 
@@ -37,7 +37,7 @@ RESUMABLE_KEYS = frozenset({
 
 def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = None, *,
           overrides: Sequence[str] = (), resume: str | Path | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, on_epoch: EpochHook | None = None) -> dict[str, Any]:
     """Train one run and return its summary (the contents of summary.json, a
     `ftlab.runfiles.RunSummary` as a dict).
 
@@ -49,6 +49,9 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
         overwrite: Start again in an existing run folder, deleting what it holds. Not needed
             to start a run prepared by `ftlab suite`: `config` is the config.yaml of the run
             folder it names, and that folder holds nothing else.
+        on_epoch: Called after each epoch (every epoch of the run, on resume those trained
+            before too) with its metrics row; returning True ends the run there, with
+            status "pruned" (how `ftlab tune` prunes a trial).
 
     Raises:
         FtlabError: bad configuration, data, weights or run folder (one-line message).
@@ -58,7 +61,7 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
         if config is not None:
             raise ConfigError("give either a config or --resume RUN_DIR, not both: a resumed "
                               "run keeps its saved config (change train.epochs by override)")
-        return _resume(Path(resume), overrides)
+        return _resume(Path(resume), overrides, on_epoch)
     # A run folder holding only this file (prepared by `ftlab suite`) is the run's own.
     config_file = Path(config) if isinstance(config, (str, Path)) else None
     config = resolve_config(_as_config(config, overrides))
@@ -75,7 +78,7 @@ def train(config: ExperimentConfig | Mapping[str, Any] | str | Path | None = Non
             dist.barrier()  # the folder exists (and is empty) before anyone works in it
             with _log_file(path, dist):
                 _log_start(experiment, path, resumed_from=0)
-                return Trainer(experiment, path, stop=stop).fit().to_dict()
+                return Trainer(experiment, path, stop=stop, on_epoch=on_epoch).fit().to_dict()
 
 
 def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
@@ -87,7 +90,8 @@ def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
     return load_config(config, overrides)
 
 
-def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
+def _resume(path: Path, overrides: Sequence[str], on_epoch: EpochHook | None
+            ) -> dict[str, Any]:
     run_dir = rundir.existing_run_dir(path)
     saved = resolve_config(load_config(run_dir / rundir.CONFIG))
     config = resolve_config(load_config(run_dir / rundir.CONFIG, overrides))
@@ -102,7 +106,8 @@ def _resume(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
         experiment = build_experiment(config, load_weights=checkpoint is None, dist=dist)
         _log_start(experiment, run_dir, resumed_from=done,
                    partial=checkpoint.partial if checkpoint else None)
-        return Trainer(experiment, run_dir, checkpoint, stop=stop).fit().to_dict()
+        return Trainer(experiment, run_dir, checkpoint, stop=stop,
+                       on_epoch=on_epoch).fit().to_dict()
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import logging
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,18 @@ from ftlab.training.summary import build_summary, format_epoch, format_summary
 
 log = logging.getLogger("ftlab")
 
+EpochHook = Callable[[dict[str, Any]], bool]
+"""Called on rank 0 after each epoch's checkpoint with that epoch's metrics row; True ends
+the run there (a tuning trial pruned by its search). The hook sees every epoch of the run,
+those of an earlier process included, so a resumed trial reports its whole history."""
+
 
 class Trainer:
     """Runs the epochs of one experiment in one run folder."""
 
     def __init__(self, experiment: Experiment, run_dir: Path,
-                 checkpoint: Checkpoint | None = None, stop: StopFlag | None = None) -> None:
+                 checkpoint: Checkpoint | None = None, stop: StopFlag | None = None,
+                 on_epoch: EpochHook | None = None) -> None:
         self.exp = experiment
         self.run_dir = run_dir
         self.history: list[dict[str, Any]] = []
@@ -64,6 +71,7 @@ class Trainer:
         """A stopped epoch to continue: its number, tally, random state and learning rates."""
         self.stop = stop if stop is not None else StopFlag()
         """Set by SIGTERM/SIGINT (the caller installs its handlers around the whole run)."""
+        self.on_epoch = on_epoch
         self.diagnostics: dict[str, Any] = {"warnings": []}
         """The feature check and the warnings of `diagnostics`, kept for summary.json."""
         if checkpoint is not None:
@@ -87,14 +95,29 @@ class Trainer:
         try:
             if self.exp.dist.any(self.stop.requested):  # during setup: nothing to save yet
                 raise self._stopped("before training", saved=False)
+            if self._ends_early(self.history):  # a resumed run its hook had already ended
+                return self._finish(pruned=True)
             for epoch in range(self.epochs_done + 1, config.train.epochs + 1):
-                board.log(self._run_epoch(epoch))
+                row = self._run_epoch(epoch)
+                board.log(row)
                 failpoint("epoch_end")
+                if self._ends_early([row]) and epoch < config.train.epochs:
+                    return self._finish(pruned=True)
                 if self.exp.dist.any(self.stop.requested) and epoch < config.train.epochs:
                     raise self._stopped(f"after epoch {epoch}")
         finally:
             board.close()
         return self._finish()
+
+    def _ends_early(self, rows: list[dict[str, Any]]) -> bool:
+        """Whether the epoch hook ends the run after `rows` (rank 0 decides for all)."""
+        if self.on_epoch is None:
+            return False
+        verdict = False
+        if self.writes:
+            for row in rows:
+                verdict = bool(self.on_epoch(row)) or verdict
+        return self.exp.dist.any(verdict)
 
     # --- one epoch ---------------------------------------------------------------------
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -276,13 +299,18 @@ class Trainer:
         self.diagnostics = checkpoint.diagnostics or {"warnings": []}
 
     # --- the end -----------------------------------------------------------------------
-    def _finish(self) -> RunSummary:
+    def _finish(self, pruned: bool = False) -> RunSummary:
+        """The summary; the best checkpoint's test numbers unless the run does not evaluate
+        on test (`train.evaluate_test=false`). `pruned`: the epoch hook ended the run."""
         exp = self.exp
-        exp.model.load_state_dict(read_checkpoint(self.run_dir / rundir.BEST).model)
-        start = time.perf_counter()
-        test = evaluate(exp.model, exp.test_loader, exp.settings, exp.dist)
-        summary = build_summary(exp, self.run_dir, self.history, self.best, test,
-                                time.perf_counter() - start, self.diagnostics)
+        test, seconds = None, 0.0
+        if exp.test_loader is not None:
+            exp.model.load_state_dict(read_checkpoint(self.run_dir / rundir.BEST).model)
+            start = time.perf_counter()
+            test = evaluate(exp.model, exp.test_loader, exp.settings, exp.dist)
+            seconds = time.perf_counter() - start
+        summary = build_summary(exp, self.run_dir, self.history, self.best, test, seconds,
+                                self.diagnostics, status="pruned" if pruned else "complete")
         if self.writes:
             write_summary(self.run_dir, summary)
         log.info(format_summary(summary))

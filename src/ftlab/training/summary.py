@@ -20,11 +20,14 @@ from ftlab.training.loop import EvalStats
 
 
 def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
-                  best: dict[str, Any], test: EvalStats, test_seconds: float,
-                  diagnostics: dict[str, Any] | None = None) -> RunSummary:
+                  best: dict[str, Any], test: EvalStats | None, test_seconds: float,
+                  diagnostics: dict[str, Any] | None = None, status: str = "complete"
+                  ) -> RunSummary:
     """Everything a results table needs about one run, read from its own history.
 
+    `test`: the best checkpoint on test (None: the run does not evaluate on test).
     `diagnostics`: the run's feature check and warnings (`ftlab.training.diagnostics`).
+    `status`: complete, or pruned (its epoch hook ended it before `train.epochs`).
     """
     diagnostics = diagnostics or {}
     config = exp.config
@@ -34,7 +37,7 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
     return RunSummary(
         run=run_dir.name,
         run_dir=str(run_dir),
-        status="complete",
+        status=status,
         dataset=config.data.name,
         num_classes=exp.data.num_classes,
         split_sizes=exp.data.sizes(),
@@ -46,16 +49,17 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
         schedule=config.schedule.name,
         seed=config.train.seed,
         epochs=len(history),
+        epochs_planned=config.train.epochs,
         best_epoch=best["epoch"],
         best_val_top1=best.get("val_top1"),
         best_val_top5=best.get("val_top5"),
         best_val_loss=best.get("val_loss"),
         final_val_top1=last["val_top1"],
         final_train_top1=last["train_top1"],
-        test_top1=test.top1,
-        test_top5=test.top5,
-        test_loss=test.loss,
-        test_checkpoint=rundir.BEST,
+        test_top1=test.top1 if test else None,
+        test_top5=test.top5 if test else None,
+        test_loss=test.loss if test else None,
+        test_checkpoint=rundir.BEST if test else None,
         trainable_params=trainable,
         total_params=total,
         epoch_time_s=fmean(epoch_times),
@@ -64,7 +68,7 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
         images_per_s=fmean(row["images_per_s"] for row in history),
         skipped_images={"train": max(row.get("train_skipped", 0) for row in history),
                         "val": max(row.get("val_skipped", 0) for row in history),
-                        "test": test.skipped},
+                        "test": test.skipped if test else 0},
         memory_efficient=exp.config.train.memory_efficient,
         warnings=list(diagnostics.get("warnings", [])),
         feature_check=diagnostics.get("feature_check"),
@@ -103,8 +107,7 @@ def format_summary(s: RunSummary) -> str:
         f"params      {s.trainable_params:,} trainable of {s.total_params:,} "
         f"({share:.1f}%)",
         f"best val    {best}",
-        f"test        top1 {s.test_top1:.2f}%  top5 {s.test_top5:.2f}%  "
-        f"(checkpoint {s.test_checkpoint})",
+        _test_line(s),
         f"time        {s.epochs} epochs in {_duration(s.wall_time_s)}, "
         f"{s.epoch_time_s:.1f} s/epoch, {s.images_per_s:.0f} train img/s on {s.device}",
         *_skipped_line(s.skipped_images),
@@ -114,7 +117,16 @@ def format_summary(s: RunSummary) -> str:
         f"{rundir.BEST} {rundir.LOG}",
         "─" * 79,
     ]
+    if s.status == "pruned":
+        lines.insert(1, f"status      pruned after epoch {s.epochs} of {s.epochs_planned}")
     return "\n".join(lines)
+
+
+def _test_line(s: RunSummary) -> str:
+    if s.test_top1 is None:
+        return "test        not evaluated (train.evaluate_test=false)"
+    return (f"test        top1 {s.test_top1:.2f}%  top5 {s.test_top5:.2f}%  "
+            f"(checkpoint {s.test_checkpoint})")
 
 
 def _skipped_line(skipped: dict[str, int]) -> list[str]:
