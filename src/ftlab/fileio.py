@@ -14,8 +14,15 @@ import shutil
 import uuid
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders are then not guarded
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 
@@ -179,3 +186,44 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; `holder` is its pid as it wrote it ("unknown")."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextmanager
+def exclusive_lock(lock_file: Path) -> Iterator[None]:
+    """Hold an flock on `lock_file` (created, with this process's pid in it) or raise
+    `LockHeld` at once. The kernel drops the lock when its process dies however it dies, so
+    a killed process never leaves a stale lock behind."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LockHeld(os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                           ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def lock_in_use(lock_file: Path) -> bool:
+    """Whether a live process holds `lock_file` (False when the file does not exist)."""
+    if fcntl is None or not lock_file.is_file():
+        return False
+    try:
+        with exclusive_lock(lock_file):
+            return False
+    except LockHeld:
+        return True

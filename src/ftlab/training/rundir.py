@@ -7,6 +7,7 @@ tensorboard/, and .lock, which the process working in the folder holds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ftlab.errors import RunDirError
-from ftlab.fileio import user_path
+from ftlab.fileio import LockHeld, exclusive_lock, user_path
 from ftlab.runfiles import (  # noqa: F401
     BEST,
     CONFIG,
@@ -28,11 +29,6 @@ from ftlab.runfiles import (  # noqa: F401
     run_folder_contents,
     training_started,
 )
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; ftlab's own runs are POSIX
-    fcntl = None  # type: ignore[assignment]
 
 
 def run_dir_path(output_dir: str | Path, name: str) -> Path:
@@ -100,25 +96,18 @@ def locked(path: Path) -> Iterator[None]:
     leaves a stale lock behind.
     """
     make_dir(path)
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = exclusive_lock(path / LOCK)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunDirError(f"run folder {path} is in use by another ftlab process (pid "
-                              f"{holder}); wait for it to finish or stop it, or set "
-                              "train.run_name to a new name") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        lock.__enter__()
+    except LockHeld as held:
+        raise RunDirError(f"run folder {path} is in use by another ftlab process (pid "
+                          f"{held.holder}); wait for it to finish or stop it, or set "
+                          "train.run_name to a new name") from None
+    with contextlib.ExitStack() as held_until_done:
+        held_until_done.push(lock)
         for stale in path.glob(".*.tmp"):  # half-written files of a killed process
             stale.unlink(missing_ok=True)
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def existing_run_dir(path: str | Path) -> Path:
