@@ -105,11 +105,12 @@ def _check_report(root: Path, paths) -> None:
             s = folder.summary
             assert re.search(rf"\| {name} \| complete \|[^\n]*\| {s['best_val_top1']:.2f} \| "
                              rf"{s['test_top1']:.2f} \|", text), name
-    # The results row of full: mean ± std over the two seeds, from the summaries.
+    # The results row of full: mean ± 95 % CI over the two seeds (t with 1 degree of
+    # freedom: 12.706 standard errors), from the summaries.
     values = [runs[f"synth-full-s{i}"].summary["test_top1"] for i in (0, 1)]
     from statistics import fmean, stdev
 
-    assert f"{fmean(values):.2f} ± {stdev(values):.2f}" in text
+    assert f"{fmean(values):.2f} ± {12.706 * stdev(values) / 2 ** 0.5:.2f}" in text
     figure = json.loads((root / "report" / "figures" /
                          "compare-synth-full-linear_probe-scratch.json").read_text())
     val = figure["panels"][0]
@@ -120,8 +121,19 @@ def _check_report(root: Path, paths) -> None:
     scratch = json.loads((root / "report" / "figures" / "scratch-synth.json").read_text())
     labels = {c["label"]: len(c["epochs"]) for c in scratch["panels"][0]["curves"]}
     assert labels == {"full": 2, "scratch": 2, "scratch (synth-scratch-more)": 3}
+    # The trade-off figures: each strategy's mean over seeds against its measured step memory
+    # (train_memory.csv, as executed), the Pareto front marked.
+    pareto = json.loads((root / "report" / "figures" / "pareto-memory-synth.json").read_text())
+    points = {p["label"]: p for p in pareto["points"]}
+    assert points["full"]["test_top1"] == pytest.approx(fmean(values))
+    memory = runs["synth-full-s0"].train_memory["efficient"]
+    assert memory.batch_size == 8 and runs["synth-full-s0"].step_memory("efficient") > 0
+    assert points["full"]["cost"] == pytest.approx(
+        fmean(runs[f"synth-full-s{i}"].step_memory("efficient") for i in (0, 1)) / 2**20)
+    cheapest = min(points.values(), key=lambda p: p["cost"])
+    assert cheapest["pareto"] and "## Which strategy" in text and "best overall: " in text
     page = html.read_text()
-    assert page.count('src="data:image/png;base64,') == 4 and "<table>" in page
+    assert page.count('src="data:image/png;base64,') == 6 and "<table>" in page
 
 
 def test_submitit_local_executor(tmp_path):

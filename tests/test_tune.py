@@ -50,7 +50,7 @@ def test_drawn_values_become_overrides_that_load():
 
 
 def test_intervals_over_seeds_and_paired_differences():
-    from ftlab.tune.stats import mean_interval, paired_difference, t95
+    from ftlab.stats import mean_interval, paired_difference, t95
 
     interval = mean_interval([1.0, 2.0, 3.0])  # sd 1, se 1/sqrt(3), t(2) = 4.303
     assert interval.mean == 2.0 and interval.half_width == pytest.approx(4.303 / 3 ** 0.5)
@@ -66,3 +66,36 @@ def test_intervals_over_seeds_and_paired_differences():
     assert noisy.covers(0.0)  # not distinguishable at this budget
     with pytest.raises(ValueError, match="share no seed"):
         paired_difference(best, {5: 1.0})
+
+
+def _result(label, by_seed, memory, seconds=10.0):
+    from ftlab.report.compare import StrategyResult
+    from ftlab.stats import mean_interval
+
+    return StrategyResult(dataset="d", label=label, test=mean_interval(list(by_seed.values())),
+                          by_seed=by_seed, memory_mib=memory, stock_mib=None,
+                          epoch_time_s=seconds)
+
+
+def test_strategies_against_the_best_the_pareto_front_and_the_recommendation():
+    from ftlab.report.compare import against_best, pareto, recommendation
+
+    full = _result("full", {0: 90.0, 1: 91.0, 2: 92.0}, 1000.0, seconds=30.0)
+    tinytl = _result("tinytl", {0: 89.5, 1: 90.9, 2: 91.2}, 200.0)  # a real gap? no: noisy
+    bias = _result("bias", {0: 80.0, 1: 81.0, 2: 82.0}, 150.0, seconds=5.0)  # 10 points below
+    probe = _result("linear_probe", {0: 79.0, 1: 80.0}, 300.0)  # dearer and worse than bias
+    rows = {v.result.label: v for v in against_best([bias, probe, tinytl, full])}
+    assert rows["full"].verdict == "best"
+    assert rows["tinytl"].verdict == "not distinguishable at this budget"
+    assert rows["tinytl"].difference.mean == pytest.approx((-0.5 - 0.1 - 0.8) / 3)
+    assert rows["bias"].verdict == "worse" and rows["bias"].difference.mean == -10.0
+    assert rows["linear_probe"].difference.n == 2  # the two seeds it shares with full
+    assert [r.label for r in pareto([full, tinytl, bias, probe], "memory_mib")] == \
+        ["bias", "tinytl", "full"]
+    assert [r.label for r in pareto([full, tinytl, bias, probe], "epoch_time_s")] == \
+        ["bias", "tinytl", "full"]
+    lines = recommendation([full, tinytl, bias, probe])
+    assert lines[0].startswith("best overall: full 91.0 ± 2.5 % test top-1 at 1,000 MiB")
+    assert lines[1] == "within 25% of its memory: tinytl 90.5 ± 2.3 % at 200 MiB (20%)"
+    assert lines[2] == "cheapest within 1 point of it: tinytl 90.5 ± 2.3 % at 200 MiB"
+    assert lines[3] == "not distinguishable at this budget from full: tinytl"

@@ -139,6 +139,23 @@ def _suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    _check_yaml_first({"suite file": args.suite}, args.overrides)
+    from ftlab.tune import run_tune, run_worker
+
+    if args.worker is not None:
+        run_worker(args.suite, args.overrides, args.worker, args.threads)
+        return 0
+    result = run_tune(args.suite, args.overrides, report=not args.no_report)
+    if result.report:
+        print(f"report: {result.report[1]}")
+    if result.failed:
+        print(f"ftlab: {len(result.failed)} final run(s) failed: {', '.join(result.failed)} "
+              f"(errors in {result.root / 'suite.csv'})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from ftlab.report import plot_runs
     from ftlab.runfiles import is_run_folder
@@ -224,6 +241,18 @@ def _add_training(sub: argparse._SubParsersAction) -> None:
     suite.add_argument("overrides", nargs="*", metavar="key=value",
                        help="overrides of the suite file (e.g. parallel=2)")
     suite.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+    tune = _add(sub, "tune", _tune, "tune each strategy of a suite's grid on validation data "
+                "(Optuna, with pruning), retrain each best setting with several seeds, and "
+                "report test accuracy with intervals")
+    tune.add_argument("suite", metavar="SUITE.yaml")
+    tune.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="overrides of the suite file (e.g. tune.trials=20 parallel=2)")
+    tune.add_argument("--no-report", action="store_true", help="skip writing the report")
+    tune.add_argument("--worker", type=_int_in(0, None), metavar="N",
+                      help="only run trials, as worker N, joining the search of an ftlab tune "
+                           "on this suite (give each worker its own N)")
+    tune.add_argument("--threads", type=_int_in(1, None), help=argparse.SUPPRESS)
 
     demo = _add(sub, "demo", _demo, "the reference report at CPU scale on the offline mirror "
                 "(cifar10-mini): main strategies, scratch, memory table, report")

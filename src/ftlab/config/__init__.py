@@ -5,6 +5,7 @@ from ftlab.config.loading import (
     config_from_dict,
     config_to_dict,
     config_to_yaml,
+    flatten,
     load_config,
     replace_sections,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "config_to_yaml",
+    "flatten",
     "load_config",
     "replace_sections",
 ]

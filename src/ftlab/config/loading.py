@@ -73,6 +73,18 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return values
 
 
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as dotted keys (`{"optim": {"lr": 1}}` -> `{"optim.lr": 1}`): how a
+    config is compared key by key, and how its keys are named in messages."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def config_to_yaml(config: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(config_to_dict(config)))
 

@@ -59,8 +59,10 @@ class StepSetup:
 
 def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
                *, options: Mapping[str, Any] | None = None, num_classes: int = 10,
-               device: str = "cpu", seed: int = 0) -> StepSetup:
-    """Args: options: the strategy's own options (strategy.* keys); unset ones default."""
+               device: str = "cpu", seed: int = 0, optim: OptimConfig | None = None
+               ) -> StepSetup:
+    """Args: options: the strategy's own options (strategy.* keys); unset ones default.
+    optim: the optimizer (default Adam: its two moments are the usual state to count)."""
     torch.manual_seed(seed)
     prepared = prepare_model(arch, None, strategy_config(strategy, options), num_classes,
                              resolution, seed=seed, load_weights=False)
@@ -69,7 +71,7 @@ def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execu
     chosen.set_train_mode(model)
     if execution == "efficient":
         apply_memory_plan(model)
-    optim = OptimConfig(name="adam")
+    optim = optim or OptimConfig(name="adam")
     optimizer = build_optimizer(chosen.param_groups(model, built.adapter, optim), optim)
     return StepSetup(model, chosen, built.adapter, optimizer,
                      torch.randn(batch_size, 3, resolution, resolution, device=device),
@@ -78,10 +80,11 @@ def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execu
 
 def measure_row(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
                 *, options: Mapping[str, Any] | None = None, frozen_bits: int = 32,
-                num_classes: int = 10, device: str = "cpu", seed: int = 0) -> MemoryRow:
+                num_classes: int = 10, device: str = "cpu", seed: int = 0,
+                optim: OptimConfig | None = None) -> MemoryRow:
     """Build the model as `ftlab train` would, take one warm-up and one measured step."""
     run = setup_step(arch, strategy, batch_size, resolution, execution, options=options,
-                     num_classes=num_classes, device=device, seed=seed)
+                     num_classes=num_classes, device=device, seed=seed, optim=optim)
     try:
         measured = measure_step(run.model, run.optimizer, run.images, run.labels)
     except ValueError as err:  # BatchNorm in training mode with one value per channel

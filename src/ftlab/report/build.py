@@ -27,7 +27,26 @@ from ftlab.report.collect import (
     load_records,
     mean_std,
 )
-from ftlab.report.plots import Curve, Panel, draw, save, smooth
+from ftlab.report.compare import (
+    NOT_DISTINGUISHABLE,
+    StrategyResult,
+    against_best,
+    pareto,
+    recommendation,
+    strategy_results,
+)
+from ftlab.report.plots import (
+    Curve,
+    Panel,
+    Point,
+    draw,
+    draw_tradeoff,
+    save,
+    save_data,
+    smooth,
+)
+from ftlab.report.tuning import tuning_section
+from ftlab.stats import mean_interval
 from ftlab.runfiles import DIFF_SUMMARY, MEMORY_CSV, SUITE_FILE, SUITE_MEMORY, read_memory_csv
 from ftlab.yamlfile import read_yaml
 
@@ -48,6 +67,8 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
         f"# {title}\n\n{_overview(root, records)}",
         _settings(records, settings),
         _results(records),
+        _answer(records, figures),
+        tuning_section(root, figures),
         _comparison(records, settings, figures),
         _memory(root),
         _scratch(records, settings, figures),
@@ -115,21 +136,80 @@ def _schedule(config: dict[str, Any]) -> str:
 
 def _results(records: list[RunRecord]) -> str:
     header = ["dataset", "strategy", "runs", "val top-1 %", "test top-1 %", "trainable params",
-              "peak memory MiB", "s/epoch", "train img/s"]
+              "step memory MiB", "stock step MiB", "s/epoch", "train img/s"]
+    results = {(r.dataset, r.label): r for r in strategy_results(groups(records))}
     rows = []
     for group in sorted(groups(records), key=lambda g: (g.dataset, g.label)):
         done = [r for r in group.runs if r.complete]
         params = group.values("trainable_params")
+        result = results.get((group.dataset, group.label))
         rows.append([group.dataset, group.label, f"{len(done)}/{len(group.runs)}",
-                     mean_std(group.values("best_val_top1")), mean_std(group.values("test_top1")),
+                     _interval(group.values("best_val_top1")),
+                     _interval(group.values("test_top1")),
                      f"{int(params[0]):,}" if params else "–",
-                     mean_std([v / 2**20 for v in group.values("peak_memory_bytes")], 0),
+                     _mib_value(result.memory_mib if result else None),
+                     _mib_value(result.stock_mib if result else None),
                      mean_std(group.values("epoch_time_s"), 1),
                      mean_std(group.values("images_per_s"), 0)])
     note = ("Val: best validation top-1 over epochs; test: top-1 of that best-validation "
-            "checkpoint; mean ± standard deviation over seeds. Peak memory: the CUDA allocator's "
-            "peak on GPU runs, the training process's maximum RSS on CPU runs.")
+            "checkpoint; mean ± 95 % confidence interval over seeds (Student's t; a single "
+            "seed has none). Step memory: one training step at the run's batch size and "
+            "resolution, measured like `ftlab memory` (peak, else parameters + gradients + "
+            "optimizer state + saved activations) as the run executed it, and under stock "
+            "autograd; from each run's `train_memory.csv`. Time: mean ± std.")
     return "## Results\n\n" + _table(header, rows) + "\n\n" + note
+
+
+def _interval(values: list[float]) -> str:
+    return mean_interval(values).format(2) if values else "–"
+
+
+def _mib_value(mib: float | None) -> str:
+    return "–" if mib is None else f"{mib:,.1f}"
+
+
+def _answer(records: list[RunRecord], figures: Path) -> str:
+    """Per dataset: each strategy against the best (paired over seeds), the accuracy /
+    memory and accuracy / time trade-offs with their Pareto fronts, and the recommendation."""
+    results = strategy_results(groups(records))
+    parts = []
+    for dataset in sorted({r.dataset for r in results}):
+        chosen = [r for r in results if r.dataset == dataset]
+        if len(chosen) < 2:
+            continue
+        rows = [[v.result.label, v.result.test.format(2), str(v.result.test.n),
+                 v.difference.format(2) if v.difference else "–", v.verdict]
+                for v in against_best(chosen)]
+        text = [f"### {dataset}", "", *[f"- {line}" for line in recommendation(chosen)], "",
+                _table(["strategy", "test top-1 %", "seeds", "paired Δ vs best (points)",
+                        "verdict"], rows)]
+        for cost, label, slug in (("memory_mib", "training-step memory (MiB, as run)", "memory"),
+                                  ("epoch_time_s", "time per epoch (s)", "time")):
+            figure = _tradeoff(chosen, cost, label, f"{dataset}: test top-1 vs {slug}",
+                               figures / _slug(f"pareto-{slug}-{dataset}"))
+            if figure:
+                text += ["", figure]
+        parts.append("\n".join(text))
+    if not parts:
+        return ""
+    return ("## Which strategy\n\nEach strategy against the most accurate one: the paired "
+            "difference of test top-1 over the seeds both ran (mean ± 95 % CI), "
+            f"\"{NOT_DISTINGUISHABLE}\" where that interval covers zero. Pareto-optimal "
+            "strategies (no other both cheaper and more accurate) are filled and joined.\n\n"
+            + "\n\n".join(parts))
+
+
+def _tradeoff(results: list[StrategyResult], cost: str, label: str, title: str, stem: Path
+              ) -> str:
+    front = {r.label for r in pareto(results, cost)}
+    points = [Point(r.label, getattr(r, cost), r.test.mean, r.test.half_width, r.label in front)
+              for r in results if getattr(r, cost) is not None]
+    if len(points) < 2:
+        return ""
+    save_data(draw_tradeoff(points, label, title), {"cost": label, "points": [
+        {"label": p.label, "cost": p.cost, "test_top1": p.value, "ci95": p.half_width,
+         "pareto": p.optimal} for p in points]}, stem)
+    return f"![{title}](figures/{stem.name}.png)"
 
 
 def _comparison(records: list[RunRecord], settings: dict[str, Any], figures: Path) -> str:

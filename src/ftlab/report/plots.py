@@ -83,13 +83,73 @@ def draw(panels: Sequence[Panel], title: str) -> Figure:
 
 def save(figure: Figure, panels: Sequence[Panel], stem: Path) -> list[Path]:
     """stem.png, stem.svg and stem.json (the series drawn)."""
+    return save_data(figure, {"panels": [asdict(p) for p in panels]}, stem)
+
+
+def save_data(figure: Figure, data: dict, stem: Path) -> list[Path]:
+    """stem.png, stem.svg and stem.json (`data`, what the figure draws, with its title)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     figure.savefig(paths[0], dpi=120)
     figure.savefig(paths[1])
-    data = {"title": figure.get_suptitle(), "panels": [asdict(p) for p in panels]}
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    atomic_write_text(stem.with_suffix(".json"),
+                      json.dumps({"title": figure.get_suptitle(), **data}, indent=1) + "\n")
     return paths + [stem.with_suffix(".json")]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A strategy in a trade-off figure: its cost, its accuracy and the accuracy's 95 %
+    interval half-width (None from one seed)."""
+
+    label: str
+    cost: float
+    value: float
+    half_width: float | None
+    optimal: bool
+    """On the Pareto front: no other point is both cheaper and more accurate."""
+
+
+def draw_tradeoff(points: Sequence[Point], cost_label: str, title: str) -> Figure:
+    """Accuracy against a cost, error bars the 95 % intervals, the Pareto front joined and
+    its points filled; a log cost axis when the costs span more than 10x."""
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.subplots()
+    for point in points:
+        ax.errorbar(point.cost, point.value, yerr=point.half_width or 0.0, fmt="o",
+                    markersize=7, capsize=3, mfc=None if point.optimal else "white",
+                    label=point.label + (" (Pareto)" if point.optimal else ""))
+        ax.annotate(point.label, (point.cost, point.value), textcoords="offset points",
+                    xytext=(6, 4), fontsize="small")
+    front = sorted((p for p in points if p.optimal), key=lambda p: p.cost)
+    ax.plot([p.cost for p in front], [p.value for p in front], "k--", linewidth=0.8,
+            label="Pareto front")
+    costs = [p.cost for p in points]
+    if costs and min(costs) > 0 and max(costs) / min(costs) > 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel("test top-1 (%), mean ± 95 % CI")
+    ax.grid(alpha=0.3)
+    figure.legend(loc="outside right upper", fontsize="small")
+    figure.suptitle(title)
+    return figure
+
+
+def draw_history(histories: dict[str, list[tuple[int, float]]], title: str) -> Figure:
+    """Best validation top-1 so far against trial number, one line per study."""
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = figure.subplots()
+    for label, points in histories.items():
+        ax.step([p[0] for p in points], [p[1] for p in points], where="post", marker="o",
+                markersize=3, label=label)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("best validation top-1 so far (%)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    if histories:
+        figure.legend(loc="outside right upper", fontsize="small")
+    figure.suptitle(title)
+    return figure
 
 
 def plot_runs(run_dirs: Sequence[Path], metrics: Sequence[str], output: Path,

@@ -4,6 +4,7 @@ training (the writer) and report, analysis and suite (the readers) share one def
 - `names`: every file and folder name;
 - `run`: a run folder's checkpoint (`Checkpoint`) and summary.json (`RunSummary`);
 - `suite`: a suite folder's index, suite.json (`SuiteIndex`);
+- `study`: a tuning study's record, study.json (`StudyRecord`);
 - `memory`: the rows of memory.csv (`MemoryRecord`);
 - `folder`: a run folder on disk (`RunFolder`) and finding run folders;
 - `versions`: each file's `format_version`, and refusing one from a newer ftlab.
@@ -31,14 +32,20 @@ from ftlab.runfiles.names import (
     MEMORY_SETTINGS,
     METRICS,
     PREVIOUS,
+    RUN_MEMORY,
     SUITE_CSV,
     SUITE_FILE,
     SUITE_INDEX,
     SUITE_LOGS,
     SUITE_MEMORY,
     SUITE_RUNS,
+    SUITE_TUNE,
+    STUDY_RECORD,
     SUMMARY,
     TENSORBOARD,
+    TUNE_JOURNAL,
+    TUNE_LOCK,
+    TUNE_LOCKS,
 )
 from ftlab.runfiles.run import (
     CHECKPOINT_VERSION,
@@ -49,6 +56,7 @@ from ftlab.runfiles.run import (
     checkpoint_version,
     read_summary,
 )
+from ftlab.runfiles.study import STUDY_VERSION, StudyRecord, TrialRecord, read_study_record
 from ftlab.runfiles.suite import (
     SUITE_INDEX_VERSION,
     RunNumbers,
@@ -60,10 +68,12 @@ from ftlab.runfiles.suite import (
 __all__ = [
     "BEST", "CHECKPOINT_VERSION", "CONFIG", "DIFF_JSON", "DIFF_SUMMARY", "LAST", "LOCK", "LOG",
     "MEMORY_CSV", "MEMORY_MD", "MEMORY_SETTINGS", "MEMORY_VERSION", "METRICS", "PREVIOUS",
+    "RUN_MEMORY",
     "SUITE_CSV", "SUITE_FILE", "SUITE_INDEX", "SUITE_INDEX_VERSION", "SUITE_LOGS",
-    "SUITE_MEMORY", "SUITE_RUNS", "SUMMARY", "SUMMARY_VERSION", "TENSORBOARD", "Checkpoint",
+    "SUITE_MEMORY", "SUITE_RUNS", "SUITE_TUNE", "STUDY_RECORD", "STUDY_VERSION", "SUMMARY",
+    "SUMMARY_VERSION", "TENSORBOARD", "TUNE_JOURNAL", "TUNE_LOCK", "TUNE_LOCKS", "Checkpoint",
     "MemoryRecord", "PartialEpoch", "RunFolder", "RunNumbers", "RunSummary", "SuiteIndex",
-    "SuiteRun", "checkpoint_version", "is_run_folder", "memory_csv", "read_memory_csv",
-    "read_metrics_csv", "read_summary", "read_suite_index", "run_folder_contents",
+    "StudyRecord", "SuiteRun", "TrialRecord", "checkpoint_version", "is_run_folder", "memory_csv", "read_memory_csv",
+    "read_metrics_csv", "read_study_record", "read_summary", "read_suite_index", "run_folder_contents",
     "run_folders_below", "training_started",
 ]

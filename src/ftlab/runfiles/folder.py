@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.errors import RunDirError
-from ftlab.runfiles.names import CONFIG, LAST, LOCK, METRICS, SUMMARY
+from ftlab.runfiles.memory import MemoryRecord, read_memory_csv
+from ftlab.runfiles.names import CONFIG, LAST, LOCK, METRICS, RUN_MEMORY, SUMMARY
 from ftlab.runfiles.run import RunSummary, read_summary
 from ftlab.yamlfile import read_yaml
 
@@ -104,6 +105,24 @@ class RunFolder:
             raise RunDirError(f"{self.path / CONFIG} is not an ftlab run config (not a "
                               "mapping of sections)")
         return values
+
+    @cached_property
+    def train_memory(self) -> dict[str, MemoryRecord]:
+        """train_memory.csv by execution (stock, efficient); empty where the run has none
+        (a run outside a suite, or of ftlab 0.1)."""
+        path = self.path / RUN_MEMORY
+        return {r.execution: r for r in read_memory_csv(path)} if path.is_file() else {}
+
+    def step_memory(self, execution: str) -> int | None:
+        """Bytes one training step holds in `execution` mode: the measured peak, else
+        parameters + gradients + optimizer state + saved activations; None unmeasured."""
+        record = self.train_memory.get(execution)
+        if record is None:
+            return None
+        if record.peak_bytes is not None:
+            return record.peak_bytes
+        return (record.parameters_bytes + record.gradients_bytes + record.optimizer_bytes +
+                record.activations_bytes)
 
     def series(self, metric: str) -> tuple[list[float], list[float]]:
         """(epochs, values) of one metrics.csv column, NaN rows skipped."""

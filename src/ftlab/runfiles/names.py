@@ -19,6 +19,9 @@ PREVIOUS = "previous.pt"
 LOG = "log.txt"
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"
+RUN_MEMORY = "train_memory.csv"
+"""A suite run's training-step memory at its own settings, stock and as executed (rows of
+memory.csv's `MemoryRecord`), written by the suite after the run."""
 
 # --- a suite folder (`ftlab suite`) -------------------------------------------------------
 SUITE_INDEX = "suite.json"
@@ -36,6 +39,18 @@ SUITE_MEMORY = "memory"
 """The suite folder's subfolder with its `ftlab memory` table."""
 MEMORY_SETTINGS = "settings.yaml"
 """The memory settings a suite's memory table was measured with (re-measured when changed)."""
+
+# --- a tuned suite folder (`ftlab tune`) --------------------------------------------------
+SUITE_TUNE = "tune"
+"""The suite folder's subfolder with one folder per study (its trials' run folders)."""
+TUNE_JOURNAL = "journal.log"
+"""The default study storage: Optuna's journal file, in the suite's tune/ folder."""
+TUNE_LOCK = ".lock"
+"""Held by the `ftlab tune` process that owns a suite folder (workers do not take it)."""
+TUNE_LOCKS = ".trials"
+"""A study folder's subfolder of per-trial locks, held by the worker running the trial."""
+STUDY_RECORD = "study.json"
+"""A study's trials, best setting and cost (`StudyRecord`)."""
 
 # --- `ftlab memory` and `ftlab diff` outputs ----------------------------------------------
 MEMORY_CSV = "memory.csv"

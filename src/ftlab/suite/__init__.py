@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from ftlab.config import ExperimentConfig
+from ftlab.errors import ConfigError
 from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.runfiles import (
     BEST,
@@ -19,7 +21,14 @@ from ftlab.runfiles import (
     SUITE_MEMORY,
 )
 from ftlab.suite.execute import LocalExecutor, share_cpus
-from ftlab.suite.expand import expand, load_suite, suite_dir, to_container, validate
+from ftlab.suite.expand import (
+    RunSpec,
+    expand,
+    load_suite,
+    suite_dir,
+    to_container,
+    validate,
+)
 from ftlab.suite.index import write_index
 from ftlab.suite.schema import SuiteConfig
 from ftlab.suite.state import RunState, initial_states, write_configs
@@ -51,20 +60,38 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
     ensure_console_log()
     suite_file = Path(path)
     suite = load_suite(suite_file, list(overrides))
+    if suite.tune is not None:
+        raise ConfigError(f"suite {suite_file} has a tune: section; run it with ftlab tune "
+                          f"{suite_file} (ftlab suite trains untuned grids)")
     specs = expand(suite, suite_file)
     configs = validate(specs)
-    if suite.executor == "local":  # runs side by side here share its CPUs
-        configs = {name: share_cpus(config, suite.parallel) for name, config in configs.items()}
+    root = prepare_folder(suite, suite_file)
+    return run_specs(suite, suite_file, root, specs, configs, report)
+
+
+def prepare_folder(suite: SuiteConfig, suite_file: Path) -> Path:
+    """The suite folder, created, with the resolved suite file in it; a folder that is not a
+    suite's is refused."""
     root = check_output_folder(suite_dir(suite, suite_file), SUITE_FILE, "suite",
                                option="suite folder (output_dir/name)")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / SUITE_FILE, yaml.safe_dump(to_container(suite), sort_keys=False))
+    return root
+
+
+def run_specs(suite: SuiteConfig, suite_file: Path, root: Path, specs: list[RunSpec],
+              configs: dict[str, ExperimentConfig], report: bool) -> SuiteResult:
+    """Run the validated runs `specs` in the suite folder `root` (complete ones skipped),
+    then the memory table, the analyses and the report."""
+    if suite.executor == "local":  # runs side by side here share its CPUs
+        configs = {name: share_cpus(config, suite.parallel) for name, config in configs.items()}
     states = initial_states(specs, configs, root)
     write_configs(states.values())
     skipped = [name for name, state in states.items() if state.status == "complete"]
     log.info("suite %s: %d runs, %d already complete%s", suite.name, len(states), len(skipped),
              f" ({', '.join(skipped)})" if skipped else "")
     run_states(suite, suite_file, root, states)
+    run_memory_step(suite, states)
     memory_step(suite, root)
     analysis_step(suite, root, states)
     paths = None
@@ -90,6 +117,18 @@ def run_states(suite: SuiteConfig, suite_file: Path, root: Path, states: dict[st
     else:
         LocalExecutor(suite, states, index).run()
     index()
+
+
+def run_memory_step(suite: SuiteConfig, states: dict[str, RunState]) -> None:
+    """Each complete run's training-step memory at its own settings (train_memory.csv),
+    measured once per distinct setting, for the results table and the Pareto figures."""
+    from ftlab.memory import measure_runs
+
+    measured = measure_runs(state.run_dir for state in states.values()
+                            if state.status == "complete")
+    if measured:
+        log.info("suite %s: measured the training memory of %d run setting(s)", suite.name,
+                 measured)
 
 
 def memory_step(suite: SuiteConfig, root: Path) -> None:
@@ -145,4 +184,4 @@ def _up_to_date(out: Path, sides: list[str]) -> bool:
     return result.stat().st_mtime >= newest
 
 
-__all__ = ["SuiteConfig", "SuiteResult", "run_suite"]
+__all__ = ["RunSpec", "SuiteConfig", "SuiteResult", "prepare_folder", "run_specs", "run_suite"]

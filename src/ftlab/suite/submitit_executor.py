@@ -20,30 +20,34 @@ def run_logged(command: list[str], log_file: str) -> int:
         return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
 
 
+def job_executor(suite: SuiteConfig, root: Path):
+    """A submitit executor with the suite's job settings, its files in <suite>/submitit."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("executor: submitit needs the submitit package; pip install "
+                          "submitit") from None
+    settings = suite.submitit
+    executor = submitit.AutoExecutor(folder=str(root / "submitit"), cluster=settings.cluster)
+    parameters = {"timeout_min": settings.timeout_min, "gpus_per_node": settings.gpus_per_node,
+                  "cpus_per_task": settings.cpus_per_task, "name": f"ftlab-{suite.name}"}
+    if settings.mem_gb is not None:
+        parameters["mem_gb"] = settings.mem_gb
+    if settings.partition is not None:
+        parameters["slurm_partition"] = settings.partition
+    if settings.additional_parameters:
+        parameters["slurm_additional_parameters"] = dict(settings.additional_parameters)
+    executor.update_parameters(**parameters)
+    return executor
+
+
 class SubmititExecutor:
     """Submits the runs that are ready, waits, then those that continued from them."""
 
     def __init__(self, suite: SuiteConfig, states: dict[str, RunState],
                  index: Callable[[], None], root: Path) -> None:
-        try:
-            import submitit
-        except ImportError:
-            raise ConfigError("executor: submitit needs the submitit package; pip install "
-                              "submitit") from None
         self.suite, self.states, self.index = suite, states, index
-        settings = suite.submitit
-        self.executor = submitit.AutoExecutor(folder=str(root / "submitit"),
-                                              cluster=settings.cluster)
-        parameters = {"timeout_min": settings.timeout_min,
-                      "gpus_per_node": settings.gpus_per_node,
-                      "cpus_per_task": settings.cpus_per_task, "name": f"ftlab-{suite.name}"}
-        if settings.mem_gb is not None:
-            parameters["mem_gb"] = settings.mem_gb
-        if settings.partition is not None:
-            parameters["slurm_partition"] = settings.partition
-        if settings.additional_parameters:
-            parameters["slurm_additional_parameters"] = dict(settings.additional_parameters)
-        self.executor.update_parameters(**parameters)
+        self.executor = job_executor(suite, root)
 
     def run(self) -> None:
         while True:

@@ -13,6 +13,7 @@ from ftlab.config import (
     config_from_dict,
     config_to_dict,
     config_to_yaml,
+    flatten,
     load_config,
 )
 from ftlab.errors import ConfigError, RunDirError
@@ -121,22 +122,13 @@ def _locked(path: Path, dist: Distributed) -> Iterator[None]:
 
 
 def _check_resume_changes(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path) -> None:
-    changed = [key for key, value in _flatten(wanted).items()
-               if _flatten(saved).get(key) != value and key not in RESUMABLE_KEYS]
+    before = flatten(saved)
+    changed = [key for key, value in flatten(wanted).items()
+               if before.get(key) != value and key not in RESUMABLE_KEYS]
     if changed:
         raise RunDirError(f"cannot change {changed[0]} when resuming {run_dir}: only "
                           f"{', '.join(sorted(RESUMABLE_KEYS))} may change; start a new run "
                           "(another train.run_name) to change anything else")
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _log_start(experiment, run_dir: Path, resumed_from: int,

@@ -1,0 +1,114 @@
+"""After the search: each study's record (study.json), and the final runs of its best
+setting, one per seed of tune.seeds, which alone evaluate on test.
+
+A final run is an ordinary run of the suite, named <dataset>-<strategy>-s<seed> like a grid
+run, so the suite's index, memory table and report take it as they take any run; its seed
+sets both train.seed and data.split_seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ftlab.errors import ConfigError
+from ftlab.fileio import atomic_write_text
+from ftlab.runfiles import STUDY_RECORD, StudyRecord, TrialRecord
+from ftlab.suite.expand import RunSpec
+from ftlab.suite.schema import TuneConfig
+from ftlab.tune.plan import StudyPlan, decoded
+from ftlab.tune.space import overrides_for
+from ftlab.tune.study import ERROR_ATTR, RUN_ATTR, SURPLUS
+
+log = logging.getLogger("ftlab")
+
+
+def study_record(study: optuna.Study, plan: StudyPlan, tune: TuneConfig) -> StudyRecord:
+    """The study as plain data: its ended and failed trials (surplus ones left out), the
+    best, what the search cost in epochs, and each hyperparameter's importance."""
+    trials = [_trial(t) for t in study.get_trials(deepcopy=False)
+              if t.state.is_finished() and t.user_attrs.get(ERROR_ATTR) != SURPLUS]
+    ended = [t for t in trials if t.state in ("complete", "pruned")]
+    complete = [t for t in trials if t.state == "complete" and t.value is not None]
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    return StudyRecord(
+        study=plan.name, dataset=plan.dataset, strategy=plan.strategy,
+        space=plan.describe_space(), sampler=tune.sampler, pruner=tune.pruner,
+        epochs=plan.epochs, trials=trials, best=best,
+        epochs_trained=sum(t.epochs for t in ended),
+        epochs_without_pruning=len(ended) * plan.epochs,
+        importance=_importance(study, len(plan.space)) if len(complete) >= 3 else {})
+
+
+def _trial(trial: FrozenTrial) -> TrialRecord:
+    state = trial.state.name.lower()
+    value = trial.value if trial.state == TrialState.COMPLETE else (
+        trial.intermediate_values[max(trial.intermediate_values)]
+        if trial.state == TrialState.PRUNED and trial.intermediate_values else None)
+    return TrialRecord(number=trial.number, state=state, value=value,
+                       params=decoded(trial.params), epochs=len(trial.intermediate_values),
+                       run=trial.user_attrs.get(RUN_ATTR), error=trial.user_attrs.get(ERROR_ATTR))
+
+
+def _importance(study: optuna.Study, space_size: int) -> dict[str, float]:
+    """PED-ANOVA importances (Watanabe et al., 2023: which hyperparameters set the top
+    trials apart; numpy only). Empty for a one-key space, where the answer is trivial, or
+    where they cannot be computed."""
+    if space_size < 2:
+        return {}
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its note that few trials make it rough
+            values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (RuntimeError, ValueError):
+        return {}
+    return {key: round(float(value), 4) for key, value in values.items()}
+
+
+def write_record(record: StudyRecord, plan: StudyPlan) -> Path:
+    path = plan.folder / STUDY_RECORD
+    atomic_write_text(path, record.to_json())
+    return path
+
+
+def final_specs(plans: list[StudyPlan], records: dict[str, StudyRecord], tune: TuneConfig,
+                runs_folder: Path) -> list[RunSpec]:
+    """The final runs: each study's best setting, once per seed."""
+    specs = []
+    for plan in plans:
+        best = records[plan.name].best
+        if best is None:
+            raise ConfigError(f"tune {plan.label}: no trial completed, so there is no setting "
+                              f"to retrain; see the trials' logs in {plan.folder}")
+        for seed in tune.seeds:
+            name = f"{plan.label}-s{seed}"
+            overrides = (*plan.overrides, *overrides_for(best.params), f"train.seed={seed}",
+                         f"data.split_seed={seed}", f"train.output_dir={runs_folder}",
+                         f"train.run_name={name}")
+            specs.append(RunSpec(name, plan.base, overrides, dataset=plan.dataset,
+                                 strategy=plan.strategy, seed=seed))
+    return specs
+
+
+def describe_best(record: StudyRecord) -> str:
+    """One line: the best trial's values and validation top-1, and what pruning saved."""
+    best = record.best
+    assert best is not None
+    values = ", ".join(_value(k, v) for k, v in best.params.items())
+    ended = [t for t in record.trials if t.state in ("complete", "pruned")]
+    pruned = sum(t.state == "pruned" for t in ended)
+    ratio = record.epoch_ratio
+    cost = (f", {pruned} pruned: {100 * ratio:.0f} % of the epochs of running all to the end"
+            if ratio is not None else "")
+    return (f"{record.study}: best {values} (trial {best.number}, val top-1 "
+            f"{best.value:.2f} %) of {len(ended)} trials{cost}")
+
+
+def _value(key: str, value: Any) -> str:
+    return f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"

@@ -1,0 +1,205 @@
+"""Studies in their storage: opening one (and refusing one of another experiment), counting
+its trials, and handing the trials of dead workers to the living.
+
+The storage is Optuna's: by default a journal file in the suite folder (no server), or any
+storage URL that workers on several machines share. Every trial of a study is an ftlab run
+folder below the study's folder; the worker running a trial holds a lock file for it
+(`<study>/.trials/<number>.lock`), so a trial left RUNNING by a worker that died is known by
+its free lock, failed, and enqueued again with the same hyperparameters to resume its folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from ftlab.errors import ConfigError
+from ftlab.fileio import lock_in_use
+from ftlab.runfiles import TUNE_JOURNAL, TUNE_LOCKS
+from ftlab.suite.schema import TuneConfig
+from ftlab.tune.plan import StudyPlan, grid_values
+
+log = logging.getLogger("ftlab")
+
+STUDY_ATTR = "ftlab"
+"""The study's user attribute recording its suite, space and experiment."""
+RESUME_ATTR = "ftlab_resume"
+"""A retried trial's user attribute: the run folder it continues."""
+RUN_ATTR = "run"
+ERROR_ATTR = "error"
+SURPLUS = "surplus"
+"""ERROR_ATTR of a trial asked after the study had its trials (a race between workers)."""
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
+STARTUP_GRACE_S = 600.0
+"""A RUNNING trial with no lock file yet is taken for dead only after this long (its worker
+may be between asking for it and locking it)."""
+
+
+def open_storage(spec: str | None, tune_dir: Path) -> optuna.storages.BaseStorage:
+    """The studies' storage: None -> tune/journal.log; a URL -> that Optuna storage; any
+    other text -> a journal file at that path. Unreachable: one line, nothing written."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if spec is None or "://" not in spec:
+        path = tune_dir / TUNE_JOURNAL if spec is None else Path(spec).expanduser()
+        if not path.parent.is_dir():
+            raise ConfigError(f"tune.storage: the folder of journal file {path} does not "
+                              "exist; create it or give a storage URL")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        if spec.startswith("redis://"):
+            from optuna.storages.journal import JournalRedisBackend, JournalStorage
+
+            return JournalStorage(JournalRedisBackend(spec))
+        return optuna.storages.RDBStorage(spec)
+    except Exception as err:  # drivers and servers raise their own types
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"tune.storage {_without_password(spec)} cannot be used ({reason}); "
+                          "check the URL, that the server is up, and that its driver is "
+                          "installed") from None
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage, tune: TuneConfig,
+               suite: str, worker: int) -> optuna.Study:
+    """The plan's study (created on first use), with this worker's sampler and the pruner.
+    A study of the same name made by another suite, space or experiment is refused."""
+    study = optuna.create_study(study_name=plan.name, storage=storage, direction="maximize",
+                                sampler=_sampler(plan, tune, tune.sampler_seed + worker),
+                                pruner=_pruner(plan, tune), load_if_exists=True)
+    mine = {"suite": suite, "space": plan.describe_space(), "config": plan.fingerprint()}
+    theirs = study.user_attrs.get(STUDY_ATTR)
+    if theirs is None:
+        study.set_user_attr(STUDY_ATTR, mine)
+    else:
+        _check_same_study(plan, theirs, mine)
+    return study
+
+
+def _check_same_study(plan: StudyPlan, theirs: dict[str, Any], mine: dict[str, Any]) -> None:
+    where = f"study {plan.name} in tune.storage"
+    fix = ("give this suite another name or tune.storage, or delete that study "
+           "(optuna delete-study)")
+    if theirs.get("suite") != mine["suite"]:
+        raise ConfigError(f"{where} was created by suite {theirs.get('suite')!r}; {fix}")
+    if theirs.get("space") != mine["space"]:
+        raise ConfigError(f"{where} was searched over another space ({_space(theirs['space'])}"
+                          f" there, {_space(mine['space'])} here); {fix}")
+    old, new = theirs.get("config", {}), mine["config"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise ConfigError(f"{where} was run with {key}={old.get(key)!r}, this suite sets "
+                              f"{new.get(key)!r}: its trials would not compare; {fix}")
+
+
+def _space(space: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(f"{key} {spec}" for key, spec in space.items())
+
+
+def reseed(study: optuna.Study, plan: StudyPlan, tune: TuneConfig, worker: int) -> None:
+    """Give the study a sampler seeded for its next trial: from tune.sampler_seed, the worker
+    and the trials so far. The search stays repeatable, and a restarted worker does not draw
+    again the values it drew before its restart (as one seeded once would)."""
+    seed = tune.sampler_seed + 100_003 * worker + len(study.get_trials(deepcopy=False))
+    study.sampler = _sampler(plan, tune, seed % 2**32)
+
+
+def _sampler(plan: StudyPlan, tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if tune.sampler == "grid":
+        grid = {key: grid_values(spec) for key, spec in plan.space.items()}
+        return _GridSampler(grid, seed=seed)
+    if tune.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(n_startup_trials=tune.startup_trials, seed=seed,
+                                      constant_liar=True)
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its end-of-grid `Study.stop()`, which works only inside
+    `Study.optimize`; ftlab's workers stop by counting trials (at most the grid's size)."""
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[override]
+        return None
+
+
+def _pruner(plan: StudyPlan, tune: TuneConfig) -> optuna.pruners.BasePruner:
+    if tune.pruner == "none" or plan.epochs <= tune.min_epochs:
+        return optuna.pruners.NopPruner()
+    if tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=tune.min_epochs,
+                                              max_resource=plan.epochs,
+                                              reduction_factor=tune.reduction_factor)
+    if tune.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
+                                           n_warmup_steps=tune.min_epochs - 1)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=tune.min_epochs,
+                                                  reduction_factor=tune.reduction_factor)
+
+
+# --- counting ----------------------------------------------------------------------------
+def counts(study: optuna.Study) -> tuple[int, list[int]]:
+    """(trials ended complete or pruned, numbers of the RUNNING trials)."""
+    trials = study.get_trials(deepcopy=False)
+    return (sum(t.state in ENDED for t in trials),
+            sorted(t.number for t in trials if t.state == TrialState.RUNNING))
+
+
+def has_waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def is_surplus(study: optuna.Study, plan: StudyPlan, number: int) -> bool:
+    """Whether trial `number`, just asked, goes past the study's trials: workers that asked
+    at the same moment keep the lower numbers."""
+    done, running = counts(study)
+    return number in running and running.index(number) >= plan.trials - done
+
+
+# --- dead workers ------------------------------------------------------------------------
+def trial_lock(plan: StudyPlan, number: int) -> Path:
+    return plan.folder / TUNE_LOCKS / f"{number}.lock"
+
+
+def recover_stale(study: optuna.Study, plan: StudyPlan) -> list[int]:
+    """Fail every RUNNING trial whose worker is gone and enqueue it again; returns their
+    numbers. Failing is a compare-and-set in the storage, so of several workers that find
+    the same dead trial exactly one enqueues it."""
+    recovered = []
+    now = dt.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lock = trial_lock(plan, trial.number)
+        if lock.exists():
+            if lock_in_use(lock):
+                continue
+        elif trial.datetime_start and \
+                (now - trial.datetime_start).total_seconds() < STARTUP_GRACE_S:
+            continue
+        run = trial.user_attrs.get(RUN_ATTR) or trial.user_attrs.get(RESUME_ATTR)
+        if requeue(study, trial.number, trial.params, run, "its worker is gone"):
+            recovered.append(trial.number)
+    return recovered
+
+
+def requeue(study: optuna.Study, number: int, params: dict[str, Any], run: str | None,
+            why: str) -> bool:
+    """Fail trial `number` and enqueue its hyperparameters again, to resume its run folder
+    `run`. False when the trial had already ended (another worker got there first)."""
+    try:
+        study.tell(number, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, RuntimeError, ValueError):
+        return False
+    study.enqueue_trial(params, user_attrs={RESUME_ATTR: run} if run else None)
+    log.info("tune %s: trial %d %s; enqueued again%s", study.study_name, number, why,
+             f" to resume {run}" if run else "")
+    return True

@@ -1,0 +1,218 @@
+"""`ftlab tune`: studies in a journal, trials as run folders that never see test data,
+pruning, workers sharing one journal, a killed search continuing, final runs, and bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna", reason="ftlab tune needs the tune extra (optuna)")
+
+from ftlab.cli import main  # noqa: E402
+from ftlab.fileio import exclusive_lock  # noqa: E402
+from ftlab.runfiles import read_study_record, read_suite_index  # noqa: E402
+
+RUN = {"data.name": "synthetic", "data.synthetic.num_classes": 4,
+       "data.synthetic.train_per_class": 10, "data.synthetic.test_per_class": 4,
+       "data.synthetic.image_size": 32, "data.val_fraction": 0.2, "data.resolution": 32,
+       "data.num_workers": 0, "model.weights": "none", "train.epochs": 2,
+       "train.batch_size": 8, "train.progress": "none", "train.tensorboard": False,
+       "train.num_threads": 1}
+
+
+def _suite(tmp_path: Path, name: str = "t", grid=("full", "bias"), run=None, **tune) -> Path:
+    values = {**RUN, **(run or {})}
+    suite = {"name": name, "output_dir": str(tmp_path / "out"),
+             "overrides": [f"{k}={v}" for k, v in values.items()],
+             "grid": {"strategies": {s: [] for s in grid}},
+             "tune": {"trials": 3, "seeds": [0, 1], **tune}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def _trials(storage: Path, study: str) -> list:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    loaded = optuna.load_study(study_name=study,
+                               storage=JournalStorage(JournalFileBackend(str(storage))))
+    return loaded.get_trials()
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ftlab: error: "), err
+    return err[0]
+
+
+def test_tune_searches_each_strategy_on_validation_and_tests_only_the_final_runs(tmp_path):
+    path = _suite(tmp_path)
+    assert main(["tune", str(path), "--no-report"]) == 0
+    root = tmp_path / "out" / "t"
+    for strategy in ("full", "bias"):
+        record = read_study_record(root / "tune" / strategy / "study.json")
+        assert [t.number for t in record.trials] == [0, 1, 2]
+        assert record.best is not None and record.best.state == "complete"
+        assert set(record.space) == {"optim.lr"} and record.epochs == 2
+        for trial in record.trials:  # each trial is a run folder that never saw test data
+            summary = json.loads((root / "tune" / strategy / trial.run / "summary.json")
+                                 .read_text())
+            assert summary["test_top1"] is None and summary["best_val_top1"] == trial.value
+            assert summary["status"] == trial.state
+        best_lr = record.best.params["optim.lr"]
+        for seed in (0, 1):  # the final runs: the best setting, both seeds, tested
+            final = root / "runs" / f"{strategy}-s{seed}"
+            config = yaml.safe_load((final / "config.yaml").read_text())
+            assert config["optim"]["lr"] == best_lr
+            assert (config["train"]["seed"], config["data"]["split_seed"]) == (seed, seed)
+            assert config["train"]["evaluate_test"] is True
+            assert json.loads((final / "summary.json").read_text())["test_top1"] is not None
+    index = read_suite_index(root)
+    assert sorted(r.name for r in index.runs) == ["bias-s0", "bias-s1", "full-s0", "full-s1"]
+    journal = root / "tune" / "journal.log"
+    before = journal.read_bytes()
+    assert main(["tune", str(path), "--no-report"]) == 0  # done: nothing runs again
+    assert len(_trials(journal, "t/full")) == 3 and len(_trials(journal, "t/bias")) == 3
+    assert json.loads((root / "runs" / "full-s0" / "summary.json").read_text())["epochs"] == 2
+    assert journal.read_bytes()[:len(before)] == before
+
+
+def test_pruned_trials_stop_early_and_the_record_counts_the_epochs_saved(tmp_path):
+    path = _suite(tmp_path, grid=("full",), seeds=[0], trials=6, startup_trials=6,
+                  space={"optim.lr": {"low": 1e-5, "high": 1.0, "log": True}},
+                  run={"data.synthetic.train_per_class": 20, "data.val_fraction": 0.5,
+                       "train.epochs": 4})
+    assert main(["tune", str(path), "--no-report"]) == 0
+    record = read_study_record(tmp_path / "out" / "t" / "tune" / "full" / "study.json")
+    pruned = [t for t in record.trials if t.state == "pruned"]
+    assert pruned and all(t.epochs < 4 for t in pruned)
+    assert record.epochs_trained == sum(t.epochs for t in record.trials)
+    assert record.epochs_without_pruning == 4 * len(record.trials) > record.epochs_trained
+    for trial in pruned:
+        summary = json.loads((tmp_path / "out" / "t" / "tune" / "full" / trial.run /
+                              "summary.json").read_text())
+        assert (summary["status"], summary["epochs"], summary["epochs_planned"]) == \
+            ("pruned", trial.epochs, 4)
+
+
+def test_two_workers_share_one_journal_without_losing_or_repeating_a_trial(tmp_path):
+    path = _suite(tmp_path, grid=("full",), trials=5, seeds=[0])
+    assert main(["tune", str(path), "parallel=2", "--no-report"]) == 0
+    root = tmp_path / "out" / "t"
+    logs = [(root / "logs" / f"tune-worker-{i}.log").read_text() for i in (0, 1)]
+    assert all("tune full: trial" in text for text in logs)  # both workers ran trials
+    trials = _trials(root / "tune" / "journal.log", "t/full")
+    ended = [t for t in trials if t.state.is_finished() and t.user_attrs.get("error") is None]
+    assert len(ended) == 5 and sorted(t.number for t in ended) == list(range(5))
+    runs = [t.user_attrs["run"] for t in ended]
+    assert len(set(runs)) == 5  # one run folder per trial
+    for run in runs:
+        summary = json.loads((root / "tune" / "full" / run / "summary.json").read_text())
+        assert summary["status"] in ("complete", "pruned")
+    assert len(read_study_record(root / "tune" / "full" / "study.json").trials) == 5
+
+
+def test_a_killed_tune_continues_where_it_stopped(tmp_path):
+    path = _suite(tmp_path, grid=("full",), seeds=[0],
+                  run={"data.synthetic.train_per_class": 60, "train.epochs": 3})
+    study = tmp_path / "out" / "t" / "tune" / "full"
+    command = [sys.executable, "-m", "ftlab", "tune", str(path), "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while not (study / "trial-0001" / "last.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "run the same ftlab tune command again" in err.strip().splitlines()[-1]
+    finished = (study / "trial-0000" / "summary.json").read_bytes()
+    assert main(["tune", str(path), "--no-report"]) == 0
+    assert (study / "trial-0000" / "summary.json").read_bytes() == finished  # not repeated
+    log = (study / "trial-0001" / "log.txt").read_text()
+    assert "ftlab: resuming in epoch" in log or "ftlab: resuming after epoch" in log
+    record = read_study_record(study / "study.json")
+    ended = [t for t in record.trials if t.state in ("complete", "pruned")]
+    assert len(ended) == 3 and [t.run for t in ended].count("trial-0001") == 1
+    stopped = [t for t in record.trials if t.state == "fail"]
+    assert len(stopped) == 1 and stopped[0].error == "stopped by a signal"
+    assert sorted(p.name for p in study.glob("trial-*")) == \
+        sorted(t.run for t in ended)  # the stopped trial resumed its folder: no new one
+
+
+def test_grid_search_runs_every_choice_once(tmp_path):
+    path = _suite(tmp_path, grid=("bias",), seeds=[0], trials=10, sampler="grid",
+                  pruner="none", space={"optim.lr": {"choices": [0.001, 0.01]},
+                                        "data.train_crop_scale": {"choices": [[0.5, 1.0]]}})
+    assert main(["tune", str(path), "--no-report"]) == 0
+    record = read_study_record(tmp_path / "out" / "t" / "tune" / "bias" / "study.json")
+    assert sorted(t.params["optim.lr"] for t in record.trials) == [0.001, 0.01]
+    assert all(t.params["data.train_crop_scale"] == [0.5, 1.0] for t in record.trials)
+    config = yaml.safe_load((tmp_path / "out" / "t" / "runs" / "bias-s0" / "config.yaml")
+                            .read_text())
+    assert config["data"]["train_crop_scale"] == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("tune, message", [
+    ({"space": {"optim.lr": [0.1, 0.001]}}, "search range of optim.lr is inverted"),
+    ({"space": {"optim.lr": [0.01, 0.01]}}, "search range of optim.lr is empty"),
+    ({"strategies": {"bias": {"space": {"strategy.k": [1, 3]}}}},
+     "strategy.k is not a hyperparameter of strategy 'bias'"),
+    ({"storage": "postgresql://me:secret@127.0.0.1:1/nowhere"},
+     "tune.storage postgresql://me:***@127.0.0.1:1/nowhere cannot be used"),
+    ({"storage": "sqlite:////nonexistent-folder/x/study.db"}, "cannot be used"),
+    ({"sampler": "grid"}, "tune.sampler=grid needs a list of values for optim.lr"),
+    ({"seeds": [1, 1]}, "tune.seeds"),
+])
+def test_bad_tune_settings_are_one_line_and_write_nothing(tmp_path, capsys, tune, message):
+    path = _suite(tmp_path, **tune)
+    assert main(["tune", str(path)]) == 2
+    line = _one_line(capsys)
+    assert message in line and "secret" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_of_another_suite_or_space_is_refused(tmp_path, capsys):
+    journal = tmp_path / "shared.log"
+    first = _suite(tmp_path, name="a", grid=("bias",), seeds=[0], trials=1,
+                   storage=str(journal))
+    assert main(["tune", str(first), "--no-report"]) == 0
+    capsys.readouterr()
+    other = _suite(tmp_path, name="a", grid=("bias",), seeds=[0], trials=1,
+                   storage=str(journal), space={"optim.lr": [0.001, 0.1]})
+    assert main(["tune", str(other), "--no-report"]) == 2
+    assert "study a/bias in tune.storage was searched over another space" in _one_line(capsys)
+    longer = _suite(tmp_path, name="a", grid=("bias",), seeds=[0], trials=1,
+                    storage=str(journal), run={"train.epochs": 3})
+    assert main(["tune", str(longer), "--no-report"]) == 2
+    assert "was run with train.epochs=2, this suite sets 3" in _one_line(capsys)
+
+
+def test_a_second_tune_on_the_same_suite_folder_refuses(tmp_path, capsys):
+    path = _suite(tmp_path)
+    tune_dir = tmp_path / "out" / "t" / "tune"
+    tune_dir.mkdir(parents=True)
+    with exclusive_lock(tune_dir / ".lock"):
+        # another process's lock: flock locks belong to open files, so this one conflicts
+        assert subprocess.run([sys.executable, "-m", "ftlab", "tune", str(path)],
+                              capture_output=True, text=True).returncode == 2
+    assert main(["suite", str(path)]) == 2
+    assert "has a tune: section; run it with ftlab tune" in _one_line(capsys)
+
+
+def test_suites_with_seeds_or_variants_are_not_tuned(tmp_path, capsys):
+    path = _suite(tmp_path)
+    suite = yaml.safe_load(path.read_text())
+    suite["grid"]["seeds"] = [0, 1]
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["tune", str(path)]) == 2
+    assert "grid.seeds cannot be used with ftlab tune" in _one_line(capsys)
