@@ -22,6 +22,7 @@ PLUGIN = '''
 from dataclasses import dataclass
 
 from ftlab.config.schema import check_number
+from ftlab.config.search import FloatRange
 from ftlab.strategies import ParamInfo, Strategy, register_strategy
 
 
@@ -43,6 +44,8 @@ class HeadStem(Strategy):
     name = "head_stem"
     summary = "the head, plus the stem (strategy.stem)"
     Options = HeadStemOptions
+    search_space = {"optim.lr": FloatRange(1e-4, 1e-1, log=True),
+                    "strategy.lr_scale": FloatRange(0.1, 2.0)}
 
     def is_trainable(self, param: ParamInfo) -> bool:
         return param.is_head or (self.options.stem and param.block == 0)
@@ -118,6 +121,30 @@ def test_plugin_strategy_memory_is_measured(plugin_path, tmp_path):
     assert rows["head_stem"].split("|")[4] == rows["linear_probe"].split("|")[4]
     assert "strategy options head_stem stem=False" in \
         (tmp_path / "mem" / "memory.md").read_text()
+
+
+def test_plugin_strategy_is_tuned_over_its_own_search_space(plugin_path, tmp_path):
+    pytest.importorskip("optuna", reason="ftlab tune needs the tune extra (optuna)")
+    import yaml
+
+    overrides = [o for o in tiny_overrides(tmp_path / "unused", **{"train.epochs": 1})
+                 if not o.startswith("train.output_dir")]
+    suite = {"name": "plug", "output_dir": str(tmp_path / "out"), "overrides": overrides,
+             "grid": {"strategies": {"head_stem": []}},
+             "tune": {"trials": 2, "seeds": [0]}}
+    (tmp_path / "plug.yaml").write_text(yaml.safe_dump(suite))
+    result = _ftlab(plugin_path, "tune", "plug.yaml", "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "plug" / "tune" / "head_stem" / "study.json")
+                        .read_text())
+    assert set(record["space"]) == {"optim.lr", "strategy.lr_scale"}
+    assert len(record["trials"]) == 2
+    for trial in record["trials"]:
+        assert 1e-4 <= trial["params"]["optim.lr"] <= 1e-1
+        assert 0.1 <= trial["params"]["strategy.lr_scale"] <= 2.0
+    final = yaml.safe_load((tmp_path / "out" / "plug" / "runs" / "head_stem-s0" / "config.yaml")
+                           .read_text())
+    assert final["strategy"]["lr_scale"] == record["best"]["params"]["strategy.lr_scale"]
 
 
 def test_a_broken_plugin_is_one_line(tmp_path):

@@ -216,3 +216,16 @@ def test_suites_with_seeds_or_variants_are_not_tuned(tmp_path, capsys):
     path.write_text(yaml.safe_dump(suite))
     assert main(["tune", str(path)]) == 2
     assert "grid.seeds cannot be used with ftlab tune" in _one_line(capsys)
+
+
+def test_a_storage_url_holds_the_study(tmp_path):
+    """Any Optuna storage URL (a database server in practice; SQLite here) instead of the
+    journal: the trials land there and nothing in the suite folder stands in for it."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    path = _suite(tmp_path, grid=("bias",), seeds=[0], trials=2, storage=url)
+    assert main(["tune", str(path), "--no-report"]) == 0
+    study = optuna.load_study(study_name="t/bias", storage=url)
+    assert len(study.get_trials()) == 2 and study.best_trial.number in (0, 1)
+    assert not (tmp_path / "out" / "t" / "tune" / "journal.log").exists()
+    record = read_study_record(tmp_path / "out" / "t" / "tune" / "bias" / "study.json")
+    assert record.best.number == study.best_trial.number

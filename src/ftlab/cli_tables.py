@@ -40,6 +40,7 @@ def strategy_options_table(name: str) -> str:
     return (f"{name}: {cls.summary}\n\n{inspect.getdoc(cls) or ''}\n\n"
             + markdown_table(["key", "type", "default", "meaning"], rows)
             + f"\n\nevery option at its default: {example}"
+            + f"\ndefault learning rate (optim.lr when unset): {cls.default_lr:g}"
             + f"\nsearch space (hyperparameter tuning): {searched}")
 
 

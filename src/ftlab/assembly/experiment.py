@@ -18,7 +18,13 @@ from ftlab.data import BatchSource, DataBundle, build_data
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
-from ftlab.strategies import Strategy, get_strategy, prepare_model, resolve_strategy_config
+from ftlab.strategies import (
+    Strategy,
+    get_strategy,
+    prepare_model,
+    resolve_strategy_config,
+    strategy_class,
+)
 from ftlab.assembly.loaders import build_loaders
 from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
 from ftlab.assembly.schedule import SHAPES, build_scheduler
@@ -103,8 +109,12 @@ def check_config(config: ExperimentConfig) -> Strategy:
 
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     """`config` checked as `check_config` does, with the strategy's options written out in
-    full (defaults included): the config a run folder records."""
+    full (defaults included) and optim.lr set (the strategy's default when unset): the
+    config a run folder records."""
     check_config(config)
+    if config.optim.lr is None:
+        lr = strategy_class(config.strategy.name).default_lr
+        config = replace(config, optim=replace(config.optim, lr=lr))
     return replace(config, strategy=resolve_strategy_config(config.strategy))
 
 

@@ -185,8 +185,9 @@ class OptimConfig:
 
     name: str = "adam"
     """adam, adamw or sgd."""
-    lr: float = 1e-3
-    """Base learning rate; strategies may scale it per parameter group."""
+    lr: Optional[float] = None
+    """Base learning rate; strategies may scale it per parameter group. None: the
+    strategy's default (`ftlab strategies NAME`), written into the run's config.yaml."""
     weight_decay: float = 0.0
     """L2 penalty (adam, sgd) or decoupled decay (adamw)."""
     exclude_norm_bias_from_decay: bool = True
@@ -201,7 +202,8 @@ class OptimConfig:
     """Adam/AdamW denominator epsilon."""
 
     def __post_init__(self) -> None:
-        check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
+        if self.lr is not None:
+            check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
         check_number("optim.weight_decay", self.weight_decay, low=0.0, high=1.0)
         check_number("optim.momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         check_length("optim.betas", self.betas, 2)

@@ -1,6 +1,16 @@
 """Curves and reports, read from run folders only (this package never imports training)."""
 
+from pathlib import Path
+
 from ftlab.report.build import build_report
+from ftlab.report.collect import groups, load_records
+from ftlab.report.compare import answers
 from ftlab.report.plots import plot_runs
 
-__all__ = ["build_report", "plot_runs"]
+
+def recommendations(root: Path) -> dict[str, list[str]]:
+    """Which strategy, per dataset of a suite folder: the report's recommendation lines."""
+    return answers(groups(load_records(root)))
+
+
+__all__ = ["build_report", "plot_runs", "recommendations"]

@@ -129,3 +129,13 @@ def recommendation(results: list[StrategyResult], memory_share: float = 0.25,
     if ties:
         lines.append(f"{NOT_DISTINGUISHABLE} from {best.label}: {', '.join(ties)}")
     return lines
+
+
+def answers(groups: list[Group]) -> dict[str, list[str]]:
+    """The recommendation per dataset with two or more tested strategies."""
+    results = strategy_results(groups)
+    by_dataset: dict[str, list[StrategyResult]] = {}
+    for result in results:
+        by_dataset.setdefault(result.dataset, []).append(result)
+    return {dataset: recommendation(chosen) for dataset, chosen in sorted(by_dataset.items())
+            if len(chosen) >= 2}

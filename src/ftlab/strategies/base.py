@@ -60,6 +60,10 @@ class Strategy:
     `data.*` or this strategy's own `strategy.*` options). Strategies that train few
     parameters want far larger learning rates than full fine-tuning, so each says its own
     range; a suite file's `tune.space` overrides or extends it."""
+    default_lr: ClassVar[float] = 1e-3
+    """optim.lr when a config leaves it unset (Adam): each strategy's own, since one rate
+    cannot suit strategies that train 0.5 % and 100 % of the parameters alike (evidence in
+    docs/strategies.md)."""
     freezes_pretrained_norm_stats: ClassVar[bool] = False
     """Default (norm_stats=auto) for pretrained norm layers that have trainable parameters:
     True keeps their running statistics fixed (eval mode)."""
@@ -143,7 +147,8 @@ class Strategy:
                      optim: OptimConfig) -> list[dict[str, Any]]:
         """Optimized parameters grouped by (learning rate, weight decay), absolute values.
 
-        Each group carries `lr` = optim.lr x multiplier and a readable `name`, so any torch
+        Each group carries `lr` = base rate x multiplier (`learning_rate`) and a readable
+        `name`, so any torch
         scheduler works on it and logs can name it.
         """
         groups: dict[tuple[float, float], dict[str, Any]] = {}
@@ -155,12 +160,16 @@ class Strategy:
                                                                 or param.ndim <= 1)
             decay = 0.0 if no_decay else optim.weight_decay
             group = groups.setdefault((multiplier, decay), {
-                "params": [], "param_names": [], "lr": optim.lr * multiplier,
+                "params": [], "param_names": [], "lr": self.learning_rate(optim) * multiplier,
                 "weight_decay": decay, "lr_multiplier": multiplier,
                 "name": _group_name(multiplier, decay, optim.weight_decay)})
             group["params"].append(param)
             group["param_names"].append(info.name)
         return sorted(groups.values(), key=lambda g: (-g["lr_multiplier"], -g["weight_decay"]))
+
+    def learning_rate(self, optim: OptimConfig) -> float:
+        """The base learning rate: optim.lr, or this strategy's `default_lr` when unset."""
+        return optim.lr if optim.lr is not None else self.default_lr
 
     def set_train_mode(self, model: nn.Module) -> None:
         """`model.train()`, then put norm layers whose statistics must not move in eval mode."""

@@ -70,6 +70,21 @@ class StudyPlan:
                 if key not in self.space and key not in NOT_COMPARED}
         return json.loads(json.dumps(kept))
 
+    def configured_params(self) -> dict[str, Any]:
+        """The configured value of each searched key that its range contains."""
+        flat = flatten(config_to_dict(self.config))
+        values = {}
+        for key, spec in self.space.items():
+            value = flat.get(key)
+            if isinstance(spec, Choice):
+                if encoded(value) in [encoded(v) for v in spec.values]:
+                    values[key] = encoded(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and spec.low <= value <= spec.high and (
+                        not isinstance(spec, IntRange) or (value - spec.low) % spec.step == 0):
+                values[key] = value
+        return values
+
     def describe_space(self) -> dict[str, dict[str, Any]]:
         return json.loads(json.dumps(describe(self.space)))
 

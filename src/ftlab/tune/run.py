@@ -72,7 +72,17 @@ def run_tune(path: str | Path, overrides: Sequence[str] = (), report: bool = Tru
         specs = final_specs(plans, records, tune, root / SUITE_RUNS) + listed
         configs = validate(specs)
         _check_final_runs(specs, configs)
-        return run_specs(suite, suite_file, root, specs, configs, report)
+        result = run_specs(suite, suite_file, root, specs, configs, report)
+    _print_answer(root)
+    return result
+
+
+def _print_answer(root: Path) -> None:
+    """The report's recommendation, at the end of the command."""
+    from ftlab.report import recommendations
+
+    for dataset, lines in recommendations(root).items():
+        log.info("which strategy on %s:\n  %s", dataset, "\n  ".join(lines))
 
 
 def run_worker(path: str | Path, overrides: Sequence[str], index: int,

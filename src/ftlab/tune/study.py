@@ -11,6 +11,7 @@ its free lock, failed, and enqueued again with the same hyperparameters to resum
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -74,10 +75,22 @@ def _without_password(url: str) -> str:
 def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage, tune: TuneConfig,
                suite: str, worker: int) -> optuna.Study:
     """The plan's study (created on first use), with this worker's sampler and the pruner.
-    A study of the same name made by another suite, space or experiment is refused."""
-    study = optuna.create_study(study_name=plan.name, storage=storage, direction="maximize",
-                                sampler=_sampler(plan, tune, tune.sampler_seed + worker),
-                                pruner=_pruner(plan, tune), load_if_exists=True)
+    A study of the same name made by another suite, space or experiment is refused.
+
+    A new study's first trial is the configured setting (the suite's values, or the
+    strategy's defaults, where the space contains them): the search starts from what an
+    untuned run would use, so the best it reports is never worse on validation than that.
+    """
+    settings = {"study_name": plan.name, "storage": storage,
+                "sampler": _sampler(plan, tune, tune.sampler_seed + worker),
+                "pruner": _pruner(plan, tune)}
+    try:  # creation is atomic in the storage: one worker creates, the others load
+        study = optuna.create_study(direction="maximize", **settings)
+        start = plan.configured_params()
+        if start and tune.sampler != "grid":
+            study.enqueue_trial(start)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**settings)
     mine = {"suite": suite, "space": plan.describe_space(), "config": plan.fingerprint()}
     theirs = study.user_attrs.get(STUDY_ATTR)
     if theirs is None:
@@ -108,11 +121,14 @@ def _space(space: dict[str, dict[str, Any]]) -> str:
 
 
 def reseed(study: optuna.Study, plan: StudyPlan, tune: TuneConfig, worker: int) -> None:
-    """Give the study a sampler seeded for its next trial: from tune.sampler_seed, the worker
-    and the trials so far. The search stays repeatable, and a restarted worker does not draw
-    again the values it drew before its restart (as one seeded once would)."""
-    seed = tune.sampler_seed + 100_003 * worker + len(study.get_trials(deepcopy=False))
-    study.sampler = _sampler(plan, tune, seed % 2**32)
+    """Give the study a sampler seeded for its next trial: a hash of tune.sampler_seed, the
+    worker and the trials so far. The search stays repeatable, a restarted worker does not
+    draw again the values it drew before its restart (as one seeded once would), and the
+    seeds of successive trials are unrelated (consecutive integers seed nearly the same
+    first draws)."""
+    text = f"{tune.sampler_seed}/{worker}/{len(study.get_trials(deepcopy=False))}"
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    study.sampler = _sampler(plan, tune, seed)
 
 
 def _sampler(plan: StudyPlan, tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
