@@ -356,3 +356,27 @@ def test_search_ranges_refuse_empty_inverted_and_malformed_specs():
     for key, spec, expected in cases:
         with pytest.raises(ConfigError, match=re.escape(expected)):
             parse_range(key, spec)
+
+
+def test_an_unset_learning_rate_is_the_strategy_default_and_is_recorded(tiny):
+    """optim.lr left unset: each strategy's own measured default, written into the run's
+    config.yaml and carried by its param groups; a set optim.lr wins."""
+    import yaml
+
+    from ftlab.assembly import resolve_config
+    from ftlab.config import load_config
+    from ftlab.strategies import strategy_class, strategy_names
+
+    for name in strategy_names():
+        config = resolve_config(load_config(None, [f"strategy.name={name}"]))
+        assert config.optim.lr == strategy_class(name).default_lr, name
+    assert resolve_config(load_config(None, ["strategy.name=bias", "optim.lr=0.5"])).optim.lr \
+        == 0.5
+    summary = ftlab.train(None, overrides=tiny(**{"strategy.name": "linear_probe",
+                                                  "train.epochs": 1}))
+    saved = yaml.safe_load((Path(summary["run_dir"]) / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == strategy_class("linear_probe").default_lr
+    metrics = (Path(summary["run_dir"]) / "metrics.csv").read_text().splitlines()
+    column = metrics[0].split(",").index(next(c for c in metrics[0].split(",")
+                                              if c.startswith("lr/")))
+    assert float(metrics[1].split(",")[column]) == strategy_class("linear_probe").default_lr

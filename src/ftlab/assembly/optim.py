@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,4 +25,8 @@ OPTIMIZERS.register("sgd", lambda groups, c: torch.optim.SGD(
 
 def build_optimizer(param_groups: list[dict[str, Any]], config: OptimConfig
                     ) -> torch.optim.Optimizer:
+    """The optimizer on `param_groups`. With optim.lr unset (the strategy's default, already
+    in every group), the keyword default is the first group's rate: torch needs a number."""
+    if config.lr is None and param_groups:
+        config = replace(config, lr=param_groups[0]["lr"])
     return OPTIMIZERS.get(config.name)(param_groups, config)

@@ -95,8 +95,10 @@ class DataConfig:
     eval_crop_fraction: Optional[float] = None
     """Centre-crop fraction at evaluation (resize to resolution / fraction, then crop).
     None: that of the weights (0.875 for 224/256)."""
-    train_crop_scale: tuple[float, ...] = (0.08, 1.0)
-    """Area range of RandomResizedCrop for training, as fractions of the image."""
+    train_crop_scale: tuple[float, ...] = (0.35, 1.0)
+    """Area range of RandomResizedCrop for training, as fractions of the image. ImageNet
+    training's (0.08, 1) crops too hard for fine-tuning at short budgets (measured in
+    docs/strategies.md); write [0.08, 1.0] for it."""
     hflip: bool = True
     """Random horizontal flips during training."""
     mean: Optional[tuple[float, ...]] = None

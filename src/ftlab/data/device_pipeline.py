@@ -55,7 +55,7 @@ class DeviceBatches:
     """A `BatchSource` of (normalised images, labels) batches computed on `images.device`."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 spec: InputSpec, *, train: bool, crop_scale: Sequence[float] = (0.08, 1.0),
+                 spec: InputSpec, *, train: bool, crop_scale: Sequence[float] = (0.35, 1.0),
                  hflip: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         """`batch_size` is the global batch; with several processes each takes its share of
         every batch (training) or of the images (evaluation), as the worker loaders do."""

@@ -110,7 +110,7 @@ def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
         ("strategies", ", ".join(sorted({r.strategy for r in records}))),
         ("seeds", ", ".join(str(s) for s in sorted({r.seed for r in records
                                                       if r.seed is not None})) or "–"),
-        ("optimizer", _optimizer(config)),
+        ("optimizer", _optimizer(config, _learning_rates(complete))),
         ("schedule", _schedule(config)),
         ("epochs, batch", f"{config['train']['epochs']}, {config['train']['batch_size']}"),
         ("input", f"{summary.resolution} px"),
@@ -120,9 +120,10 @@ def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
     return "## Settings\n\n" + _table(["setting", "value"], [list(r) for r in rows])
 
 
-def _optimizer(config: dict[str, Any]) -> str:
+def _optimizer(config: dict[str, Any], rates: str) -> str:
     optim = config["optim"]
-    return f"{optim['name']}, lr {optim['lr']:g}, weight decay {optim['weight_decay']:g}"
+    lr = f"lr {rates}" if "," not in rates else "lr per strategy (see Results)"
+    return f"{optim['name']}, {lr}, weight decay {optim['weight_decay']:g}"
 
 
 def _schedule(config: dict[str, Any]) -> str:
@@ -135,8 +136,8 @@ def _schedule(config: dict[str, Any]) -> str:
 
 
 def _results(records: list[RunRecord]) -> str:
-    header = ["dataset", "strategy", "runs", "val top-1 %", "test top-1 %", "trainable params",
-              "step memory MiB", "stock step MiB", "s/epoch", "train img/s"]
+    header = ["dataset", "strategy", "runs", "lr", "val top-1 %", "test top-1 %",
+              "trainable params", "step memory MiB", "stock step MiB", "s/epoch", "train img/s"]
     results = {(r.dataset, r.label): r for r in strategy_results(groups(records))}
     rows = []
     for group in sorted(groups(records), key=lambda g: (g.dataset, g.label)):
@@ -144,7 +145,7 @@ def _results(records: list[RunRecord]) -> str:
         params = group.values("trainable_params")
         result = results.get((group.dataset, group.label))
         rows.append([group.dataset, group.label, f"{len(done)}/{len(group.runs)}",
-                     _interval(group.values("best_val_top1")),
+                     _learning_rates(done), _interval(group.values("best_val_top1")),
                      _interval(group.values("test_top1")),
                      f"{int(params[0]):,}" if params else "–",
                      _mib_value(result.memory_mib if result else None),
@@ -156,8 +157,15 @@ def _results(records: list[RunRecord]) -> str:
             "seed has none). Step memory: one training step at the run's batch size and "
             "resolution, measured like `ftlab memory` (peak, else parameters + gradients + "
             "optimizer state + saved activations) as the run executed it, and under stock "
-            "autograd; from each run's `train_memory.csv`. Time: mean ± std.")
+            "autograd; from each run's `train_memory.csv`. lr: the base learning rate (tuned, "
+            "set, or the strategy's default). Time: mean ± std.")
     return "## Results\n\n" + _table(header, rows) + "\n\n" + note
+
+
+def _learning_rates(runs: list[RunRecord]) -> str:
+    """The base learning rate(s) the runs trained with (tuned or per-strategy defaults)."""
+    rates = sorted({r.folder.config.get("optim", {}).get("lr") for r in runs} - {None})
+    return ", ".join(f"{rate:.2g}" for rate in rates) or "–"
 
 
 def _interval(values: list[float]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from ftlab.fileio import atomic_write_text
 from ftlab.runfiles import RunFolder
@@ -126,7 +127,7 @@ def draw_tradeoff(points: Sequence[Point], cost_label: str, title: str) -> Figur
             label="Pareto front")
     costs = [p.cost for p in points]
     if costs and min(costs) > 0 and max(costs) / min(costs) > 10:
-        ax.set_xscale("log")
+        _log_axis(ax)
     ax.set_xlabel(cost_label)
     ax.set_ylabel("test top-1 (%), mean ± 95 % CI")
     ax.grid(alpha=0.3)
@@ -135,17 +136,30 @@ def draw_tradeoff(points: Sequence[Point], cost_label: str, title: str) -> Figur
     return figure
 
 
-def draw_history(histories: dict[str, list[tuple[int, float]]], title: str) -> Figure:
-    """Best validation top-1 so far against trial number, one line per study."""
-    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = figure.subplots()
+def draw_history(histories: dict[str, list[tuple[int, float]]], title: str,
+                 trials: dict[str, list[tuple[float, float, bool]]] | None = None,
+                 key: str = "") -> Figure:
+    """Left: best validation top-1 so far against trial number, one line per study. Right
+    (with `trials`): every trial's validation top-1 against its value of `key` (log axis),
+    pruned trials hollow: how much that hyperparameter mattered."""
+    figure = Figure(figsize=(11.0 if trials else 6.4, 4.0), layout="constrained")
+    axes = figure.subplots(1, 2 if trials else 1, squeeze=False)[0]
     for label, points in histories.items():
-        ax.step([p[0] for p in points], [p[1] for p in points], where="post", marker="o",
-                markersize=3, label=label)
-    ax.set_xlabel("trial")
-    ax.set_ylabel("best validation top-1 so far (%)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
+        axes[0].step([p[0] for p in points], [p[1] for p in points], where="post",
+                     marker="o", markersize=3, label=label)
+    axes[0].set_xlabel("trial")
+    axes[0].set_ylabel("best validation top-1 so far (%)")
+    axes[0].xaxis.get_major_locator().set_params(integer=True)
+    axes[0].grid(alpha=0.3)
+    if trials:
+        for (label, points), line in zip(trials.items(), axes[0].get_lines()):
+            for x, y, complete in points:
+                axes[1].plot(x, y, "o", color=line.get_color(), markersize=5,
+                             mfc=line.get_color() if complete else "white")
+        _log_axis(axes[1])
+        axes[1].set_xlabel(f"{key} (hollow: pruned, at its last epoch)")
+        axes[1].set_ylabel("validation top-1 (%)")
+        axes[1].grid(alpha=0.3)
     if histories:
         figure.legend(loc="outside right upper", fontsize="small")
     figure.suptitle(title)
@@ -161,6 +175,14 @@ def plot_runs(run_dirs: Sequence[Path], metrics: Sequence[str], output: Path,
     panels = run_panels(runs, metrics, names, smoothing)
     figure = draw(panels, title or ", ".join(names))
     return figure, save(figure, panels, output)
+
+
+def _log_axis(ax) -> None:
+    """A log x axis labelled in plain numbers (0.001, not mathtext powers of ten, whose
+    fonts a minimal matplotlib install lacks)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _integral(panel: Panel) -> bool:

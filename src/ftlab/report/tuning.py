@@ -11,6 +11,9 @@ from ftlab.report.plots import draw_history, save_data
 from ftlab.runfiles import STUDY_RECORD, SUITE_TUNE, StudyRecord, read_study_record
 from ftlab.tables import markdown_table
 
+LR = "optim.lr"
+"""The hyperparameter every strategy's space searches, plotted against the trials' values."""
+
 
 def tuning_section(root: Path, figures: Path) -> str:
     """Empty for a suite that was not tuned."""
@@ -25,10 +28,13 @@ def tuning_section(root: Path, figures: Path) -> str:
     for dataset in sorted({r.dataset or "" for r in records}):
         chosen = [r for r in records if (r.dataset or "") == dataset]
         histories = {r.strategy: _history(r) for r in chosen}
+        trials = {r.strategy: _trials(r, LR) for r in chosen}
         title = f"{dataset + ': ' if dataset else ''}best validation top-1 over the trials"
         stem = figures / f"tuning-{dataset or 'all'}"
-        save_data(draw_history(histories, title),
-                  {"histories": {k: [list(p) for p in v] for k, v in histories.items()}}, stem)
+        shown = trials if any(trials.values()) else None
+        save_data(draw_history(histories, title, shown, LR),
+                  {"histories": {k: [list(p) for p in v] for k, v in histories.items()},
+                   "trials": {k: [list(p) for p in v] for k, v in trials.items()}}, stem)
         parts.append(f"![{title}](figures/{stem.name}.png)")
     return ("## Tuning\n\nEach strategy's hyperparameters were searched on the validation "
             "split (trials never evaluate on test); the best setting was then trained once "
@@ -66,6 +72,12 @@ def _history(record: StudyRecord) -> list[tuple[int, float]]:
         if best is not None:
             points.append((trial.number, best))
     return points
+
+
+def _trials(record: StudyRecord, key: str) -> list[tuple[float, float, bool]]:
+    """(value of `key`, validation top-1, complete) of each ended trial that drew `key`."""
+    return [(float(t.params[key]), t.value, t.state == "complete") for t in record.trials
+            if t.state in ("complete", "pruned") and t.value is not None and key in t.params]
 
 
 def _value(key: str, value: Any) -> str:

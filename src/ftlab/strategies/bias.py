@@ -13,6 +13,7 @@ class BiasOnly(Strategy):
     statistics are also what lets memory-efficient training drop their saved inputs."""
 
     name = "bias"
+    default_lr = 3e-3  # measured: docs/strategies.md, Default learning rates
     search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
     summary = "train every bias (norm β included) and the new head; weights stay frozen"
     freezes_pretrained_norm_stats = True

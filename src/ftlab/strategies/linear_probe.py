@@ -11,6 +11,7 @@ class LinearProbe(Strategy):
     the pretrained network, whatever the batch (norm_stats=update would adapt them)."""
 
     name = "linear_probe"
+    default_lr = 3e-3  # measured: docs/strategies.md, Default learning rates
     search_space = {"optim.lr": FloatRange(1e-4, 1e-1, log=True)}
     summary = "feature extractor: train the new head only, backbone and its statistics frozen"
 

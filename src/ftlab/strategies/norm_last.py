@@ -10,6 +10,7 @@ class NormLast(Strategy):
     statistics update on the new data (norm_stats=freeze keeps the pretrained ones)."""
 
     name = "norm_last"
+    default_lr = 3e-3  # by analogy with bias (both train norm parameters and the head)
     search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
     summary = "train the norm layers' γ and β and the new head (FT-Norm+Last)"
 

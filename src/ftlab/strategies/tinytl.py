@@ -51,6 +51,7 @@ class TinyTL(Strategy):
     name = "tinytl"
     summary = "TinyTL: lite-residual side branches (L), biases (B) or both (L+B), + head"
     Options = TinyTLOptions
+    default_lr = 3e-3  # measured: docs/strategies.md, Default learning rates
     search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
     freezes_pretrained_norm_stats = True
 

@@ -82,7 +82,8 @@ def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage, tune: Tune
     untuned run would use, so the best it reports is never worse on validation than that.
     """
     settings = {"study_name": plan.name, "storage": storage,
-                "sampler": _sampler(plan, tune, tune.sampler_seed + worker),
+                "sampler": _sampler(plan, tune, tune.sampler_seed + (
+                    0 if tune.sampler == "grid" else worker)),
                 "pruner": _pruner(plan, tune)}
     try:  # creation is atomic in the storage: one worker creates, the others load
         study = optuna.create_study(direction="maximize", **settings)
@@ -126,6 +127,8 @@ def reseed(study: optuna.Study, plan: StudyPlan, tune: TuneConfig, worker: int) 
     draw again the values it drew before its restart (as one seeded once would), and the
     seeds of successive trials are unrelated (consecutive integers seed nearly the same
     first draws)."""
+    if tune.sampler == "grid":  # its seed orders the grid: every worker must share it
+        return
     text = f"{tune.sampler_seed}/{worker}/{len(study.get_trials(deepcopy=False))}"
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
     study.sampler = _sampler(plan, tune, seed)
