@@ -99,3 +99,5 @@ def test_strategies_against_the_best_the_pareto_front_and_the_recommendation():
     assert lines[1] == "within 25% of its memory: tinytl 90.5 ± 2.3 % at 200 MiB (20%)"
     assert lines[2] == "cheapest within 1 point of it: tinytl 90.5 ± 2.3 % at 200 MiB"
     assert lines[3] == "not distinguishable at this budget from full: tinytl"
+    assert lines[4] == ("Pareto-optimal in accuracy and memory: bias (81.0 % at 150 MiB), "
+                        "tinytl (90.5 % at 200 MiB), full (91.0 % at 1,000 MiB)")

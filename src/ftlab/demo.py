@@ -45,8 +45,13 @@ def run_demo(mirror: str | None = None, output_dir: str | None = None) -> SuiteR
     overrides = [f"output_dir={output_dir}"] if output_dir else []
     result = run_suite(demo_suite(), overrides)
     if result.report:
+        from ftlab.report import recommendations
+
         text = result.report[0].read_text(encoding="utf-8")
         print("\n" + results_excerpt(text))
+        for dataset, lines in recommendations(result.root).items():
+            print(f"\nwhich strategy on {dataset} (untuned, one seed; see the report's "
+                  "Pareto figures):\n  " + "\n  ".join(lines))
         print(f"\nreport: {result.report[1]}")
     return result
 

@@ -33,6 +33,7 @@ from ftlab.report.compare import (
     against_best,
     pareto,
     recommendation,
+    step_memory_mib,
     strategy_results,
 )
 from ftlab.report.plots import (
@@ -138,18 +139,16 @@ def _schedule(config: dict[str, Any]) -> str:
 def _results(records: list[RunRecord]) -> str:
     header = ["dataset", "strategy", "runs", "lr", "val top-1 %", "test top-1 %",
               "trainable params", "step memory MiB", "stock step MiB", "s/epoch", "train img/s"]
-    results = {(r.dataset, r.label): r for r in strategy_results(groups(records))}
     rows = []
     for group in sorted(groups(records), key=lambda g: (g.dataset, g.label)):
         done = [r for r in group.runs if r.complete]
         params = group.values("trainable_params")
-        result = results.get((group.dataset, group.label))
+        memory, stock = step_memory_mib(done)
         rows.append([group.dataset, group.label, f"{len(done)}/{len(group.runs)}",
                      _learning_rates(done), _interval(group.values("best_val_top1")),
                      _interval(group.values("test_top1")),
                      f"{int(params[0]):,}" if params else "–",
-                     _mib_value(result.memory_mib if result else None),
-                     _mib_value(result.stock_mib if result else None),
+                     _mib_value(memory), _mib_value(stock),
                      mean_std(group.values("epoch_time_s"), 1),
                      mean_std(group.values("images_per_s"), 0)])
     note = ("Val: best validation top-1 over epochs; test: top-1 of that best-validation "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
-from ftlab.report.collect import Group
+from ftlab.report.collect import Group, RunRecord
 from ftlab.stats import Interval, mean_interval, paired_difference
 
 MIB = 2**20
@@ -56,16 +56,21 @@ def strategy_results(groups: list[Group]) -> list[StrategyResult]:
             continue
         by_seed = {(r.seed if r.seed is not None else -1 - i): r.folder.run_summary.test_top1
                    for i, r in enumerate(runs)}
-        executions = ["efficient" if r.folder.run_summary.memory_efficient else "stock"
-                      for r in runs]
-        memory = [r.folder.step_memory(e) for r, e in zip(runs, executions)]
-        stock = [r.folder.step_memory("stock") for r in runs]
+        memory, stock = step_memory_mib(runs)
         results.append(StrategyResult(
             dataset=group.dataset, label=group.label, by_seed=by_seed,
-            test=mean_interval(list(by_seed.values())),
-            memory_mib=_mean_mib(memory), stock_mib=_mean_mib(stock),
+            test=mean_interval(list(by_seed.values())), memory_mib=memory, stock_mib=stock,
             epoch_time_s=fmean(r.folder.run_summary.epoch_time_s for r in runs)))
     return results
+
+
+def step_memory_mib(runs: list[RunRecord]) -> tuple[float | None, float | None]:
+    """Mean training-step memory of complete runs in MiB: as each executed (memory-efficient
+    or stock), and under stock autograd; None where a run was not measured."""
+    runs = [r for r in runs if r.complete]
+    executed = [r.folder.step_memory("efficient" if r.folder.run_summary.memory_efficient
+                                     else "stock") for r in runs]
+    return _mean_mib(executed), _mean_mib([r.folder.step_memory("stock") for r in runs])
 
 
 def _mean_mib(values: list[int | None]) -> float | None:
@@ -128,6 +133,10 @@ def recommendation(results: list[StrategyResult], memory_share: float = 0.25,
     ties = [v.result.label for v in versus if v.verdict == NOT_DISTINGUISHABLE]
     if ties:
         lines.append(f"{NOT_DISTINGUISHABLE} from {best.label}: {', '.join(ties)}")
+    front = pareto(results, "memory_mib")
+    if len(front) > 1:
+        lines.append("Pareto-optimal in accuracy and memory: " + ", ".join(
+            f"{r.label} ({r.test.mean:.1f} % at {r.memory_mib:,.0f} MiB)" for r in front))
     return lines
 
 
