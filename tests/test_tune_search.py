@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,22 +87,31 @@ def test_tune_searches_each_strategy_on_validation_and_tests_only_the_final_runs
     assert journal.read_bytes()[:len(before)] == before
 
 
-def test_pruned_trials_stop_early_and_the_record_counts_the_epochs_saved(tmp_path):
-    path = _suite(tmp_path, grid=("full",), seeds=[0], trials=6, startup_trials=6,
-                  space={"optim.lr": {"low": 1e-5, "high": 1.0, "log": True}},
-                  run={"data.synthetic.train_per_class": 20, "data.val_fraction": 0.5,
-                       "train.epochs": 4})
+def test_pruned_trials_stop_early_and_the_record_counts_the_epochs_saved(tmp_path,
+                                                                          monkeypatch):
+    """Successive halving through the trainer's epoch hook. Validation top-1 on tiny random
+    data ties at chance, which never prunes, so each trial reports its true value minus its
+    number: every trial after the first is worse at the first rung and is pruned there."""
+    import ftlab.tune.worker as worker
+
+    def report(self, row):
+        self.trial.report(float(row["val_top1"]) - self.trial.number, int(row["epoch"]))
+        return self.trial.should_prune()
+
+    monkeypatch.setattr(worker._Reporter, "__call__", report)
+    path = _suite(tmp_path, grid=("full",), seeds=[0], trials=4, run={"train.epochs": 3})
     assert main(["tune", str(path), "--no-report"]) == 0
     record = read_study_record(tmp_path / "out" / "t" / "tune" / "full" / "study.json")
-    pruned = [t for t in record.trials if t.state == "pruned"]
-    assert pruned and all(t.epochs < 4 for t in pruned)
-    assert record.epochs_trained == sum(t.epochs for t in record.trials)
-    assert record.epochs_without_pruning == 4 * len(record.trials) > record.epochs_trained
-    for trial in pruned:
+    assert [t.state for t in record.trials] == ["complete", "pruned", "pruned", "pruned"]
+    assert [t.epochs for t in record.trials] == [3, 1, 1, 1]
+    assert (record.epochs_trained, record.epochs_without_pruning) == (6, 12)
+    for trial in record.trials[1:]:
         summary = json.loads((tmp_path / "out" / "t" / "tune" / "full" / trial.run /
                               "summary.json").read_text())
         assert (summary["status"], summary["epochs"], summary["epochs_planned"]) == \
-            ("pruned", trial.epochs, 4)
+            ("pruned", 1, 3)
+        assert len((tmp_path / "out" / "t" / "tune" / "full" / trial.run / "metrics.csv")
+                   .read_text().splitlines()) == 2  # a header and epoch 1: nothing after
 
 
 def test_two_workers_share_one_journal_without_losing_or_repeating_a_trial(tmp_path):
@@ -229,3 +239,25 @@ def test_a_storage_url_holds_the_study(tmp_path):
     assert not (tmp_path / "out" / "t" / "tune" / "journal.log").exists()
     record = read_study_record(tmp_path / "out" / "t" / "tune" / "bias" / "study.json")
     assert record.best.number == study.best_trial.number
+
+
+def test_submitit_jobs_are_tuning_workers(tmp_path):
+    """executor: submitit sends `parallel` worker jobs (here submitit's local cluster) that
+    share the suite's journal; the final runs follow through the same executor."""
+    pytest.importorskip("submitit")
+    path = _suite(tmp_path, grid=("linear_probe",), seeds=[0], trials=3)
+    suite = yaml.safe_load(path.read_text())
+    suite.update(executor="submitit", parallel=2,
+                 submitit={"cluster": "local", "timeout_min": 10})
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["tune", str(path), "--no-report"]) == 0
+    root = tmp_path / "out" / "t"
+    logs = [(root / "logs" / f"tune-worker-{i}.log").read_text() for i in (0, 1)]
+    assert all("--worker" in text for text in logs)
+    started = [re.findall(r"tune linear_probe: trial (\d+) optim", text) for text in logs]
+    assert sorted(int(n) for found in started for n in found) == [0, 1, 2]  # all in the jobs
+    record = read_study_record(root / "tune" / "linear_probe" / "study.json")
+    assert sorted(t.number for t in record.trials) == [0, 1, 2]
+    assert json.loads((root / "runs" / "linear_probe-s0" / "summary.json").read_text()
+                      )["test_top1"] is not None
+    assert list((root / "submitit").iterdir())
