@@ -129,11 +129,16 @@ def _suite(args: argparse.Namespace) -> int:
     _check_yaml_first({"suite file": args.suite}, args.overrides)
     from ftlab.suite import run_suite
 
-    result = run_suite(args.suite, args.overrides, report=not args.no_report)
+    return _suite_outcome(run_suite(args.suite, args.overrides, report=not args.no_report),
+                          "run(s)")
+
+
+def _suite_outcome(result, runs: str) -> int:
+    """The report's path, and exit 1 naming the failed runs (of a suite or a tune)."""
     if result.report:
         print(f"report: {result.report[1]}")
     if result.failed:
-        print(f"ftlab: {len(result.failed)} run(s) failed: {', '.join(result.failed)} "
+        print(f"ftlab: {len(result.failed)} {runs} failed: {', '.join(result.failed)} "
               f"(errors in {result.root / 'suite.csv'})", file=sys.stderr)
         return 1
     return 0
@@ -146,14 +151,8 @@ def _tune(args: argparse.Namespace) -> int:
     if args.worker is not None:
         run_worker(args.suite, args.overrides, args.worker, args.threads)
         return 0
-    result = run_tune(args.suite, args.overrides, report=not args.no_report)
-    if result.report:
-        print(f"report: {result.report[1]}")
-    if result.failed:
-        print(f"ftlab: {len(result.failed)} final run(s) failed: {', '.join(result.failed)} "
-              f"(errors in {result.root / 'suite.csv'})", file=sys.stderr)
-        return 1
-    return 0
+    return _suite_outcome(run_tune(args.suite, args.overrides, report=not args.no_report),
+                          "final run(s)")
 
 
 def _plot(args: argparse.Namespace) -> int:

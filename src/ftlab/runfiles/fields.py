@@ -10,12 +10,14 @@ can skip.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, RunDirError
 from ftlab.runfiles.versions import KEY
 
 
@@ -71,3 +73,12 @@ def describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     return getattr(typing.get_origin(hint) or hint, "__name__", str(hint))
+
+
+def read_json(path: Path, fix: str) -> Any:
+    """A JSON file's value; one line naming the file and `fix` when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or "not JSON"
+        raise RunDirError(f"{path} cannot be read ({reason}); {fix}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.errors import CheckpointError, RunDirError
-from ftlab.runfiles.fields import field_values
+from ftlab.runfiles.fields import field_values, read_json
 from ftlab.runfiles.versions import checked_version
 
 CHECKPOINT_VERSION = 1
@@ -193,12 +193,7 @@ class RunSummary:
 
 def read_summary(path: Path) -> RunSummary:
     """summary.json, checked; one line naming the file when it cannot be read."""
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or "not JSON"
-        raise RunDirError(f"{path} cannot be read ({reason}); train the run again or resume "
-                          "it to rewrite it") from None
+    values = read_json(path, "train the run again or resume it to rewrite it")
     return RunSummary.from_dict(values, path)
 
 

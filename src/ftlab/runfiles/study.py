@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.errors import RunDirError
-from ftlab.runfiles.fields import field_values
+from ftlab.runfiles.fields import field_values, read_json
 from ftlab.runfiles.versions import checked_version
 
 STUDY_VERSION = 1
@@ -109,10 +109,5 @@ def _plain(trial: TrialRecord) -> dict[str, Any]:
 
 def read_study_record(path: Path) -> StudyRecord:
     """study.json, checked; one line naming the file when it cannot be read."""
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or "not JSON"
-        raise RunDirError(f"{path} cannot be read ({reason}); run ftlab tune again to rewrite "
-                          "it") from None
+    values = read_json(path, "run ftlab tune again to rewrite it")
     return StudyRecord.from_dict(values, path)
