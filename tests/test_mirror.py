@@ -31,3 +31,32 @@ def test_pretrained_beats_scratch_and_features_beat_chance(mirror, tmp_path):
     # Pretrained features alone separate the classes: well above chance (10 %).
     assert probe["trainable_params"] == 1280 * 10 + 10
     assert probe["test_top1"] >= 20.0
+
+
+def test_eval_predict_and_onnx_of_a_mirror_run(mirror, tmp_path):
+    """The acceptance of `ftlab eval/predict/export` on real images: eval reproduces the
+    run's test top-1 exactly, predict agrees with eval image by image, and the ONNX export
+    matches PyTorch within 1e-4 on 64 real images."""
+    pytest.importorskip("onnxruntime")
+    import csv
+
+    from ftlab.inference import evaluate
+    from ftlab.inference.export import export
+    from ftlab.inference.predict import predict
+
+    summary = ftlab.train(None, overrides=[
+        "data.name=imagefolder", f"data.root={mirror / 'cifar10-mini'}", "data.resolution=64",
+        "data.label_fraction=0.1",
+        f"model.weights={mirror / 'weights' / 'mobilenet_v2_imagenet.pth'}",
+        "strategy.name=tinytl", "train.epochs=1", "train.batch_size=32",
+        f"train.output_dir={tmp_path}", "train.progress=none", "train.tensorboard=false"])
+    result = evaluate(summary["run_dir"], output_dir=tmp_path / "eval")
+    assert result.record.top1 == summary["test_top1"] and result.record.images == 1000
+    rows = list(csv.DictReader((tmp_path / "eval" / "predictions.csv").open()))
+    chosen = {r["path"]: r for r in rows[::50]}
+    assert len(chosen) == 20
+    found = list(predict(summary["run_dir"], list(chosen), top_k=1))
+    assert [p.top[0][0] for p in found] == [chosen[p.path]["predicted"] for p in found]
+    done = export(summary["run_dir"], "onnx", tmp_path / "model.onnx")
+    assert done.check["images"] == 64 and done.check["same_top1"]
+    assert done.check["max_abs_logit_difference"] <= 1e-4

@@ -8,13 +8,14 @@ input); anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from ftlab.version import __version__
-from ftlab.errors import FtlabError, RunDirError
+from ftlab.errors import DataError, FtlabError, RunDirError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -195,6 +196,56 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from ftlab.inference import evaluate
+    from ftlab.inference.metrics import eval_lines
+
+    result = evaluate(args.target, overrides=args.overrides, split=args.split, bins=args.bins,
+                      output_dir=args.output_dir, overwrite=args.overwrite)
+    print("\n".join(eval_lines(result.record)))
+    print(f"wrote {result.folder}: " + ", ".join(p.name for p in result.files))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ftlab.inference.predict import predict, prediction_writer
+
+    overrides = [item for item in args.inputs if _is_override(item)]
+    inputs = [item for item in args.inputs if not _is_override(item)]
+    if not inputs:
+        raise DataError("no images given; pass image files or folders after the target")
+    write = prediction_writer(args.format, sys.stdout)
+    failed = total = 0
+    for prediction in predict(args.target, inputs, overrides=overrides, top_k=args.top_k,
+                              batch_size=args.batch_size):
+        write(prediction)
+        total += 1
+        failed += prediction.error is not None
+    if failed:
+        print(f"ftlab: {failed} of {total} inputs could not be read (see their lines)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _is_override(item: str) -> bool:
+    """`section.key=value` (a dotted key); anything else is an image path."""
+    key, equals, _ = item.partition("=")
+    return bool(equals) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", key) is not None
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ftlab.inference.export import export
+
+    result = export(args.target, args.format, args.output, overrides=args.overrides,
+                    overwrite=args.overwrite, check_images=args.check_images or ())
+    check = result.check
+    print(f"wrote {result.path} and {result.sidecar}\nchecked with {check['runtime']} on "
+          f"{check['inputs']}: max logit difference {check['max_abs_logit_difference']:.2g} "
+          f"(tolerance {check['tolerance']:g}), same top-1 on every image")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ftlab.demo import run_demo
 
@@ -299,6 +350,53 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
 
     _add_diff(sub)
     _add_memory(sub)
+    _add_inference(sub)
+
+
+def _add_inference(sub: argparse._SubParsersAction) -> None:
+    """eval, predict and export: using a trained network."""
+    target_help = ("a run folder, an ftlab checkpoint, or pretrained:<weights> (with "
+                   "model.head=keep)")
+    evaluate = _add(sub, "eval", _eval, "evaluate a run, checkpoint or pretrained network on "
+                    "a split: top-1/top-5, loss, per-class accuracy, confusion matrix, "
+                    "calibration")
+    evaluate.add_argument("target", metavar="TARGET", help=target_help)
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value",
+                          help="data.* for other data with the same classes, train.device, "
+                          "model.head=keep, ...")
+    evaluate.add_argument("--split", default="test", choices=("test", "val", "train"))
+    evaluate.add_argument("--bins", type=_int_in(2, 1000), default=15,
+                          help="confidence bins of the calibration error (default 15)")
+    evaluate.add_argument("--output-dir", help="where the files go (default eval/<target>)")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier ftlab eval output there")
+
+    predict = _add(sub, "predict", _predict, "classify image files and folders with a run, "
+                   "checkpoint or pretrained network (class names and probabilities)")
+    predict.add_argument("target", metavar="TARGET", help=target_help)
+    predict.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS",
+                         help="image files and folders (searched recursively); key=value "
+                         "items are overrides, as for ftlab eval")
+    predict.add_argument("--top-k", type=_int_in(1, None), default=5)
+    predict.add_argument("--format", default="table", choices=("table", "jsonl", "csv"))
+    predict.add_argument("--batch-size", type=_int_in(1, None),
+                         help="images per forward pass (default: the run's eval batch)")
+
+    export = _add(sub, "export", _export, "export the plain network as ONNX, TorchScript or "
+                  "safetensors with a JSON sidecar (classes, preprocessing), checked on real "
+                  "images")
+    export.add_argument("target", metavar="TARGET", help=target_help)
+    export.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="model.arch and model.head=keep for pretrained weights")
+    export.add_argument("--format", required=True,
+                        help="onnx (needs pip install 'ftlab[export]'), torchscript or "
+                        "safetensors")
+    export.add_argument("--output", help="model file (default <target><suffix>); the sidecar "
+                        "is this path + .json")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output and sidecar")
+    export.add_argument("--check-images", nargs="+", metavar="PATH",
+                        help="images to check the export on (default: the target's test split)")
 
 
 def _add_diff(sub: argparse._SubParsersAction) -> None:

@@ -75,6 +75,13 @@ class CheckpointWriteError(FileWriteError):
     exit_code = 1
 
 
+class ExportError(FtlabError):
+    """An exported model does not compute what the PyTorch network computes, or the export
+    itself failed; nothing was written."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(FtlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

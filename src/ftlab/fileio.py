@@ -106,6 +106,33 @@ def check_output_folder(folder: str | Path, marker: str, command: str,
     return folder
 
 
+def check_replaceable(folder: str | Path, marker: str, command: str, overwrite: bool,
+                      option: str = "--output-dir") -> Path:
+    """`check_output_folder`, but an earlier output of the same command is replaced only
+    with `overwrite`: outputs a user may still want (an evaluation, an export) are never
+    lost to a repeated command line."""
+    folder = check_output_folder(folder, marker, command, option)
+    if (folder / marker).is_file() and not overwrite:
+        raise RunDirError(f"{option} {folder} already holds the output of an earlier `ftlab "
+                          f"{command}`; pass --overwrite to replace it, or choose another "
+                          f"{option}")
+    return folder
+
+
+def check_new_file(path: str | Path, overwrite: bool, what: str) -> Path:
+    """Refuse to replace an existing file unless `overwrite`, and never a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunDirError(f"{what} {path} is a folder; pass a file path")
+    if path.exists() and not overwrite:
+        raise RunDirError(f"{what} {path} already exists; pass --overwrite to replace it, "
+                          "or choose another path")
+    if not path.parent.is_dir():
+        raise RunDirError(f"{what} {path}: folder {path.parent} does not exist; create it "
+                          "or choose another path")
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -99,6 +99,10 @@ class Experiment:
 
 def check_config(config: ExperimentConfig) -> Strategy:
     """Validate every registry name and the device before anything heavy happens."""
+    if config.model.head == "keep":
+        raise ConfigError("model.head=keep is for ftlab eval and ftlab predict of pretrained "
+                          "weights; training gives the network a new head for the dataset's "
+                          "classes, so set model.head=new")
     get_adapter(config.model.arch)
     get_source(config.data.name)
     OPTIMIZERS.check(config.optim.name)

@@ -144,6 +144,9 @@ class DataConfig:
             check_number("data.num_workers", self.num_workers, low=0, high=256)
 
 
+HEADS = ("new", "keep")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The backbone and where its starting weights come from."""
@@ -153,6 +156,13 @@ class ModelConfig:
     weights: Optional[str] = "IMAGENET1K_V1"
     """A torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT), a path to a
     state_dict or ftlab checkpoint, or null/none to start from random initialisation."""
+    head: str = "new"
+    """new: a freshly initialised head for the dataset's classes (what training uses); keep:
+    the weights' own head (ImageNet's 1000 classes), to evaluate or predict with the
+    pretrained network itself (`ftlab eval pretrained:IMAGENET1K_V1 model.head=keep`)."""
+
+    def __post_init__(self) -> None:
+        check_choice("model.head", self.head, HEADS)
 
 
 NORM_STATS = ("auto", "update", "freeze")

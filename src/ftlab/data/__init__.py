@@ -30,6 +30,7 @@ from ftlab.data.loading import (
 from ftlab.data.sources import DatasetSource, SourceSplits, get_source, source_names
 from ftlab.data.splits import label_subset, stratified_split
 from ftlab.data.transforms import InputSpec, eval_transform, resolve_input, train_transform
+from ftlab.data.unreadable import DAMAGE, sample_path
 from ftlab.errors import DataError
 from ftlab.preprocessing import Preprocessing
 
@@ -43,6 +44,13 @@ class DataBundle:
     test: TransformedSubset
     classes: list[str]
     input: InputSpec
+    class_ids: list[str] | None = None
+    """Identifiers of the classes (ImageNet's WordNet ids); None: the names are."""
+
+    @property
+    def ids(self) -> list[str]:
+        """What identifies each class when matching it to a pretrained head's outputs."""
+        return self.class_ids or self.classes
 
     @property
     def num_classes(self) -> int:
@@ -77,10 +85,12 @@ def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
                                source.test_targets, policy),
         classes=source.classes,
         input=spec,
+        class_ids=source.class_ids,
     )
 
 
 __all__ = [
+    "DAMAGE",
     "BatchSource",
     "DataBundle",
     "DatasetSource",
@@ -93,10 +103,13 @@ __all__ = [
     "build_data",
     "default_workers",
     "epoch_seed",
+    "eval_transform",
     "eval_loader",
     "get_source",
     "in_memory",
     "label_subset",
+    "resolve_input",
+    "sample_path",
     "source_names",
     "stratified_split",
     "train_loader",

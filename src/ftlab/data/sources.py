@@ -28,6 +28,8 @@ class SourceSplits:
         test: Official test (or validation, where no test labels exist) samples.
         test_targets: Label of every test sample, in order.
         classes: Class names, index = label.
+        class_ids: Identifiers of the classes where the dataset has them (ImageNet's
+            WordNet ids); None: the names are the identifiers.
     """
 
     train: Dataset
@@ -35,6 +37,7 @@ class SourceSplits:
     test: Dataset
     test_targets: Sequence[int]
     classes: list[str]
+    class_ids: list[str] | None = None
 
 
 @dataclass(frozen=True)

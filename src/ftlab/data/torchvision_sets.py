@@ -52,8 +52,10 @@ class TorchvisionSet:
         parts = [self.open(config, split) for split in self.train_splits]
         test = self.open(config, self.test_split)
         train: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        ids = getattr(parts[0], "wnids", None)  # ImageNet's WordNet ids, in label order
         return SourceSplits(train=train, train_targets=[t for p in parts for t in targets(p)],
-                            test=test, test_targets=targets(test), classes=class_names(parts[0]))
+                            test=test, test_targets=targets(test), classes=class_names(parts[0]),
+                            class_ids=list(ids) if ids is not None else None)
 
 
 def targets(dataset: Dataset) -> list[int]:

@@ -2,7 +2,13 @@
 
 from ftlab.models.adapters import ArchAdapter, architectures, count_parameters, get_adapter
 from ftlab.models.factory import BuiltModel, block_names, build_model, head_name, skeleton
-from ftlab.models.weights import WeightsSource, input_size, read_weights_file, resolve_weights
+from ftlab.models.weights import (
+    WeightsSource,
+    imagenet_classes,
+    input_size,
+    read_weights_file,
+    resolve_weights,
+)
 
 __all__ = [
     "ArchAdapter",
@@ -14,6 +20,7 @@ __all__ = [
     "count_parameters",
     "get_adapter",
     "head_name",
+    "imagenet_classes",
     "input_size",
     "read_weights_file",
     "resolve_weights",

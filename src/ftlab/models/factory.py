@@ -26,7 +26,8 @@ class BuiltModel:
 
 
 def build_model(arch: str, weights: WeightsSource | str | None, num_classes: int, *,
-                pretrained: bool = True, seed: int = 0, progress: bool = True) -> BuiltModel:
+                pretrained: bool = True, seed: int = 0, progress: bool = True,
+                keep_head: bool = False) -> BuiltModel:
     """Construct `arch`, load `weights` into its backbone, and re-initialise its head.
 
     Args:
@@ -37,15 +38,20 @@ def build_model(arch: str, weights: WeightsSource | str | None, num_classes: int
         pretrained: False ignores `weights` (train from scratch) but keeps the resolved
             source's preprocessing, so scratch and fine-tuned runs see identical inputs.
         seed: Seeds the random initialisation of the head (and of everything when scratch).
+        keep_head: Keep the head of `weights` (ImageNet's 1000 classes for torchvision's),
+            for evaluating the pretrained network itself; `num_classes` is then ignored.
     """
     adapter = get_adapter(arch)
     source = weights if isinstance(weights, WeightsSource) else resolve_weights(arch, weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _construct(arch)
-        if pretrained:
-            load_pretrained(model, adapter, source, arch, progress=progress)
-        adapter.reset_head(model, num_classes)
+        if keep_head:
+            load_pretrained(model, adapter, source, arch, progress=progress, keep_head=True)
+        else:
+            if pretrained:
+                load_pretrained(model, adapter, source, arch, progress=progress)
+            adapter.reset_head(model, num_classes)
     return BuiltModel(model=model, adapter=adapter, weights=source if pretrained else
                       WeightsSource("none", "none", None, source.preprocessing), arch=arch)
 

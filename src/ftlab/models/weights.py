@@ -78,19 +78,33 @@ def input_size(arch: str, weights: str | None) -> int:
 
 
 def load_pretrained(model: nn.Module, adapter: ArchAdapter, source: WeightsSource, arch: str,
-                    progress: bool = True) -> None:
-    """Copy the backbone weights of `source` into `model` (the head is replaced afterwards).
+                    progress: bool = True, keep_head: bool = False) -> None:
+    """Copy the backbone weights of `source` into `model` (the head is replaced afterwards);
+    with `keep_head`, the head too, resized to the head of `source`.
 
     Raises:
-        WeightsError: the weights cannot be fetched or read, or do not fit `arch`.
+        WeightsError: the weights cannot be fetched or read, or do not fit `arch`; with
+            `keep_head`, also when they hold no head or there are none.
     """
     if source.kind == "none":
+        if keep_head:
+            raise WeightsError("model.head=keep needs pretrained weights whose head to keep; "
+                               "set model.weights to torchvision weights or a weights file")
         return
     if source.kind == "torchvision":
         state = _download(arch, source, progress)
     else:
         state = read_weights_file(source.name)
     head_prefix = adapter.head_name(model) + "."
+    if keep_head:
+        head = state.get(head_prefix + "weight")
+        if head is None or head.dim() != 2:
+            raise WeightsError(f"weights from {source.describe()} hold no {arch} head "
+                               f"({head_prefix}weight) to keep; use model.head=new")
+        adapter.reset_head(model, int(head.shape[0]))
+        check_fits(state, model, None, source.describe(), arch)
+        model.load_state_dict(state, strict=False)
+        return
     state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
     check_fits(state, model, head_prefix, source.describe(), arch)
     model.load_state_dict(state, strict=False)
@@ -116,10 +130,12 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def check_fits(state: dict[str, torch.Tensor], model: nn.Module, head_prefix: str,
+def check_fits(state: dict[str, torch.Tensor], model: nn.Module, head_prefix: str | None,
                source: str, arch: str) -> None:
-    """Raise naming the first backbone tensor that is missing, unknown, or of another shape."""
-    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(head_prefix)}
+    """Raise naming the first backbone tensor (every tensor, head included, when
+    `head_prefix` is None) that is missing, unknown, or of another shape."""
+    expected = {k: v for k, v in model.state_dict().items()
+                if head_prefix is None or not k.startswith(head_prefix)}
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unknown = [k for k in state if k not in expected]
     if missing or unknown:
@@ -148,6 +164,17 @@ def _download(arch: str, source: WeightsSource, progress: bool) -> dict[str, tor
         raise WeightsError(f"could not get {arch} weights {source.name} from {member.url} "
                            f"({reason}); without internet, place that file at {cache} or set "
                            "model.weights to a local state_dict file") from None
+
+
+def imagenet_classes() -> tuple[list[str], list[str]]:
+    """ImageNet-1k's WordNet ids and common names, in the order of its 1000-class heads
+    (the sorted ids: torchvision's and timm's class indices). Shipped with ftlab, so no
+    download is needed to name a pretrained network's predictions."""
+    from torchvision.models import ResNet50_Weights
+
+    text = (Path(__file__).parent / "imagenet_wnids.txt").read_text(encoding="ascii")
+    names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return text.split(), names
 
 
 def _weights_enum(arch: str):  # -> type[WeightsEnum] | None

@@ -6,6 +6,7 @@ training (the writer) and report, analysis and suite (the readers) share one def
 - `suite`: a suite folder's index, suite.json (`SuiteIndex`);
 - `study`: a tuning study's record, study.json (`StudyRecord`);
 - `memory`: the rows of memory.csv (`MemoryRecord`);
+- `evaluation`: `ftlab eval`'s eval.json (`EvalRecord`);
 - `folder`: a run folder on disk (`RunFolder`) and finding run folders;
 - `versions`: each file's `format_version`, and refusing one from a newer ftlab.
 """
@@ -18,12 +19,19 @@ from ftlab.runfiles.folder import (
     run_folders_below,
     training_started,
 )
+from ftlab.runfiles.evaluation import EVAL_VERSION, EvalRecord, read_eval_record
 from ftlab.runfiles.memory import MEMORY_VERSION, MemoryRecord, memory_csv, read_memory_csv
 from ftlab.runfiles.names import (
+    ARCHITECTURE,
     BEST,
     CONFIG,
     DIFF_JSON,
     DIFF_SUMMARY,
+    EVAL_CONFUSION,
+    EVAL_JSON,
+    EVAL_PER_CLASS,
+    EVAL_PREDICTIONS,
+    EXPORT_SIDECAR_SUFFIX,
     LAST,
     LOCK,
     LOG,
@@ -34,6 +42,7 @@ from ftlab.runfiles.names import (
     PREVIOUS,
     RUN_MEMORY,
     SUITE_CSV,
+    SUITE_EVALUATIONS,
     SUITE_FILE,
     SUITE_INDEX,
     SUITE_LOGS,
@@ -66,7 +75,9 @@ from ftlab.runfiles.suite import (
 )
 
 __all__ = [
-    "BEST", "CHECKPOINT_VERSION", "CONFIG", "DIFF_JSON", "DIFF_SUMMARY", "LAST", "LOCK", "LOG",
+    "ARCHITECTURE", "EVAL_CONFUSION", "EVAL_JSON", "EVAL_PER_CLASS", "EVAL_PREDICTIONS",
+    "EVAL_VERSION", "EXPORT_SIDECAR_SUFFIX", "EvalRecord", "SUITE_EVALUATIONS",
+    "read_eval_record", "BEST", "CHECKPOINT_VERSION", "CONFIG", "DIFF_JSON", "DIFF_SUMMARY", "LAST", "LOCK", "LOG",
     "MEMORY_CSV", "MEMORY_MD", "MEMORY_SETTINGS", "MEMORY_VERSION", "METRICS", "PREVIOUS",
     "RUN_MEMORY",
     "SUITE_CSV", "SUITE_FILE", "SUITE_INDEX", "SUITE_INDEX_VERSION", "SUITE_LOGS",

@@ -52,6 +52,24 @@ TUNE_LOCKS = ".trials"
 STUDY_RECORD = "study.json"
 """A study's trials, best setting and cost (`StudyRecord`)."""
 
+# --- `ftlab eval`, `ftlab arch` and `ftlab export` outputs -----------------------------
+EVAL_JSON = "eval.json"
+"""`ftlab eval`'s numbers (`EvalRecord`); marks a folder as that command's output."""
+EVAL_PER_CLASS = "per_class.csv"
+EVAL_CONFUSION = "confusion.csv"
+"""Rows: true class; columns: predicted class (and `other`: outputs the data has no class
+for)."""
+EVAL_PREDICTIONS = "predictions.csv"
+"""One row per image: its file, true class, predicted class and confidence."""
+ARCHITECTURE = "architecture.json"
+"""A network's blocks, what trains in each and their activation memory (`ftlab arch`); a
+suite writes one into each complete run folder."""
+EXPORT_SIDECAR_SUFFIX = ".json"
+"""An exported model's sidecar (class names and preprocessing) is the model's path with
+this suffix added."""
+SUITE_EVALUATIONS = "evaluations"
+"""The suite folder's subfolder with one `ftlab eval` output per `evaluations` entry."""
+
 # --- `ftlab memory` and `ftlab diff` outputs ----------------------------------------------
 MEMORY_CSV = "memory.csv"
 """The rows of an `ftlab memory` table (`MemoryRecord`); marks a folder as that command's
