@@ -243,3 +243,32 @@ def test_pretrained_head_refusals(tiny, tmp_path):
         ftlab.train(None, overrides=tiny(**{"model.head": "keep"}))
     with pytest.raises(WeightsError, match="neither a torchvision weights name"):
         load_target("pretrained:IMAGENET9K", ["model.head=keep"])
+
+
+class _RunsCode:
+    marker = ""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_targets_that_would_run_code_are_refused(tmp_path, capsys):
+    """eval, predict and export read checkpoints and weights with weights_only=True: a
+    pickle that would run code is refused in one line, and nothing runs or is written."""
+    _RunsCode.marker = str(tmp_path / "code-ran")
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "ftlab-checkpoint/1", "model": _RunsCode()}, evil)
+    commands = [["eval", str(evil), "--output-dir", str(tmp_path / "e")],
+                ["predict", str(evil), str(tmp_path)],
+                ["export", str(evil), "--format", "safetensors", "--output",
+                 str(tmp_path / "m.safetensors")],
+                ["eval", f"pretrained:{evil}", "model.head=keep", "--output-dir",
+                 str(tmp_path / "p")]]
+    for argv in commands:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "refuses to unpickle it because that can run code" in err
+    assert not (tmp_path / "code-ran").exists()
+    assert not any((tmp_path / name).exists() for name in ("e", "p", "m.safetensors"))

@@ -67,7 +67,8 @@ def test_suite_end_to_end_with_a_failure_a_continuation_and_the_report(tmp_path,
         {"name": "synth-scratch-more", "continue_from": "synth-scratch-s0",
          "overrides": ["strategy.name=scratch", "train.epochs=3"]}],
         memory={"strategies": ["full", "bias"], "batch_sizes": [2], "resolution": 32},
-        analysis=[{"name": "full-vs-scratch", "a": "synth-full-s0", "b": "synth-scratch-s0"}])
+        analysis=[{"name": "full-vs-scratch", "a": "synth-full-s0", "b": "synth-scratch-s0"}],
+        evaluations=[{"name": "full-on-val", "target": "synth-full-s0", "split": "val"}])
     result = run_suite(path)
     root = tmp_path / "out" / "tiny"
     assert result.failed == ["broken"]
@@ -94,6 +95,7 @@ def _check_report(root: Path, paths) -> None:
     markdown, html = paths
     text = markdown.read_text()
     for section in ("## Settings", "## Results", "## Strategy comparison", "## Training memory",
+                    "## Architecture and activation memory per block",
                     "## Training from scratch vs fine-tuning", "## Parameter analysis", "## Runs"):
         assert section in text
     assert "](../analysis/full-vs-scratch/layers.png)" in text
@@ -132,8 +134,17 @@ def _check_report(root: Path, paths) -> None:
         fmean(runs[f"synth-full-s{i}"].step_memory("efficient") for i in (0, 1)) / 2**20)
     cheapest = min(points.values(), key=lambda p: p["cost"])
     assert cheapest["pareto"] and "## Which strategy" in text and "best overall: " in text
+    # The evaluations entry: ftlab eval of a suite run, its top-1 a row of the results table.
+    evaluated = json.loads((root / "evaluations" / "full-on-val" / "eval.json").read_text())
+    assert evaluated["top1"] == runs["synth-full-s0"].summary["best_val_top1"]
+    assert (f"| synthetic | full-on-val (evaluated, val split) | eval | – | – | "
+            f"{evaluated['top1']:.2f} |") in text
+    # Each strategy's architecture (its first run's architecture.json, written by the suite).
+    blocks = json.loads((runs["synth-full-s0"].path / "architecture.json").read_text())
+    assert blocks["batch_size"] == 8 and blocks["resolution"] == 32
+    assert "![mobilenet_v2 · linear_probe · batch 8 at 32 px]" in text
     page = html.read_text()
-    assert page.count('src="data:image/png;base64,') == 6 and "<table>" in page
+    assert page.count('src="data:image/png;base64,') == 6 + 3 and "<table>" in page
 
 
 def test_submitit_local_executor(tmp_path):

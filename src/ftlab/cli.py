@@ -196,6 +196,40 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arch(args: argparse.Namespace) -> int:
+    from ftlab.config import load_config
+    from ftlab.runfiles import CONFIG
+
+    if args.run is not None and _is_override(args.run):  # no RUN: the first override
+        args.overrides, args.run = [args.run, *args.overrides], None
+    run = Path(args.run) if args.run else None
+    if run is not None and not (run / CONFIG).is_file():
+        raise RunDirError(f"{run} is not an ftlab run folder (no {CONFIG}); pass a run folder, "
+                          "or --model and --strategy")
+    flags = [f"model.arch={args.model}"] * bool(args.model) + \
+        [f"strategy.name={args.strategy}"] * bool(args.strategy)
+    _check_yaml_first({}, [*flags, *args.overrides])
+    config = load_config(run / CONFIG if run else None, [*flags, *args.overrides])
+    from ftlab.assembly import check_config
+    from ftlab.fileio import check_output_folder
+    from ftlab.memory.blocks import config_architecture
+    from ftlab.report.architecture import architecture_table, save_architecture
+    from ftlab.runfiles import ARCHITECTURE, RunFolder
+
+    check_config(config)
+    folder = check_output_folder(args.output_dir or Path("arch") / (
+        f"{config.model.arch}-{config.strategy.name}"), ARCHITECTURE, "arch")
+    num_classes, resolution = args.num_classes, None
+    if run is not None and RunFolder(run).complete:
+        summary = RunFolder(run).run_summary
+        num_classes, resolution = summary.num_classes, summary.resolution
+    record = config_architecture(config, num_classes, resolution)
+    files = save_architecture(record, folder)
+    print(f"{record.title}\n\n{architecture_table(record)}\n")
+    print("wrote " + ", ".join(map(str, files)))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from ftlab.inference import evaluate
     from ftlab.inference.metrics import eval_lines
@@ -350,7 +384,25 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
 
     _add_diff(sub)
     _add_memory(sub)
+    _add_arch(sub)
     _add_inference(sub)
+
+
+def _add_arch(sub: argparse._SubParsersAction) -> None:
+    from ftlab.config.commands import MAX_CLASSES
+
+    arch = _add(sub, "arch", _arch, "the network block by block: what trains in each block, "
+                "inserted side paths, and the activation memory each keeps (figure + table)")
+    arch.add_argument("run", nargs="?", metavar="RUN", help="a run folder (its architecture, "
+                      "strategy, batch size and resolution); else --model and --strategy")
+    arch.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="config settings, e.g. strategy.k=3 train.batch_size=32 "
+                      "data.resolution=128")
+    arch.add_argument("--model", help="architecture (default mobilenet_v2)")
+    arch.add_argument("--strategy", help="strategy name (default full)")
+    arch.add_argument("--num-classes", type=_int_in(1, MAX_CLASSES), default=10,
+                      help="classes of the head when not from a run (default 10)")
+    arch.add_argument("--output-dir", help="where the files go (default arch/<model>-<strategy>)")
 
 
 def _add_inference(sub: argparse._SubParsersAction) -> None:

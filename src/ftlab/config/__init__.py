@@ -1,6 +1,6 @@
 """Experiment configuration: the schema (frozen dataclasses) and how it is loaded."""
 
-from ftlab.config.commands import DiffConfig, MemoryConfig
+from ftlab.config.commands import DiffConfig, EvalConfig, MemoryConfig
 from ftlab.config.loading import (
     config_from_dict,
     config_to_dict,
@@ -23,6 +23,7 @@ from ftlab.config.schema import (
 __all__ = [
     "DataConfig",
     "DiffConfig",
+    "EvalConfig",
     "ExperimentConfig",
     "MemoryConfig",
     "ModelConfig",

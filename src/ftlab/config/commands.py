@@ -58,6 +58,33 @@ class MemoryConfig:
         return ("stock", "efficient") if self.execution == "both" else (self.execution,)
 
 
+EVAL_SPLITS = ("test", "val", "train")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """What `ftlab eval` evaluates: a suite file's `evaluations:` entries are these (the
+    command and `ftlab.evaluate` take the same settings as arguments)."""
+
+    target: str
+    """A run folder (in a suite: or a run's name), an ftlab checkpoint, or
+    pretrained:<weights> with model.head=keep among the overrides."""
+    overrides: list[str] = field(default_factory=list)
+    """Experiment settings as `key=value`: data.* (the data to evaluate on), model.arch and
+    model.head=keep (pretrained weights), train.device, train.eval_batch_size."""
+    split: str = "test"
+    """test, val or train (without augmentation)."""
+    bins: int = 15
+    """Equal-width confidence bins of the calibration error."""
+
+    def __post_init__(self) -> None:
+        if not str(self.target).strip():
+            fail("evaluations.target", self.target, "a run, a checkpoint file or "
+                 "pretrained:<weights>")
+        check_choice("evaluations.split", self.split, EVAL_SPLITS)
+        check_number("evaluations.bins", self.bins, low=2, high=1000)
+
+
 @dataclass(frozen=True)
 class DiffConfig:
     """What `ftlab diff` compares, and how finely. Where its files go is the caller's choice

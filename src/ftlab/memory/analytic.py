@@ -50,12 +50,7 @@ def analytic_memory(model: nn.Module, input_size: int, batch_size: int,
                     frozen_bits: int = 32, optimizer_states: int = 2) -> AnalyticMemory:
     """Count bytes for `batch_size` images of `input_size` px (optimizer_states: Adam 2,
     SGD with momentum 1, plain SGD 0)."""
-    activations = 0.0
-    gradient_flows = False
-    for layer in execution_order(model, input_size):
-        activations += _layer_bytes(layer, gradient_flows)
-        if any(p.requires_grad for p in layer.module.parameters(recurse=False)):
-            gradient_flows = True
+    activations = sum(size for _, size in layer_bytes(model, input_size))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return AnalyticMemory(
@@ -63,6 +58,18 @@ def analytic_memory(model: nn.Module, input_size: int, batch_size: int,
         parameters=int(4 * trainable + frozen * frozen_bits / 8),
         gradients=4 * trainable,
         optimizer=4 * trainable * optimizer_states)
+
+
+def layer_bytes(model: nn.Module, input_size: int) -> list[tuple[Layer, float]]:
+    """Each layer call, in execution order, with the bytes one image's input costs it in
+    backward (what `analytic_memory` adds up, here per layer for per-block accounts)."""
+    counted = []
+    gradient_flows = False
+    for layer in execution_order(model, input_size):
+        counted.append((layer, _layer_bytes(layer, gradient_flows)))
+        if any(p.requires_grad for p in layer.module.parameters(recurse=False)):
+            gradient_flows = True
+    return counted
 
 
 def _layer_bytes(layer: Layer, gradient_flows: bool) -> float:

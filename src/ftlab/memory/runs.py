@@ -17,29 +17,39 @@ from pathlib import Path
 
 from ftlab.config import ExperimentConfig, config_to_dict, load_config
 from ftlab.fileio import atomic_write_text
+from ftlab.memory.blocks import config_architecture
 from ftlab.memory.report import measure_row, to_record
-from ftlab.runfiles import CONFIG, RUN_MEMORY, MemoryRecord, RunFolder, memory_csv
+from ftlab.runfiles import ARCHITECTURE, CONFIG, RUN_MEMORY, MemoryRecord, RunFolder, memory_csv
 from ftlab.runtime import resolve_device
 
 log = logging.getLogger("ftlab")
 
 
 def measure_runs(run_dirs: Iterable[Path]) -> int:
-    """Write train_memory.csv into each complete run folder that lacks one; returns how many
-    measurements were taken."""
-    cache: dict[str, list[MemoryRecord]] = {}
+    """Write train_memory.csv and architecture.json (its blocks and their activation memory,
+    for the report's architecture figures) into each complete run folder that lacks them;
+    returns how many settings were measured."""
+    memory: dict[str, list[MemoryRecord]] = {}
+    blocks: dict[str, str] = {}
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
-        if not folder.complete or (run_dir / RUN_MEMORY).is_file():
+        wanted = [name for name in (RUN_MEMORY, ARCHITECTURE) if not (run_dir / name).is_file()]
+        if not folder.complete or not wanted:
             continue
         config = load_config(run_dir / CONFIG)
         summary = folder.run_summary
         key = _key(config, summary.resolution, summary.num_classes)
-        if key not in cache:
-            log.info("measuring the training memory of %s", run_dir.name)
-            cache[key] = run_memory(config, summary.resolution, summary.num_classes)
-        atomic_write_text(run_dir / RUN_MEMORY, memory_csv(cache[key]))
-    return len(cache)
+        if RUN_MEMORY in wanted:
+            if key not in memory:
+                log.info("measuring the training memory of %s", run_dir.name)
+                memory[key] = run_memory(config, summary.resolution, summary.num_classes)
+            atomic_write_text(run_dir / RUN_MEMORY, memory_csv(memory[key]))
+        if ARCHITECTURE in wanted:
+            if key not in blocks:
+                blocks[key] = config_architecture(config, summary.num_classes,
+                                                  summary.resolution).to_json()
+            atomic_write_text(run_dir / ARCHITECTURE, blocks[key])
+    return len(set(memory) | set(blocks))
 
 
 def run_memory(config: ExperimentConfig, resolution: int, num_classes: int

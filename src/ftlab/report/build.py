@@ -46,9 +46,19 @@ from ftlab.report.plots import (
     save_data,
     smooth,
 )
+from ftlab.report.architecture import architecture_section
 from ftlab.report.tuning import tuning_section
 from ftlab.stats import mean_interval
-from ftlab.runfiles import DIFF_SUMMARY, MEMORY_CSV, SUITE_FILE, SUITE_MEMORY, read_memory_csv
+from ftlab.runfiles import (
+    DIFF_SUMMARY,
+    EVAL_JSON,
+    MEMORY_CSV,
+    SUITE_EVALUATIONS,
+    SUITE_FILE,
+    SUITE_MEMORY,
+    read_eval_record,
+    read_memory_csv,
+)
 from ftlab.yamlfile import read_yaml
 
 REPORT = "report"
@@ -67,11 +77,12 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
     sections = [
         f"# {title}\n\n{_overview(root, records)}",
         _settings(records, settings),
-        _results(records),
+        _results(records, root),
         _answer(records, figures),
         tuning_section(root, figures),
         _comparison(records, settings, figures),
         _memory(root),
+        architecture_section(records, figures),
         _scratch(records, settings, figures),
         _analysis(root, out),
         _runs(records),
@@ -136,10 +147,10 @@ def _schedule(config: dict[str, Any]) -> str:
     return f"{schedule['name']} {detail}{warmup}".strip()
 
 
-def _results(records: list[RunRecord]) -> str:
+def _results(records: list[RunRecord], root: Path) -> str:
     header = ["dataset", "strategy", "runs", "lr", "val top-1 %", "test top-1 %",
               "trainable params", "step memory MiB", "stock step MiB", "s/epoch", "train img/s"]
-    rows = []
+    rows = evaluation_rows(root)
     for group in sorted(groups(records), key=lambda g: (g.dataset, g.label)):
         done = [r for r in group.runs if r.complete]
         params = group.values("trainable_params")
@@ -157,8 +168,21 @@ def _results(records: list[RunRecord]) -> str:
             "resolution, measured like `ftlab memory` (peak, else parameters + gradients + "
             "optimizer state + saved activations) as the run executed it, and under stock "
             "autograd; from each run's `train_memory.csv`. lr: the base learning rate (tuned, "
-            "set, or the strategy's default). Time: mean ± std.")
+            "set, or the strategy's default). Time: mean ± std. Rows marked *evaluated* are "
+            "the suite's `evaluations` (`ftlab eval`, e.g. a pretrained network with its own "
+            "head); their test column is the split they evaluated.")
     return "## Results\n\n" + _table(header, rows) + "\n\n" + note
+
+
+def evaluation_rows(root: Path) -> list[list[str]]:
+    """The suite's `ftlab eval` results, one row each, in the results table's columns."""
+    rows = []
+    for path in sorted((root / SUITE_EVALUATIONS).glob(f"*/{EVAL_JSON}")):
+        record = read_eval_record(path)
+        split = "" if record.split == "test" else f", {record.split} split"
+        rows.append([record.dataset, f"{path.parent.name} (evaluated{split})", "eval", "–",
+                     "–", f"{record.top1:.2f}", "–", "–", "–", "–", "–"])
+    return rows
 
 
 def _learning_rates(runs: list[RunRecord]) -> str:

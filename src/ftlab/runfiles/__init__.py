@@ -7,6 +7,7 @@ training (the writer) and report, analysis and suite (the readers) share one def
 - `study`: a tuning study's record, study.json (`StudyRecord`);
 - `memory`: the rows of memory.csv (`MemoryRecord`);
 - `evaluation`: `ftlab eval`'s eval.json (`EvalRecord`);
+- `architecture`: a network block by block, architecture.json (`ArchitectureRecord`);
 - `folder`: a run folder on disk (`RunFolder`) and finding run folders;
 - `versions`: each file's `format_version`, and refusing one from a newer ftlab.
 """
@@ -18,6 +19,12 @@ from ftlab.runfiles.folder import (
     run_folder_contents,
     run_folders_below,
     training_started,
+)
+from ftlab.runfiles.architecture import (
+    ARCHITECTURE_VERSION,
+    ArchitectureRecord,
+    BlockRecord,
+    read_architecture,
 )
 from ftlab.runfiles.evaluation import EVAL_VERSION, EvalRecord, read_eval_record
 from ftlab.runfiles.memory import MEMORY_VERSION, MemoryRecord, memory_csv, read_memory_csv
@@ -75,7 +82,8 @@ from ftlab.runfiles.suite import (
 )
 
 __all__ = [
-    "ARCHITECTURE", "EVAL_CONFUSION", "EVAL_JSON", "EVAL_PER_CLASS", "EVAL_PREDICTIONS",
+    "ARCHITECTURE", "ARCHITECTURE_VERSION", "ArchitectureRecord", "BlockRecord",
+    "read_architecture", "EVAL_CONFUSION", "EVAL_JSON", "EVAL_PER_CLASS", "EVAL_PREDICTIONS",
     "EVAL_VERSION", "EXPORT_SIDECAR_SUFFIX", "EvalRecord", "SUITE_EVALUATIONS",
     "read_eval_record", "BEST", "CHECKPOINT_VERSION", "CONFIG", "DIFF_JSON", "DIFF_SUMMARY", "LAST", "LOCK", "LOG",
     "MEMORY_CSV", "MEMORY_MD", "MEMORY_SETTINGS", "MEMORY_VERSION", "METRICS", "PREVIOUS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -15,8 +15,10 @@ from ftlab.fileio import atomic_write_text, check_output_folder
 from ftlab.runfiles import (
     BEST,
     DIFF_JSON,
+    EVAL_JSON,
     MEMORY_CSV,
     MEMORY_SETTINGS,
+    SUITE_EVALUATIONS,
     SUITE_FILE,
     SUITE_MEMORY,
 )
@@ -94,6 +96,7 @@ def run_specs(suite: SuiteConfig, suite_file: Path, root: Path, specs: list[RunS
     run_memory_step(suite, states)
     memory_step(suite, root)
     analysis_step(suite, root, states)
+    evaluation_step(suite, root, states)
     paths = None
     if report:
         from ftlab.report import build_report
@@ -167,6 +170,29 @@ def analysis_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -
         diff(replace(entry, a=sides[0], b=sides[1], ref=sides[2], probe=probe), out)
 
 
+def evaluation_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -> None:
+    """Each `evaluations` entry's `ftlab eval`, redone when its settings changed or the run
+    it evaluates trained further."""
+    for entry in suite.evaluations:
+        target = _side(entry.target, states)
+        if target is False:
+            log.warning("suite %s: evaluation %s skipped: run %s is not complete", suite.name,
+                        entry.name, entry.target)
+            continue
+        out = root / SUITE_EVALUATIONS / entry.name
+        settings = yaml.safe_dump({**asdict(entry), "target": target}, sort_keys=True)
+        stamp = out / MEMORY_SETTINGS
+        if _up_to_date(out, [target] if Path(target).is_dir() else [], EVAL_JSON) \
+                and stamp.is_file() and stamp.read_text() == settings:
+            continue
+        from ftlab.inference import evaluate
+
+        log.info("suite %s: evaluation %s", suite.name, entry.name)
+        evaluate(target, overrides=entry.overrides, split=entry.split, bins=entry.bins,
+                 output_dir=out, overwrite=True)
+        atomic_write_text(stamp, settings)
+
+
 def _side(spec: str, states: dict[str, RunState]) -> str | bool:
     """A run of the suite as its folder (False while incomplete); anything else as given."""
     state = states.get(spec)
@@ -175,8 +201,8 @@ def _side(spec: str, states: dict[str, RunState]) -> str | bool:
     return str(state.run_dir) if state.status == "complete" else False
 
 
-def _up_to_date(out: Path, sides: list[str]) -> bool:
-    result = out / DIFF_JSON
+def _up_to_date(out: Path, sides: list[str], marker: str = DIFF_JSON) -> bool:
+    result = out / marker
     if not result.is_file():
         return False
     newest = max((Path(s) / BEST).stat().st_mtime for s in sides

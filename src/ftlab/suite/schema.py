@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
-from ftlab.config.commands import DiffConfig, MemoryConfig
+from ftlab.config.commands import DiffConfig, EvalConfig, MemoryConfig
 from ftlab.config.schema import check_choice, check_number, check_run_name, fail
 
 
@@ -81,6 +81,20 @@ class AnalysisEntry(DiffConfig):
                      f"the same run as analysis.probe ({self.probe!r}), or left out")
             object.__setattr__(self, "probe", self.probe_dataset)
             object.__setattr__(self, "probe_dataset", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationEntry(EvalConfig):
+    """An `ftlab eval` for the report: its settings (every field of `EvalConfig`) and a
+    name. `target` may name a run of the suite. Its top-1 joins the results table, as the
+    reference report's row of the pretrained network on ImageNet does."""
+
+    name: str
+    """Folder of the evaluation under the suite's evaluations/, and its row's label."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_run_name(self.name, "evaluations.name")
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,9 @@ class SuiteConfig:
     """The `ftlab memory` table of the report (every setting of that command); no
     strategies: no table."""
     analysis: list[AnalysisEntry] = field(default_factory=list)
+    evaluations: list[EvaluationEntry] = field(default_factory=list)
+    """`ftlab eval` runs after training (e.g. the pretrained network on ImageNet with
+    model.head=keep); each adds a row to the results table."""
     report: ReportConfig = field(default_factory=ReportConfig)
     tune: Optional[TuneConfig] = None
     """Tune each dataset x strategy of the grid before its final runs (`ftlab tune`); also
