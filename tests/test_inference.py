@@ -272,3 +272,17 @@ def test_targets_that_would_run_code_are_refused(tmp_path, capsys):
         assert err.count("\n") == 1 and "refuses to unpickle it because that can run code" in err
     assert not (tmp_path / "code-ran").exists()
     assert not any((tmp_path / name).exists() for name in ("e", "p", "m.safetensors"))
+
+
+def test_confusion_figure_names_every_one_of_200_classes():
+    from ftlab.inference.figures import draw_confusion
+
+    classes = [f"{i:03d}.Species_{i}" for i in range(200)]
+    counts = torch.eye(200, 201, dtype=torch.long) * 20
+    counts[5, 9] = 7
+    figure = draw_confusion(counts, classes, "200 classes")
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == classes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [*classes, "other"]
+    assert figure.get_size_inches()[0] > 20  # grows with the classes; the SVG zooms
+    assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 3.0

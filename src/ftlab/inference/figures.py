@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 ANNOTATE_UP_TO = 20
@@ -21,9 +22,11 @@ def draw_confusion(counts: torch.Tensor, classes: list[str], title: str) -> Figu
     ax = figure.subplots()
     totals = counts.sum(dim=1, keepdim=True).clamp(min=1)
     shares = (counts.float() / totals).numpy()
-    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto",
-                      interpolation="nearest")
-    font = max(2.5, min(9.0, 520.0 / max(n, 1)))
+    # A square-root scale: with many classes the off-diagonal shares are small, and a
+    # linear scale would leave every confusion invisible beside the diagonal.
+    image = ax.imshow(shares, cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0),
+                      aspect="auto", interpolation="nearest")
+    font = max(3.0, min(9.0, 520.0 / max(n, 1)))
     names = [*classes, "other"]
     ax.set_xticks(range(n + 1), names, rotation=90, fontsize=font)
     ax.set_yticks(range(n), classes, fontsize=font)
@@ -33,7 +36,8 @@ def draw_confusion(counts: torch.Tensor, classes: list[str], title: str) -> Figu
         for (row, column), count in _cells(counts):
             ax.text(column, row, str(count), ha="center", va="center", fontsize="small",
                     color="white" if shares[row, column] > 0.5 else "black")
-    figure.colorbar(image, ax=ax, shrink=0.6, label="share of the true class")
+    figure.colorbar(image, ax=ax, shrink=0.6, label="share of the true class (square-root "
+                    "scale)")
     figure.suptitle(title)
     return figure
 
