@@ -3,12 +3,18 @@ optimizer, scheduler and step settings (`build_experiment`), and the checks that
 (`check_config`, `resolve_config`). Nothing here writes files or runs an epoch.
 """
 
-from ftlab.assembly.experiment import Experiment, build_experiment, check_config, resolve_config
+from ftlab.assembly.experiment import (
+    AMP_DTYPES,
+    Experiment,
+    build_experiment,
+    check_config,
+    resolve_config,
+)
 from ftlab.assembly.loaders import Loaders, build_loaders
 from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
 from ftlab.assembly.schedule import SHAPES, build_scheduler, lr_factor
 from ftlab.assembly.step import StepSettings, TrainStep
 
-__all__ = ["OPTIMIZERS", "SHAPES", "Experiment", "Loaders", "StepSettings", "TrainStep",
+__all__ = ["AMP_DTYPES", "OPTIMIZERS", "SHAPES", "Experiment", "Loaders", "StepSettings", "TrainStep",
            "build_experiment", "build_loaders", "build_optimizer", "build_scheduler",
            "check_config", "lr_factor", "resolve_config"]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ftlab.assembly import StepSettings
+from ftlab.assembly import AMP_DTYPES, StepSettings
 from ftlab.data import (
     TransformedSubset,
     build_data,
@@ -37,7 +37,6 @@ from ftlab.runtime import resolve_amp, resolve_device
 log = logging.getLogger("ftlab")
 
 SPLITS = ("test", "val", "train")
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
