@@ -45,9 +45,17 @@ def _gradients(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict, i
     return out.detach(), grads, saved
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18", "mobilenet_v3_small"])
+TIMM_FAMILIES = ["timm:efficientnet_b0", "timm:convnext_atto", "timm:resnet18d",
+                 "timm:regnety_002", "timm:mobilenetv3_small_050"]
+"""One small model of each timm family ftlab adapts (random weights)."""
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18", "mobilenet_v3_small",
+                                  *TIMM_FAMILIES])
 @pytest.mark.parametrize("name", strategy_names())
 def test_gradients_equal_stock_autograd_float64(name, arch):
+    if arch.startswith("timm:"):
+        pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")
     model, _ = _prepared(name, arch, torch.float64)
     x = torch.randn(3, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     stock_out, stock_grads, stock_saved = _gradients(model, x)

@@ -109,7 +109,39 @@ def models_table() -> str:
     for arch in architectures():
         names = [m.name for m in get_model_weights(arch)]
         rows.append([arch, get_adapter(arch).family, ", ".join(names) + ", DEFAULT"])
-    return markdown_table(["arch", "adapter", "model.weights (or a file, or none)"], rows)
+    table = markdown_table(["arch", "adapter", "model.weights (or a file, or none)"], rows)
+    return table + "\n\n" + timm_table()
+
+
+EXAMPLES = {
+    "convnext": ["convnext_atto", "convnext_tiny", "convnext_small", "convnextv2_tiny"],
+    "efficientnet": ["efficientnet_b0", "efficientnet_b3", "tf_efficientnetv2_s",
+                     "mixnet_m"],
+    "mobilenetv3": ["mobilenetv3_large_100", "mobilenetv3_small_100",
+                    "mobilenetv4_conv_small", "mobilenetv4_conv_medium"],
+    "regnet": ["regnetx_016", "regnety_016", "regnety_032"],
+    "resnet": ["resnet50", "resnet50d", "resnetrs50", "seresnext50_32x4d"],
+}
+
+
+def timm_table() -> str:
+    """The timm families ftlab adapts, with a few of their models, or how to get timm."""
+    from ftlab.errors import ConfigError
+    from ftlab.models.timm_models import FAMILIES, supported_names
+
+    try:
+        names = supported_names()
+    except ConfigError as err:
+        return f"timm backbones (model.arch=timm:<name>): {err}"
+    rows = []
+    for family, about in FAMILIES.items():
+        members = [n for n, f in names.items() if f == family]
+        known = [n for n in EXAMPLES[family] if n in names]
+        shown = ", ".join(known) + f", ... ({len(members)} models)"
+        rows.append([family, about, shown])
+    return ("timm backbones: model.arch=timm:<name>; model.weights = a pretrained tag "
+            "(DEFAULT or IMAGENET1K_V1: the model's default tag), a file, or none\n"
+            + markdown_table(["timm family", "blocks", "models"], rows))
 
 
 def datasets_table(root: str | None) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,15 @@ class Preprocessing:
         crop_size: Side of the square the network saw at evaluation time.
         resize_size: Shorter side the image is resized to before the centre crop; the ratio
             crop_size / resize_size is the evaluation crop fraction (0.875 for 224/256).
+        interpolation: How images are resized: bilinear (torchvision's weights) or bicubic
+            (most of timm's).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_size: int = 224
     resize_size: int = 256
+    interpolation: str = "bilinear"
 
     @property
     def crop_fraction(self) -> float:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torchvision import transforms
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from ftlab.config.schema import DataConfig
@@ -21,6 +22,9 @@ class InputSpec:
     eval_resize: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    interpolation: str = "bilinear"
+    """How images are resized (the weights'; the on-device pipeline always resizes
+    bilinearly)."""
 
 
 def resolve_input(config: DataConfig, weights: Preprocessing) -> InputSpec:
@@ -30,7 +34,8 @@ def resolve_input(config: DataConfig, weights: Preprocessing) -> InputSpec:
     return InputSpec(resolution=resolution,
                      eval_resize=max(resolution, round(resolution / fraction)),
                      mean=tuple(config.mean or weights.mean),
-                     std=tuple(config.std or weights.std))
+                     std=tuple(config.std or weights.std),
+                     interpolation=weights.interpolation)
 
 
 class TrainTransform:
@@ -46,13 +51,15 @@ class TrainTransform:
         self.size = [spec.resolution, spec.resolution]
         self.scale = tuple(config.train_crop_scale)
         self.hflip = config.hflip
+        self.interpolation = InterpolationMode(spec.interpolation)
         self.scale_to_unit, self.shift = _normaliser(spec)
 
     def __call__(self, image: Any) -> torch.Tensor:
         pixels = F.pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image
         top, left, height, width = transforms.RandomResizedCrop.get_params(
             pixels, list(self.scale), [3 / 4, 4 / 3])
-        pixels = F.resized_crop(pixels, top, left, height, width, self.size, antialias=True)
+        pixels = F.resized_crop(pixels, top, left, height, width, self.size,
+                                interpolation=self.interpolation, antialias=True)
         if self.hflip and torch.rand(1).item() < 0.5:
             pixels = pixels.flip(-1)
         return pixels.float().mul_(self.scale_to_unit).sub_(self.shift)
@@ -64,11 +71,13 @@ class EvalTransform:
     def __init__(self, spec: InputSpec) -> None:
         self.resize = spec.eval_resize
         self.size = [spec.resolution, spec.resolution]
+        self.interpolation = InterpolationMode(spec.interpolation)
         self.scale_to_unit, self.shift = _normaliser(spec)
 
     def __call__(self, image: Any) -> torch.Tensor:
         pixels = F.pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image
-        pixels = F.center_crop(F.resize(pixels, self.resize, antialias=True), self.size)
+        pixels = F.center_crop(F.resize(pixels, self.resize, interpolation=self.interpolation,
+                                        antialias=True), self.size)
         return pixels.float().mul_(self.scale_to_unit).sub_(self.shift)
 
 

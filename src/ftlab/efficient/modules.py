@@ -52,6 +52,14 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
         return x
 
 
+class FoldedNormAct2d(nn.BatchNorm2d):
+    """timm's BatchNormAct2d folded into the convolution before it: its dropout and
+    activation (children it keeps) run on the folded output, as they ran on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(x))
+
+
 class FrozenLinear(nn.Linear):
     """A Linear with a frozen weight: its input is not kept for backward."""
 

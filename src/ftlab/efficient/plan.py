@@ -7,7 +7,8 @@ unfreezing changes both), and it is undone and redone rather than patched.
 Rules:
 - a Conv2d / Linear whose weight is frozen keeps its weight, not its input, for backward;
 - a BatchNorm2d in eval mode with a frozen (or no) γ that alone reads such a conv's output
-  is folded into it (the pair becomes one convolution; β keeps its gradient);
+  is folded into it (the pair becomes one convolution; β keeps its gradient); so is timm's
+  BatchNormAct2d, whose dropout and activation then run on the folded output;
 - ReLU and ReLU6 keep no copy of their input: their own output when every module reading it
   keeps it anyway (a training conv), else a 1-bit mask;
 - average pools that tile their input, and global average pools, keep only its shape.
@@ -29,6 +30,7 @@ from ftlab.efficient.modules import (
     EfficientReLU,
     EfficientReLU6,
     FoldedBatchNorm2d,
+    FoldedNormAct2d,
     FrozenConv2d,
     FrozenLinear,
     ShapeAvgPool2d,
@@ -72,7 +74,8 @@ class Wiring:
     def norm_after(self, conv: str, modules: dict[str, nn.Module]) -> nn.Module | None:
         """The BatchNorm2d that alone reads `conv`'s output, if any."""
         names = self.readers.get(conv, [])
-        if len(names) == 1 and type(modules[names[0]]) is nn.BatchNorm2d:
+        if len(names) == 1 and (type(modules[names[0]]) is nn.BatchNorm2d
+                                or norm_act(modules[names[0]])):
             return modules[names[0]]
         return None
 
@@ -90,7 +93,7 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
             norm = wiring.norm_after(name, modules)
             if norm is not None and _foldable(norm):
                 module.__dict__[FOLDED_NORM] = norm
-                _swap(norm, FoldedBatchNorm2d)
+                _swap(norm, FoldedNormAct2d if norm_act(norm) else FoldedBatchNorm2d)
                 counts["folded_norms"] += 1
         elif type(module) is nn.Linear and not module.weight.requires_grad:
             _swap(module, FrozenLinear)
@@ -128,8 +131,8 @@ def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
     readers: dict[str, list[str]] = {}
     handles = []
     for name, module in model.named_modules():
-        if list(module.children()):  # containers: their leaves are observed instead
-            continue
+        if list(module.children()) and not norm_act(module):  # containers: their leaves
+            continue  # are observed instead; a norm + activation module is one layer
         handles.append(module.register_forward_pre_hook(
             lambda m, args, name=name: _record_reader(readers, producers, args, name)))
         handles.append(module.register_forward_hook(
@@ -176,8 +179,16 @@ def _keeps_input(module: nn.Module) -> bool:
     return False
 
 
+def norm_act(module: nn.Module) -> bool:
+    """timm's BatchNormAct2d: a BatchNorm2d that applies its dropout and activation after
+    normalising (one module where torchvision has two or three)."""
+    return (isinstance(module, nn.BatchNorm2d) and type(module).__name__ == "BatchNormAct2d"
+            and isinstance(getattr(module, "act", None), nn.Module)
+            and isinstance(getattr(module, "drop", None), nn.Module))
+
+
 def _foldable(norm: nn.Module) -> bool:
-    return (type(norm) is nn.BatchNorm2d and not norm.training
+    return ((type(norm) is nn.BatchNorm2d or norm_act(norm)) and not norm.training
             and norm.running_mean is not None and norm.running_var is not None
             and (norm.weight is None or not norm.weight.requires_grad))
 

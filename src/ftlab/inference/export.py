@@ -186,11 +186,11 @@ def describe(target: Target, exporter: Exporter, path: Path, check: dict[str, An
         "classes": target.names, "class_ids": target.classes,
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32", "channels": "RGB",
                   "size": [spec.resolution, spec.resolution],
-                  "resize": spec.eval_resize, "resize_interpolation": "bilinear",
+                  "resize": spec.eval_resize, "resize_interpolation": spec.interpolation,
                   "antialias": True, "crop": "center", "scale": 1 / 255,
                   "mean": list(spec.mean), "std": list(spec.std),
                   "steps": [f"decode to RGB; resize the shorter side to {spec.eval_resize} px "
-                            "(bilinear, antialiased)", f"centre-crop {spec.resolution} x "
+                            f"({spec.interpolation}, antialiased)", f"centre-crop {spec.resolution} x "
                             f"{spec.resolution}", "scale pixels to [0, 1] (divide by 255)",
                             "subtract mean, divide by std (per channel)"]},
         "output": {"name": "logits", "shape": ["batch", len(target.classes)],

@@ -140,7 +140,22 @@ def register_adapter(names: Iterable[str], adapter: ArchAdapter) -> None:
         ADAPTERS.register(name, adapter)
 
 
+PREFIXED: dict[str, Callable[[str], ArchAdapter]] = {}
+"""Adapters of whole namespaces of names by prefix (`timm:<name>`): each resolver checks the
+name and returns the adapter, or raises ConfigError."""
+
+
+def register_prefix(prefix: str, resolve: Callable[[str], ArchAdapter]) -> None:
+    if prefix in PREFIXED:
+        raise ValueError(f"model.arch prefix {prefix!r} is already registered")
+    PREFIXED[prefix] = resolve
+
+
 def get_adapter(arch: str) -> ArchAdapter:
+    """The adapter of a registered architecture name, or of a prefixed one (`timm:<name>`)."""
+    for prefix, resolve in PREFIXED.items():
+        if arch.startswith(prefix):
+            return resolve(arch)
     return ADAPTERS.get(arch)
 
 

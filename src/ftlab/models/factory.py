@@ -12,6 +12,8 @@ from torch import nn
 from torchvision.models import get_model
 
 from ftlab.models.adapters import ArchAdapter, get_adapter
+from ftlab.models.timm_models import construct as construct_timm
+from ftlab.models.timm_models import is_timm
 from ftlab.models.weights import WeightsSource, load_pretrained, resolve_weights
 
 
@@ -92,4 +94,6 @@ def _layout(arch: str, adapter: ArchAdapter) -> tuple[str, tuple[tuple[str, ...]
 
 def _construct(arch: str) -> nn.Module:
     """The one place a network is made from its name, for real or on the meta device."""
+    if is_timm(arch):
+        return construct_timm(arch)
     return get_model(arch, weights=None)

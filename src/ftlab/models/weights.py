@@ -19,7 +19,14 @@ from torchvision.models import get_model_weights
 from ftlab.errors import WeightsError
 from ftlab.fileio import torch_load_safely, user_path
 from ftlab.models.adapters import ArchAdapter
-from ftlab.preprocessing import Preprocessing
+from ftlab.models.timm_models import (
+    is_timm,
+    model_name,
+    pretrained_cfg,
+    pretrained_tags,
+    timm_module,
+)
+from ftlab.preprocessing import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocessing
 from ftlab.runfiles import checkpoint_version
 
 NO_WEIGHTS = ("", "none", "null", "scratch", "random")
@@ -30,9 +37,11 @@ class WeightsSource:
     """A resolved `model.weights` setting.
 
     Attributes:
-        kind: "torchvision", "file" or "none".
-        name: The torchvision enum member (DEFAULT resolved), the file path, or "none".
-        url: Download address for torchvision weights, else None.
+        kind: "torchvision", "timm", "file" or "none".
+        name: The torchvision enum member (DEFAULT resolved), timm's `<model>.<tag>`, the
+            file path, or "none".
+        url: Download address for torchvision weights (timm's: its Hugging Face id), else
+            None.
         preprocessing: Mean, std and evaluation geometry these weights expect.
     """
 
@@ -42,13 +51,15 @@ class WeightsSource:
     preprocessing: Preprocessing
 
     def describe(self) -> str:
-        if self.kind == "torchvision":
-            return f"torchvision {self.name}"
+        if self.kind in ("torchvision", "timm"):
+            return f"{self.kind} {self.name}"
         return f"file {self.name}" if self.kind == "file" else "none (random init)"
 
 
 def resolve_weights(arch: str, spec: str | None) -> WeightsSource:
     """Decide what `spec` means for `arch` without downloading or reading anything."""
+    if is_timm(arch):
+        return _timm_weights(arch, spec)
     if spec is None or spec.strip().lower() in NO_WEIGHTS:
         return WeightsSource("none", "none", None, Preprocessing())
     enum = _weights_enum(arch)
@@ -70,7 +81,10 @@ def resolve_weights(arch: str, spec: str | None) -> WeightsSource:
 def input_size(arch: str, weights: str | None) -> int:
     """Side in px of the network's input when `data.resolution` is unset: the evaluation crop
     of `weights` if they are torchvision weights of `arch` (EfficientNet-B3's are 300 px),
-    else ImageNet's 224. Reads torchvision's metadata only; nothing is downloaded."""
+    else ImageNet's 224 (timm's: that of the tag's pretrained_cfg). Reads the libraries'
+    metadata only; nothing is downloaded."""
+    if is_timm(arch):
+        return _timm_weights(arch, weights).preprocessing.crop_size
     enum = _weights_enum(arch)
     if enum is not None and weights in enum.__members__:
         return _preprocessing_of(enum[weights]).crop_size
@@ -93,6 +107,8 @@ def load_pretrained(model: nn.Module, adapter: ArchAdapter, source: WeightsSourc
         return
     if source.kind == "torchvision":
         state = _download(arch, source, progress)
+    elif source.kind == "timm":
+        state = _download_timm(source)
     else:
         state = read_weights_file(source.name)
     head_prefix = adapter.head_name(model) + "."
@@ -175,6 +191,59 @@ def imagenet_classes() -> tuple[list[str], list[str]]:
     text = (Path(__file__).parent / "imagenet_wnids.txt").read_text(encoding="ascii")
     names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
     return text.split(), names
+
+
+TIMM_DEFAULT = ("DEFAULT", "IMAGENET1K_V1")
+"""model.weights values meaning a timm model's default pretrained tag (IMAGENET1K_V1 is
+ftlab's default setting, so `model.arch=timm:<name>` alone starts from pretrained weights)."""
+
+
+def _timm_weights(arch: str, spec: str | None) -> WeightsSource:
+    name = model_name(arch)
+    default = pretrained_cfg(name)
+    if spec is None or spec.strip().lower() in NO_WEIGHTS:
+        return WeightsSource("none", "none", None, timm_preprocessing(default))
+    tags = pretrained_tags(name)
+    tag = default.get("tag") if spec in TIMM_DEFAULT else spec.removeprefix(f"{name}.")
+    if tag in tags:
+        cfg = pretrained_cfg(name, tag)
+        return WeightsSource("timm", f"{name}.{tag}", cfg.get("hf_hub_id") or cfg.get("url"),
+                             timm_preprocessing(cfg))
+    path = user_path(spec, "model.weights")
+    if path.is_file():
+        return WeightsSource("file", str(path), None, timm_preprocessing(default))
+    raise WeightsError(f"model.weights={spec!r} is neither a pretrained tag of {arch} "
+                       f"({', '.join(tags) or 'timm has none'}; DEFAULT is "
+                       f"{default.get('tag')}) nor an existing weights file")
+
+
+def timm_preprocessing(cfg: dict) -> Preprocessing:
+    """Mean, std, evaluation crop and interpolation from a timm pretrained_cfg."""
+    if not cfg:
+        return Preprocessing()
+    crop = int(cfg.get("input_size", (3, 224, 224))[-1])
+    fraction = float(cfg.get("crop_pct") or 0.875)
+    interpolation = cfg.get("interpolation") or "bilinear"
+    return Preprocessing(mean=tuple(cfg.get("mean") or IMAGENET_MEAN),
+                         std=tuple(cfg.get("std") or IMAGENET_STD), crop_size=crop,
+                         resize_size=max(crop, round(crop / fraction)),
+                         interpolation=interpolation if interpolation in INTERPOLATIONS
+                         else "bilinear")
+
+
+def _download_timm(source: WeightsSource) -> dict[str, torch.Tensor]:
+    """timm's own loading: its Hugging Face cache first, so offline once downloaded."""
+    timm = timm_module()
+    try:
+        return timm.create_model(source.name, pretrained=True).state_dict()
+    except Exception as err:  # noqa: BLE001 - hub, network and file errors all end here
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"could not get timm weights {source.name} from {source.url} "
+                           f"({reason}); without internet, download them once where there is "
+                           f"into the Hugging Face cache ({HF_HUB_CACHE}, see HF_HOME), or set "
+                           "model.weights to a local .pth or .safetensors file") from None
 
 
 def _weights_enum(arch: str):  # -> type[WeightsEnum] | None
