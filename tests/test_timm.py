@@ -181,3 +181,32 @@ def test_memory_arch_and_diff_work_unchanged(tiny, tmp_path, capsys):
     assert main(["diff", a["run_dir"], b["run_dir"], "--output-dir", str(tmp_path / "d"),
                  "--probe-size", "4"]) == 0
     assert "layer4.1.conv2" in (tmp_path / "d" / "layers.csv").read_text()
+
+
+def test_memory_efficient_execution_realises_savings_on_timm_blocks():
+    """SiLU/GELU outputs are not kept twice: the SE gate and the training layers after an
+    activation keep its input instead; timm's BatchNormAct2d folds; the plan undoes cleanly."""
+    from ftlab.efficient import apply_memory_plan, remove_memory_plan
+    from ftlab.memory.report import measure_row
+
+    def activations(arch: str, strategy: str, execution: str) -> int:
+        return measure_row(arch, strategy, 2, 64, execution).measured.activations
+
+    stock_full = activations("timm:efficientnet_b0", "full", "stock")
+    assert activations("timm:efficientnet_b0", "full", "efficient") <= 0.70 * stock_full
+    assert activations("timm:efficientnet_b0", "bias", "efficient") <= 0.32 * stock_full
+    stock = activations("timm:convnext_atto", "full", "stock")
+    assert activations("timm:convnext_atto", "full", "efficient") <= 0.75 * stock
+    prepared = prepare_model("timm:efficientnet_b0", None, StrategyConfig(name="bias"), 4, 64,
+                             load_weights=False)
+    model = prepared.model
+    prepared.strategy.set_train_mode(model)
+    classes = {name: type(m) for name, m in model.named_modules()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = apply_memory_plan(model)
+    assert plan.gates == 16 and plan.folded_norms > 40
+    assert "squeeze-excitation gates keep their activation's input" in plan.describe()
+    assert type(model.blocks[1][0].se).__name__ == "EfficientSqueezeExcite"
+    remove_memory_plan(model)
+    assert {name: type(m) for name, m in model.named_modules()} == classes
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

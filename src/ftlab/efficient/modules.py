@@ -60,6 +60,14 @@ class FoldedNormAct2d(nn.BatchNorm2d):
         return self.act(self.drop(x))
 
 
+class ZeroDropout(nn.Dropout):
+    """Dropout with p = 0: the identity. Stock autograd still draws and keeps a mask, and
+    its output hides the producer of its input from the layer after it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class FrozenLinear(nn.Linear):
     """A Linear with a frozen weight: its input is not kept for backward."""
 

@@ -11,7 +11,11 @@ Rules:
   BatchNormAct2d, whose dropout and activation then run on the folded output;
 - ReLU and ReLU6 keep no copy of their input: their own output when every module reading it
   keeps it anyway (a training conv), else a 1-bit mask;
-- average pools that tile their input, and global average pools, keep only its shape.
+- average pools that tile their input, and global average pools, keep only its shape;
+  dropout with p = 0 is the identity (stock keeps a mask);
+- SiLU, Hardswish and GELU keep their input (as stock does) where what reads their output
+  can find it: a squeeze-and-excitation gate, and a training conv or linear layer, then keep
+  that instead of the output and recompute it in backward (`gates.py`).
 Which module feeds which is observed, not assumed: a probe forward records where each
 module's input tensor came from.
 """
@@ -35,6 +39,14 @@ from ftlab.efficient.modules import (
     FrozenLinear,
     ShapeAvgPool2d,
     ShapeGlobalAvgPool2d,
+    ZeroDropout,
+)
+from ftlab.efficient.gates import (
+    EfficientSqueezeExcite,
+    RecomputedInputConv2d,
+    RecomputedInputLinear,
+    gated_activation,
+    squeeze_excite,
 )
 from ftlab.models.probe import probe_forward
 
@@ -54,13 +66,16 @@ class MemoryPlan:
     masked_activations: int = 0
     shared_activations: int = 0
     pools: int = 0
+    gates: int = 0
 
     def describe(self) -> str:
+        gates = (f", {self.gates} squeeze-excitation gates keep their activation's input "
+                 "instead of its output") if self.gates else ""
         return (f"{self.frozen_convs} frozen convs keep no input ({self.folded_norms} with their "
                 f"BatchNorm folded in), {self.frozen_linears} frozen linears, "
                 f"{self.masked_activations} ReLUs keep 1-bit masks and "
                 f"{self.shared_activations} share their output, {self.pools} average pools "
-                "keep only shapes")
+                f"keep only shapes{gates}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,10 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
         elif type(module) is nn.Linear and not module.weight.requires_grad:
             _swap(module, FrozenLinear)
             counts["frozen_linears"] += 1
+        elif _training_conv(module):
+            _swap(module, RecomputedInputConv2d)
+        elif type(module) is nn.Linear:
+            _swap(module, RecomputedInputLinear)
         elif type(module) in ACTIVATIONS:
             readers = [modules[r] for r in wiring.readers.get(name, [])]
             share = bool(readers) and all(_keeps_input(r) for r in readers)
@@ -107,6 +126,13 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
         elif _block_pool(module) or _global_pool(module):
             _swap(module, ShapeAvgPool2d if _block_pool(module) else ShapeGlobalAvgPool2d)
             counts["pools"] += 1
+        elif type(module) is nn.Dropout and module.p == 0:
+            _swap(module, ZeroDropout)
+        elif gated_activation(module) is not None:
+            _swap(module, gated_activation(module))
+        elif squeeze_excite(module):
+            _swap(module, EfficientSqueezeExcite)
+            counts["gates"] += 1
     return MemoryPlan(**counts)
 
 
@@ -155,6 +181,11 @@ def _frozen_conv(module: nn.Module) -> bool:
             and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
 
 
+def _training_conv(module: nn.Module) -> bool:
+    return (type(module) is nn.Conv2d and module.weight.requires_grad
+            and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
+
+
 def _block_pool(module: nn.Module) -> bool:
     """An AvgPool2d whose windows tile the input: kernel = stride, no padding, floor mode."""
     if type(module) is not nn.AvgPool2d:
@@ -172,8 +203,8 @@ def _keeps_input(module: nn.Module) -> bool:
     """Whether `module` keeps its input for backward anyway (so sharing it costs nothing)."""
     weight = getattr(module, "weight", None)
     trains = isinstance(weight, torch.Tensor) and weight.requires_grad
-    if type(module) in (nn.Conv2d, nn.Linear):
-        return trains
+    if isinstance(module, (nn.Conv2d, nn.Linear)):  # planned ones too: they keep no ReLU's
+        return trains  # output differently from stock
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return module.training or trains
     return False

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ftlab.efficient import gated_activation
 from ftlab.models.probe import probe_forward
 
 RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh)
@@ -84,8 +85,8 @@ def _layer_bytes(layer: Layer, gradient_flows: bool) -> float:
         return 4.0 * size if weight_trains or (batch_statistics and gradient_flows) else 0.0
     if isinstance(module, RELU_FAMILY):
         return size / 8.0 if gradient_flows else 0.0
-    if isinstance(module, STORES_INPUT):
-        return 4.0 * size if gradient_flows else 0.0
+    if isinstance(module, STORES_INPUT) or gated_activation(module) is not None:
+        return 4.0 * size if gradient_flows else 0.0  # timm's own GELU module too
     if isinstance(module, nn.Dropout) and module.training:
         return size / 8.0 if gradient_flows else 0.0
     return 0.0
