@@ -35,8 +35,8 @@ def activation_grad(kind: str, z: torch.Tensor, grad: torch.Tensor) -> torch.Ten
 
 
 class KeptInputActivation(torch.autograd.Function):
-    """act(z) keeping z for backward, as stock autograd does, so that a gate reading the
-    output can find z (`kept_input`) instead of keeping the output too."""
+    """act(z) keeping z for backward, as stock autograd does, so that what reads the output
+    can find z (`recipe`) instead of keeping the output too."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, kind: str) -> torch.Tensor:
@@ -48,14 +48,6 @@ class KeptInputActivation(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (z,) = ctx.saved_tensors
         return activation_grad(ctx.kind, z, grad), None
-
-
-def kept_input(y: torch.Tensor) -> tuple[torch.Tensor, str] | None:
-    """(z, kind) when `y` came straight from a `KeptInputActivation`."""
-    node = y.grad_fn
-    if node is None or type(node).__name__ != "KeptInputActivationBackward":
-        return None
-    return node.saved_tensors[0], node.kind
 
 
 Recipe = tuple[tuple[torch.Tensor, ...], str]
@@ -103,10 +95,10 @@ class GateScale(torch.autograd.Function):
 
 def scale(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """y * gate, through `GateScale` where y's activation keeps its input."""
-    found = kept_input(y) if torch.is_grad_enabled() else None
-    if found is None:
+    made = recipe(y) if torch.is_grad_enabled() else None
+    if made is None or len(made[0]) != 1:  # not an activation's output
         return y * gate
-    return GateScale.apply(y, gate, *found)
+    return GateScale.apply(y, gate, made[0][0], made[1])
 
 
 class EfficientSiLU(nn.SiLU):
@@ -148,7 +140,6 @@ class RecomputedInputConvFunction(torch.autograd.Function):
                 made: Recipe, stride: Any, padding: Any, dilation: Any, groups: int
                 ) -> torch.Tensor:
         tensors, ctx.kind = made
-        ctx.parts = len(tensors)
         ctx.save_for_backward(*tensors, weight)
         ctx.conv = (None if bias is None else list(bias.shape), stride, padding, dilation,
                     groups)

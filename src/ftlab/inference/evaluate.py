@@ -29,7 +29,7 @@ from ftlab.data import (
 from ftlab.errors import ConfigError, DataError
 from ftlab.fileio import check_replaceable
 from ftlab.inference.classes import label_map
-from ftlab.inference.metrics import Outcomes, eval_record, write_outputs
+from ftlab.inference.metrics import Outcomes, eval_record, tally, write_outputs
 from ftlab.inference.target import Target, build_network, load_target
 from ftlab.runfiles import EVAL_JSON, EvalRecord
 from ftlab.runtime import resolve_amp, resolve_device
@@ -80,8 +80,9 @@ def evaluate(target: str | Target, *, overrides: Sequence[str] = (), split: str 
     outcomes = run_split(model, subset, mapping, run_settings(target, device),
                          config.train.eval_batch_size or 2 * config.train.batch_size,
                          config.data.num_workers)
-    record = eval_record(target, data, split, outcomes, mapping, bins)
-    files = write_outputs(folder, record, outcomes, target, data.classes, mapping)
+    tallies = tally(outcomes, data.classes, mapping, bins, split)
+    record = eval_record(target, data, split, outcomes, tallies, bins)
+    files = write_outputs(folder, record, outcomes, target, data.classes, tallies)
     return EvalResult(record, folder, files)
 
 

@@ -71,12 +71,29 @@ class Outcomes:
         return sum(len(p) for p in self.parts["labels"])
 
 
-def eval_record(target: Target, data: DataBundle, split: str, outcomes: Outcomes,
-                mapping: list[int], bins: int) -> EvalRecord:
-    n = outcomes.count
-    if n == 0:
+@dataclass(frozen=True)
+class Tallies:
+    """What eval.json and the figures are made from, computed once."""
+
+    correct: torch.Tensor
+    """Per image: the top-1 prediction is the true class."""
+    confusion: torch.Tensor
+    calibration: dict[str, Any]
+
+
+def tally(outcomes: Outcomes, classes: list[str], mapping: list[int], bins: int,
+          split: str) -> Tallies:
+    if outcomes.count == 0:
         raise DataError(f"no image of the {split} split could be read; check the data folder")
     correct = outcomes.get("predicted") == outcomes.get("targets")
+    return Tallies(correct, confusion(outcomes, classes, mapping),
+                   calibration(outcomes.get("confidence"), correct, bins))
+
+
+def eval_record(target: Target, data: DataBundle, split: str, outcomes: Outcomes,
+                tallies: Tallies, bins: int) -> EvalRecord:
+    n = outcomes.count
+    correct = tallies.correct
     spec = target.input_spec()
     return EvalRecord(
         target=target.describe(), dataset=target.config.data.name, root=target.config.data.root,
@@ -84,9 +101,9 @@ def eval_record(target: Target, data: DataBundle, split: str, outcomes: Outcomes
         top1=100.0 * correct.sum().item() / n,
         top5=100.0 * outcomes.get("top5").sum().item() / n,
         loss=outcomes.get("loss").mean().item(),
-        ece=calibration(outcomes.get("confidence"), correct, bins)["ece"], bins=bins,
+        ece=tallies.calibration["ece"], bins=bins,
         per_class=per_class(outcomes, data.classes),
-        most_confused=most_confused(confusion(outcomes, data.classes, mapping), data.classes),
+        most_confused=most_confused(tallies.confusion, data.classes),
         input={"resolution": spec.resolution, "resize": spec.eval_resize,
                "mean": list(spec.mean), "std": list(spec.std)})
 
@@ -148,12 +165,10 @@ def most_confused(matrix: torch.Tensor, classes: list[str]) -> list[dict[str, An
 
 
 def write_outputs(folder: Path, record: EvalRecord, outcomes: Outcomes, target: Target,
-                  classes: list[str], mapping: list[int]) -> list[Path]:
+                  classes: list[str], tallies: Tallies) -> list[Path]:
     """eval.json last: it marks a complete output."""
     folder.mkdir(parents=True, exist_ok=True)
-    matrix = confusion(outcomes, classes, mapping)
-    correct = outcomes.get("predicted") == outcomes.get("targets")
-    calib = calibration(outcomes.get("confidence"), correct, record.bins)
+    matrix, calib = tallies.confusion, tallies.calibration
     files = [_write_csv(folder / EVAL_PER_CLASS, ["class", "images", "top1"],
                         [[r["class"], r["images"], _pct(r["top1"])] for r in record.per_class]),
              _write_csv(folder / EVAL_CONFUSION, ["true \\ predicted", *classes, "other"],

@@ -80,10 +80,7 @@ class Target:
     def preprocessing(self) -> Preprocessing:
         """What the starting weights expect, read from torchvision's metadata; ImageNet's
         defaults when the weights were a file (or one that has moved since)."""
-        try:
-            return resolve_weights(self.arch, self.config.model.weights).preprocessing
-        except WeightsError:
-            return Preprocessing()
+        return _preprocessing(self.config)
 
     def input_spec(self) -> InputSpec:
         """The evaluation geometry and normalisation, as the run resolved them."""

@@ -40,8 +40,9 @@ def architecture_record(arch: str, strategy: StrategyConfig, batch_size: int, re
     structure = _structure(stock, blocks, resolution)
     stock_bytes = _saved_per_block(stock, block_of, len(blocks))
     analytic = [0.0] * len(blocks)
+    names = {id(module): name for name, module in stock.model.named_modules()}
     for layer, size in layer_bytes(stock.model, resolution):
-        analytic[block_of(_name(stock.model, layer.module))] += size * batch_size
+        analytic[block_of(names[id(layer.module)])] += size * batch_size
     del stock
     efficient = setup_step(arch, strategy.name, batch_size, resolution, "efficient",
                            options=strategy.options, num_classes=num_classes, device=device,
@@ -73,12 +74,6 @@ def _indexer(blocks: list[tuple[str, ...]], model: nn.Module) -> Callable[[str],
         return head
 
     return index
-
-
-def _name(model: nn.Module, module: nn.Module) -> str:
-    names = model.__dict__.setdefault("_ftlab_module_names",
-                                      {id(m): n for n, m in model.named_modules()})
-    return names[id(module)]
 
 
 def _saved_per_block(setup: StepSetup, block_of: Callable[[str], int], count: int
