@@ -7,6 +7,8 @@ timm's EfficientNet-B0 35 / 40 / 90 % and ConvNeXt-T 35 / 40 / 95 %.
 
     python benchmarks/memory.py                       # CPU, batch 8 and 64
     python benchmarks/memory.py --arch timm:efficientnet_b0 --batch-sizes 8,32
+    python benchmarks/memory.py --arch timm:convnext_tiny --batch-sizes 8,32 \
+        --options tinytl.group_width=16,tinytl.expand=0.5
     python benchmarks/memory.py --device cuda
 """
 
@@ -15,8 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from ftlab.memory.report import MIB, measure_row, setup_step
 
@@ -26,10 +30,10 @@ TARGETS = {"mobilenet_v2": {"bias": 0.25, "tinytl": 0.33, "full": 0.80},
 
 
 def paired_step_seconds(arch: str, strategy: str, batch: int, resolution: int, device: str,
-                        steps: int) -> dict[str, float]:
+                        steps: int, options: dict[str, Any]) -> dict[str, float]:
     """Median step time of stock and efficient execution, their steps interleaved so that
     machine noise hits both alike."""
-    runs = {e: setup_step(arch, strategy, batch, resolution, e, device=device)
+    runs = {e: setup_step(arch, strategy, batch, resolution, e, device=device, options=options)
             for e in ("stock", "efficient")}
     for run in runs.values():
         run.step()  # warm-up
@@ -47,6 +51,12 @@ def paired_step_seconds(arch: str, strategy: str, batch: int, resolution: int, d
     return {e: statistics.median(ts) for e, ts in times.items()}
 
 
+def strategy_options(text: str) -> dict[str, dict[str, Any]]:
+    """"tinytl.group_width=16,tinytl.expand=0.5" -> {"tinytl": {"group_width": 16, ...}}."""
+    dotlist = [item for item in text.split(",") if item]
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))  # type: ignore[return-value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="mobilenet_v2")
@@ -55,20 +65,24 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per execution")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--options", default="",
+                        help="strategy options, e.g. tinytl.group_width=16,tinytl.expand=0.5")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
+    options = strategy_options(args.options)
     print(f"{args.arch}, {args.resolution} px, Adam, device {args.device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| batch | strategy | execution | activations MiB | peak MiB | peak vs stock full | "
           "target | step s | speed vs stock |")
     print("|---|---|---|---|---|---|---|---|---|")
     for batch in map(int, args.batch_sizes.split(",")):
-        rows = {(s, e): measure_row(args.arch, s, batch, args.resolution, e, device=args.device)
+        rows = {(s, e): measure_row(args.arch, s, batch, args.resolution, e, device=args.device,
+                                    options=options.get(s))
                 for s in strategies for e in ("stock", "efficient")}
         seconds = {}
         for strategy in strategies:
             paired = paired_step_seconds(args.arch, strategy, batch, args.resolution,
-                                         args.device, args.steps)
+                                         args.device, args.steps, options.get(strategy, {}))
             seconds.update({(strategy, e): t for e, t in paired.items()})
         baseline = rows[("full", "stock")].measured.peak
         for (strategy, execution), row in rows.items():

@@ -160,6 +160,8 @@ V01_STRATEGY = {
     "decay": 0.85, "head_epochs": 1, "blocks_per_stage": 3, "epochs_per_stage": 1,
     "alpha": 0.1, "beta": 0.01,
 }
+ADDED_SINCE_V01 = {"group_width": 0}
+"""Options added later, and the defaults that make earlier runs mean what they meant."""
 
 
 @pytest.mark.parametrize("name", ["full", "last_k", "tinytl", "separate_lr", "l2sp"])
@@ -170,8 +172,8 @@ def test_strategy_sections_of_earlier_run_folders_still_load(name):
         {"strategy": {"name": name, **V01_STRATEGY}, "train": {"device": "cpu"}}))
     written = config_to_dict(config)["strategy"]
     own = {key for key in written if key not in ("name", "norm_stats")}
-    assert all(written[key] == V01_STRATEGY[key] for key in own)
-    assert own <= set(V01_STRATEGY) and (own or name == "full")
+    assert all(written[key] == {**V01_STRATEGY, **ADDED_SINCE_V01}[key] for key in own)
+    assert own <= set(V01_STRATEGY) | set(ADDED_SINCE_V01) and (own or name == "full")
     assert load_config(None, [f"strategy.name={name}"] + [
         f"strategy.{key}={value}" for key, value in written.items() if key != "name"]
     ).strategy.options == config.strategy.options
@@ -183,7 +185,7 @@ def test_strategy_options_are_checked_by_the_chosen_strategy():
     config = resolve_config(load_config(None, ["strategy.name=tinytl", "strategy.variant=L",
                                                "train.device=cpu"]))
     assert config.strategy.options == {"variant": "L", "n_groups": 2, "kernel_size": 5,
-                                       "expand": 1.0}
+                                       "expand": 1.0, "group_width": 0}
     assert "variant: L\n" in config_to_yaml(config) and "options" not in config_to_yaml(config)
     cases = {
         ("strategy.name=full", "strategy.variant=L"):

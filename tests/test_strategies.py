@@ -230,6 +230,9 @@ def test_tinytl_branch_shapes_and_variants():
                    for n in only_l)
     model_b, _, _, only_b = _prepared("tinytl", variant="B")
     assert not any("lite_residual" in n for n, _ in model_b.named_parameters())
+    wide, _, _, _ = _prepared("tinytl", size=64, group_width=8, expand=0.5)
+    branch = wide.features[16].lite_residual  # 160 input channels: 20 groups of 8, 80 wide
+    assert (branch.conv1.groups, branch.conv1.out_channels) == (20, 80)
     strategy.set_train_mode(model)
     assert model.features[2].lite_residual.bn1.training
     assert not model.features[2].conv[0][1].training

@@ -210,3 +210,41 @@ def test_memory_efficient_execution_realises_savings_on_timm_blocks():
     remove_memory_plan(model)
     assert {name: type(m) for name, m in model.named_modules()} == classes
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("conv_mlp", [True, False])
+def test_frozen_convnext_mlps_rebuild_their_hidden_activation_bit_for_bit(conv_mlp, monkeypatch):
+    """The GELU of a frozen ConvNeXt MLP keeps its LayerNorm's input instead of its own and
+    rebuilds it in backward: gradients identical to keeping it (under bf16 autocast too, which
+    the rebuild must re-enter), less memory; both MLP forms (1x1 convs, linears)."""
+    from ftlab.efficient import apply_memory_plan, recompute
+    from ftlab.memory import saved_activation_bytes
+
+    model = timm.create_model("convnext_atto", num_classes=5, conv_mlp=conv_mlp)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.endswith("bias"))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for budget in (0.0, 1.0):
+        monkeypatch.setattr(recompute, "RECOMPUTE_BUDGET", budget)
+        plan = apply_memory_plan(model)
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, saved = saved_activation_bytes(lambda: model(x), model)
+        out.float().logsumexp(1).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[budget] = plan.recomputed, saved, grads
+    (none, kept_all, grads), (every, kept_less, rebuilt) = results[0.0], results[1.0]
+    assert (none, every) == (0, 12)
+    assert kept_less < 0.7 * kept_all
+    assert grads.keys() == rebuilt.keys() and len(grads) > 50
+    assert all(torch.equal(grads[k], rebuilt[k]) for k in grads)
+
+
+def test_the_recompute_budget_goes_to_the_most_bytes_per_multiply_add_first():
+    from ftlab.efficient.recompute import choose
+
+    candidates = [("wide", 100, 400), ("narrow", 100, 100), ("mid", 100, 200)]
+    assert choose(candidates, 1000, budget=0.3) == ["narrow", "mid"]
+    assert choose(candidates, 1000, budget=0.25) == ["narrow"]
+    assert choose(candidates, 1000, budget=0.0) == []

@@ -11,8 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 from torch.nn.grad import conv2d_input
+
+
+ACTIVATIONS = {"silu": F.silu, "hardswish": F.hardswish, "gelu": F.gelu}
+
+
+def activation_grad(kind: str, z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The kernels stock autograd calls (aten's fused silu/hardswish/gelu backward)."""
+    if kind == "silu":
+        return torch.ops.aten.silu_backward(grad, z)
+    if kind == "gelu":
+        return torch.ops.aten.gelu_backward(grad, z)
+    return torch.ops.aten.hardswish_backward(grad, z)
 
 
 class FrozenConv2dFunction(torch.autograd.Function):
@@ -39,7 +52,8 @@ class FrozenConv2dFunction(torch.autograd.Function):
         grad_x = grad_bias = None
         if ctx.needs_input_grad[0]:
             folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
-            grad_x = conv2d_input(shape, folded, grad, stride, padding, dilation, groups)
+            grad_x = conv2d_input(shape, folded.to(grad.dtype), grad, stride, padding,
+                                  dilation, groups)  # .to: autocast cast it so in forward
         if ctx.needs_input_grad[3]:
             grad_bias = grad.sum(dim=(0, 2, 3))
         return grad_x, None, None, grad_bias, None, None, None, None
@@ -57,7 +71,7 @@ class FrozenLinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (weight,) = ctx.saved_tensors
-        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_x = grad @ weight.to(grad.dtype) if ctx.needs_input_grad[0] else None
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[2] else None
         return grad_x, None, grad_bias
 
@@ -104,6 +118,77 @@ class SharedClampFunction(torch.autograd.Function):
         if high is None:
             return torch.ops.aten.threshold_backward(grad, y, low), None, None
         return torch.ops.aten.hardtanh_backward(grad, y, low, high), None, None
+
+
+def normalized(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+               mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
+    """x * a + b per channel, batch norm's output from its input and batch statistics (equal
+    to the kernel's up to rounding): in float32, as the kernel computes, then in x's dtype,
+    as it returns (bfloat16 or float16 under autocast)."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale if bias is None else bias - mean * scale
+    y = torch.addcmul(shift.float().view(shape), x.float(), scale.float().view(shape))
+    return y.to(x.dtype)
+
+
+class NormClampFunction(torch.autograd.Function):
+    """In-place clamp(y, low, high) of a training-mode BatchNorm's output that keeps nothing
+    of its own: backward rebuilds y from the norm's input and batch statistics, which the
+    norm's node keeps anyway, and calls the kernel stock autograd calls. Where the rebuilt y
+    rounds to the other side of a bound than the forward's (an input within rounding of 0 or
+    6), the other one-sided derivative is taken: both are derivatives of the clamp there."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, low: float, high: float | None,
+                kept: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        ctx.mark_dirty(y)
+        ctx.bounds = (low, high)
+        ctx.affine = (kept[1] is not None, kept[2] is not None)
+        ctx.save_for_backward(*(t for t in kept if t is not None))
+        return y.clamp_(low, high)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = list(ctx.saved_tensors)
+        x = saved.pop(0)
+        weight = saved.pop(0) if ctx.affine[0] else None
+        bias = saved.pop(0) if ctx.affine[1] else None
+        y = normalized(x, weight, bias, *saved)
+        low, high = ctx.bounds
+        out = y if y.dtype == grad.dtype else None  # written in place: one allocation, as
+        if high is None:  # stock has (fresh CPU memory costs page faults)
+            grad_y = torch.ops.aten.threshold_backward.grad_input(grad, y, low, grad_input=out) \
+                if out is not None else torch.ops.aten.threshold_backward(grad, y, low)
+        else:
+            grad_y = torch.ops.aten.hardtanh_backward.grad_input(
+                grad, y, low, high, grad_input=out) if out is not None else \
+                torch.ops.aten.hardtanh_backward(grad, y, low, high)
+        return grad_y, None, None, None
+
+
+NORM_NODES = {"NativeBatchNormBackward0", "CudnnBatchNormBackward0", "MiopenBatchNormBackward0"}
+"""Autograd nodes of batch_norm (CPU and CUDA kernels, cuDNN, MIOpen): each keeps the input,
+the weight and the batch mean and inverse standard deviation as result1 / result2."""
+
+
+def norm_kept(y: torch.Tensor, norms: list[nn.Module]
+              ) -> tuple[torch.Tensor | None, ...] | None:
+    """(input, weight, bias, batch mean, inverse std) of the training-mode batch_norm of one
+    of `norms` that made `y`, from what its node keeps; None if `y` came from anything else."""
+    node = y.grad_fn
+    if node is None or type(node).__name__ not in NORM_NODES:
+        return None
+    mean, invstd = node._saved_result1, node._saved_result2
+    if mean is None or invstd is None or mean.numel() == 0:  # eval mode: running stats
+        return None
+    weight = node._saved_weight
+    for norm in norms:
+        if (weight is None and norm.weight is None) or (
+                weight is not None and norm.weight is not None
+                and weight.data_ptr() == norm.weight.data_ptr()):
+            return node._saved_input, weight, norm.bias, mean, invstd
+    return None
 
 
 CHUNK = 1 << 20  # elements per chunk of mask work: 1 MiB of bools, 4 MiB of floats

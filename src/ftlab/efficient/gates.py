@@ -22,16 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ACTIVATIONS = {"silu": F.silu, "hardswish": F.hardswish, "gelu": F.gelu}
-
-
-def activation_grad(kind: str, z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """The kernels stock autograd calls (aten's fused silu/hardswish/gelu backward)."""
-    if kind == "silu":
-        return torch.ops.aten.silu_backward(grad, z)
-    if kind == "gelu":
-        return torch.ops.aten.gelu_backward(grad, z)
-    return torch.ops.aten.hardswish_backward(grad, z)
+from ftlab.efficient.functions import ACTIVATIONS, activation_grad
+from ftlab.efficient.recompute import RECOMPUTE, recomputed
 
 
 class KeptInputActivation(torch.autograd.Function):
@@ -101,12 +93,20 @@ def scale(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     return GateScale.apply(y, gate, made[0][0], made[1])
 
 
+def _keep_input(module: nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """act(x) keeping x, or, where the plan chose to (`recompute.py`), keeping the input of
+    the norm two layers back and rebuilding x from it in backward."""
+    pair = module.__dict__.get(RECOMPUTE)
+    y = recomputed(x, kind, *pair) if pair is not None else None
+    return KeptInputActivation.apply(x, kind) if y is None else y
+
+
 class EfficientSiLU(nn.SiLU):
     """SiLU keeping its input where stock does, findable by a gate after it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
-            return KeptInputActivation.apply(x, "silu")
+            return _keep_input(self, x, "silu")
         return F.silu(x, inplace=self.inplace)
 
 
@@ -115,7 +115,7 @@ class EfficientHardswish(nn.Hardswish):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
-            return KeptInputActivation.apply(x, "hardswish")
+            return _keep_input(self, x, "hardswish")
         return F.hardswish(x, inplace=self.inplace)
 
 
@@ -126,7 +126,7 @@ class EfficientGELU(nn.GELU):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         approximate = getattr(self, "approximate", "none")
         if torch.is_grad_enabled() and x.requires_grad and approximate == "none":
-            return KeptInputActivation.apply(x, "gelu")
+            return _keep_input(self, x, "gelu")
         return F.gelu(x, approximate=approximate)
 
 
@@ -148,7 +148,8 @@ class RecomputedInputConvFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         *tensors, weight = ctx.saved_tensors
-        x = rebuild(tuple(tensors), ctx.kind)
+        x = rebuild(tuple(tensors), ctx.kind).to(grad.dtype)
+        weight = weight.to(grad.dtype)  # as autocast cast them in forward
         bias_shape, stride, padding, dilation, groups = ctx.conv
         wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_shape is not None
                   and ctx.needs_input_grad[2]]
@@ -172,11 +173,12 @@ class RecomputedInputLinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         *tensors, weight = ctx.saved_tensors
+        weight = weight.to(grad.dtype)  # as autocast cast it in forward
         grad_x = grad @ weight if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
         flat = grad.reshape(-1, grad.shape[-1])
         if ctx.needs_input_grad[1]:
-            x = rebuild(tuple(tensors), ctx.kind)
+            x = rebuild(tuple(tensors), ctx.kind).to(grad.dtype)
             grad_w = flat.t() @ x.reshape(-1, x.shape[-1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = flat.sum(0)

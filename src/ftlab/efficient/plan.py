@@ -10,12 +10,17 @@ Rules:
   is folded into it (the pair becomes one convolution; β keeps its gradient); so is timm's
   BatchNormAct2d, whose dropout and activation then run on the folded output;
 - ReLU and ReLU6 keep no copy of their input: their own output when every module reading it
-  keeps it anyway (a training conv), else a 1-bit mask;
+  keeps it anyway (a training conv); after a BatchNorm normalising with batch statistics
+  (which keeps its input and statistics anyway), nothing: their input is rebuilt from those
+  in backward; else a 1-bit mask;
 - average pools that tile their input, and global average pools, keep only its shape;
   dropout with p = 0 is the identity (stock keeps a mask);
 - SiLU, Hardswish and GELU keep their input (as stock does) where what reads their output
   can find it: a squeeze-and-excitation gate, and a training conv or linear layer, then keep
-  that instead of the output and recompute it in backward (`gates.py`).
+  that instead of the output and recompute it in backward (`gates.py`);
+- where a LayerNorm feeds a frozen layer whose only reader is such an activation (the MLP of
+  a frozen ConvNeXt block), the activation keeps the norm's input instead of its own, and
+  rebuilds its input in backward, within a budget of extra multiply-adds (`recompute.py`).
 Which module feeds which is observed, not assumed: a probe forward records where each
 module's input tensor came from.
 """
@@ -23,6 +28,7 @@ module's input tensor came from.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +36,7 @@ from torch import nn
 
 from ftlab.efficient.modules import (
     FOLDED_NORM,
+    REBUILD_FROM,
     SHARE_OUTPUT,
     EfficientReLU,
     EfficientReLU6,
@@ -41,6 +48,7 @@ from ftlab.efficient.modules import (
     ShapeGlobalAvgPool2d,
     ZeroDropout,
 )
+from ftlab.efficient.recompute import RECOMPUTE, choose, plain_layer_norm
 from ftlab.efficient.gates import (
     EfficientSqueezeExcite,
     RecomputedInputConv2d,
@@ -65,16 +73,23 @@ class MemoryPlan:
     frozen_linears: int = 0
     masked_activations: int = 0
     shared_activations: int = 0
+    rebuilt_activations: int = 0
     pools: int = 0
     gates: int = 0
+    recomputed: int = 0
 
     def describe(self) -> str:
         gates = (f", {self.gates} squeeze-excitation gates keep their activation's input "
                  "instead of its output") if self.gates else ""
+        if self.recomputed:
+            gates += (f", {self.recomputed} MLP activations rebuild their input from their "
+                      "norm's in backward")
         return (f"{self.frozen_convs} frozen convs keep no input ({self.folded_norms} with their "
                 f"BatchNorm folded in), {self.frozen_linears} frozen linears, "
                 f"{self.masked_activations} ReLUs keep 1-bit masks and "
-                f"{self.shared_activations} share their output, {self.pools} average pools "
+                f"{self.shared_activations} share their output, "
+                f"{self.rebuilt_activations} rebuild their input from a training BatchNorm's, "
+                f"{self.pools} average pools "
                 f"keep only shapes{gates}")
 
 
@@ -85,6 +100,17 @@ class Wiring:
     readers: dict[str, list[str]]
     """module name -> names of the leaf modules that read its output (functional ops such
     as additions are not modules and do not appear)."""
+    sizes: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    """conv/linear name -> (elements of its output, multiply-adds), for one probe image."""
+
+    def producers(self, name: str) -> list[str]:
+        """The modules whose output only `name` reads."""
+        return [p for p, names in self.readers.items() if set(names) == {name}]
+
+    def producer(self, name: str) -> str | None:
+        """The one module whose output only `name` reads, if there is one."""
+        found = self.producers(name)
+        return found[0] if len(found) == 1 else None
 
     def norm_after(self, conv: str, modules: dict[str, nn.Module]) -> nn.Module | None:
         """The BatchNorm2d that alone reads `conv`'s output, if any."""
@@ -101,6 +127,7 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
     wiring = observe_wiring(model, probe_size)
     modules = dict(model.named_modules())
     counts = dict.fromkeys(MemoryPlan.__dataclass_fields__, 0)
+    recompute = _recomputed_activations(wiring, modules)
     for name, module in modules.items():
         if _frozen_conv(module):
             _swap(module, FrozenConv2d)
@@ -122,7 +149,11 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
             share = bool(readers) and all(_keeps_input(r) for r in readers)
             _swap(module, ACTIVATIONS[type(module)])
             module.__dict__[SHARE_OUTPUT] = share
-            counts["shared_activations" if share else "masked_activations"] += 1
+            norms = [] if share else _batch_stats_norms(wiring.producers(name), modules)
+            if norms:
+                module.__dict__[REBUILD_FROM] = norms
+            kind = "shared" if share else "rebuilt" if norms else "masked"
+            counts[f"{kind}_activations"] += 1
         elif _block_pool(module) or _global_pool(module):
             _swap(module, ShapeAvgPool2d if _block_pool(module) else ShapeGlobalAvgPool2d)
             counts["pools"] += 1
@@ -130,10 +161,42 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
             _swap(module, ZeroDropout)
         elif gated_activation(module) is not None:
             _swap(module, gated_activation(module))
+            if name in recompute:
+                module.__dict__[RECOMPUTE] = recompute[name]
+                counts["recomputed"] += 1
         elif squeeze_excite(module):
             _swap(module, EfficientSqueezeExcite)
             counts["gates"] += 1
     return MemoryPlan(**counts)
+
+
+def _recomputed_activations(wiring: Wiring, modules: dict[str, nn.Module]
+                            ) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """activation -> (norm, frozen layer) for the activations `recompute.choose` picks among
+    those fed by norm -> frozen conv/linear -> activation alone."""
+    pairs, candidates = {}, []
+    for name, module in modules.items():
+        layer = wiring.producer(name) if gated_activation(module) is not None else None
+        norm = wiring.producer(layer) if layer is not None else None
+        if norm is None or not plain_layer_norm(modules[norm]) or \
+                not _frozen_layer(modules[layer]) or layer not in wiring.sizes:
+            continue
+        pairs[name] = (modules[norm], modules[layer])
+        candidates.append((name, *wiring.sizes[layer]))
+    total = sum(macs for _, macs in wiring.sizes.values())
+    return {name: pairs[name] for name in choose(candidates, total)}
+
+
+def _batch_stats_norms(names: list[str], modules: dict[str, nn.Module]) -> list[nn.Module]:
+    """Those of `names` that are BatchNorm2d layers normalising with batch statistics (their
+    node keeps the input and the statistics); SyncBatchNorm's node keeps others."""
+    return [modules[n] for n in names if type(modules[n]) is nn.BatchNorm2d
+            and modules[n].training]
+
+
+def _frozen_layer(module: nn.Module) -> bool:
+    return _frozen_conv(module) or (type(module) is nn.Linear
+                                    and not module.weight.requires_grad)
 
 
 def remove_memory_plan(model: nn.Module) -> None:
@@ -144,6 +207,8 @@ def remove_memory_plan(model: nn.Module) -> None:
             module.__class__ = original
         module.__dict__.pop(FOLDED_NORM, None)
         module.__dict__.pop(SHARE_OUTPUT, None)
+        module.__dict__.pop(RECOMPUTE, None)
+        module.__dict__.pop(REBUILD_FROM, None)
 
 
 def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
@@ -155,6 +220,7 @@ def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
     # Outputs stay referenced until the probe ends, so no id is reused by another tensor.
     producers: dict[int, tuple[str, torch.Tensor]] = {}
     readers: dict[str, list[str]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     handles = []
     for name, module in model.named_modules():
         if list(module.children()) and not norm_act(module):  # containers: their leaves
@@ -163,10 +229,21 @@ def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
             lambda m, args, name=name: _record_reader(readers, producers, args, name)))
         handles.append(module.register_forward_hook(
             lambda m, args, out, name=name: producers.__setitem__(id(out), (name, out))))
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            handles.append(module.register_forward_hook(
+                lambda m, args, out, name=name: sizes.__setitem__(name, _size(m, out))))
     probe_forward(model, probe_size, handles)
-    wiring = Wiring(readers=readers)
+    wiring = Wiring(readers=readers, sizes=sizes)
     model.__dict__[WIRING] = wiring
     return wiring
+
+
+def _size(module: nn.Module, out: torch.Tensor) -> tuple[int, int]:
+    """(output elements, multiply-adds) of a conv or linear layer."""
+    if isinstance(module, nn.Linear):
+        return out.numel(), out.numel() * module.in_features
+    kernel = module.weight[0].numel()  # (in_channels / groups) x kernel area
+    return out.numel(), out.numel() * kernel
 
 
 def _record_reader(readers: dict[str, list[str]],

@@ -28,12 +28,14 @@ class LiteResidual(nn.Module):
         kernel_size: Largest kernel of the k x k convolution (odd).
         groups: Groups of the k x k convolution, reduced to a divisor of the channels.
         expand: Middle width as a multiple of `in_channels`.
+        group_width: Channels per group of the k x k convolution; when set it replaces
+            `groups` (in_channels / group_width groups).
         downsample: Pooling factor applied to the block's input.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, input_size: int,
                  kernel_size: int = 5, groups: int = 2, expand: float = 1.0,
-                 downsample: int = 2) -> None:
+                 downsample: int = 2, group_width: int = 0) -> None:
         super().__init__()
         pooled = input_size // downsample
         if pooled <= 1:  # nothing left to pool over: TinyTL's global-pool, 1 x 1 case
@@ -44,6 +46,8 @@ class LiteResidual(nn.Module):
             while kernel_size > pooled:
                 kernel_size -= 2
         mid = max(8, int(round(in_channels * expand / 8)) * 8)
+        if group_width:
+            groups = max(1, in_channels // group_width)
         groups = math.gcd(math.gcd(in_channels, mid), groups)
         self.conv1 = nn.Conv2d(in_channels, mid, kernel_size, 1, kernel_size // 2,
                                groups=groups, bias=False)

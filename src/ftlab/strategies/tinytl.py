@@ -27,6 +27,10 @@ class TinyTLOptions:
     """The side branch's kernel, reduced where the feature map is smaller."""
     expand: float = 1.0
     """Side-branch width as a multiple of the block's input channels."""
+    group_width: int = 0
+    """Channels per group of the k x k convolution (0: `n_groups` groups). With a group
+    width the branches' parameters grow linearly with the blocks' width, not with its
+    square: the setting for wide backbones (ConvNeXt, ResNet-50, RegNet)."""
 
     def __post_init__(self) -> None:
         check_choice("strategy.variant", self.variant, VARIANTS)
@@ -35,6 +39,7 @@ class TinyTLOptions:
         if self.kernel_size % 2 == 0:
             fail("strategy.kernel_size", self.kernel_size, "an odd number")
         check_number("strategy.expand", self.expand, low=0.0, high=16.0, low_open=True)
+        check_number("strategy.group_width", self.group_width, low=0, high=4096)
 
 
 @register_strategy
@@ -80,7 +85,7 @@ class TinyTL(Strategy):
             block.add_module(BRANCH, LiteResidual(
                 c_in, c_out, stride=max(1, h_in // h_out), input_size=h_in,
                 kernel_size=self.options.kernel_size, groups=self.options.n_groups,
-                expand=self.options.expand))
+                expand=self.options.expand, group_width=self.options.group_width))
             block.register_forward_hook(add_to_output)
             inserted.append(f"{name}.{BRANCH}")
         return inserted
