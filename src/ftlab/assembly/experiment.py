@@ -6,6 +6,7 @@ a weights download), then the model. Nothing here writes to disk.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -130,6 +131,14 @@ def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+def _deterministic() -> None:
+    """Process-wide, as PyTorch's switches are: the same kernels, the same order of
+    floating-point additions, every run (https://pytorch.org/docs/stable/notes/randomness.html)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
 def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
                      dist: Distributed | None = None) -> Experiment:
     """Build data, model, strategy and optimizer for `config`.
@@ -144,6 +153,8 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
     train_cfg = config.train
     if train_cfg.num_threads is not None:
         torch.set_num_threads(train_cfg.num_threads)
+    if train_cfg.deterministic:
+        _deterministic()
     device = resolve_device(train_cfg.device, train_cfg.amp)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)

@@ -307,6 +307,10 @@ class TrainConfig:
     """Evaluate the best checkpoint on the test split at the end. false: the run never
     passes a test image through the model and its summary has no test numbers (tuning
     trials, whose choice must be made on validation data alone)."""
+    deterministic: bool = False
+    """Deterministic kernels (torch.use_deterministic_algorithms, warning where an op has
+    none; cuBLAS workspace pinned; cuDNN autotuning off), so that on a GPU a run and its
+    resume repeat bit for bit. CPU runs are deterministic anyway. Costs some GPU speed."""
     memory_efficient: bool = True
     """Keep for backward only what backward needs: frozen convs/linears keep no input,
     frozen eval-mode BatchNorms fold into the conv before them, ReLUs keep 1-bit masks.
