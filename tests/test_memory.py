@@ -196,9 +196,14 @@ def test_analytic_counts_follow_tinytl_rules():
 
 @pytest.mark.parametrize("name", ["full", "bias", "tinytl"])
 def test_measured_efficient_activations_match_the_analytic_count(name):
+    """Frozen layers' savings are realised: efficient execution keeps what TinyTL's analytic
+    count says is needed (bias), or less where a training conv after a ReLU after a
+    training BatchNorm rebuilds its input from the norm's instead of keeping it, which the
+    count does not model (every layer in full fine-tuning, TinyTL's branches)."""
     row = measure_row("mobilenet_v2", name, 2, 96, "efficient")
     measured, analytic = row.measured.activations, row.analytic.activations
-    assert abs(measured - analytic) <= 0.05 * analytic + 64 * 1024
+    low, high = {"full": (0.5, 0.6), "bias": (0.95, 1.05), "tinytl": (0.8, 0.9)}[name]
+    assert low * analytic - 64 * 1024 <= measured <= high * analytic + 64 * 1024
     stock = measure_row("mobilenet_v2", name, 2, 96, "stock")
     assert stock.measured.peak > row.measured.peak > row.measured.parameters
 

@@ -123,39 +123,67 @@ class SharedClampFunction(torch.autograd.Function):
 def normalized(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
     """x * a + b per channel, batch norm's output from its input and batch statistics (equal
-    to the kernel's up to rounding): in float32, as the kernel computes, then in x's dtype,
-    as it returns (bfloat16 or float16 under autocast)."""
+    to the kernel's up to rounding): in float32 at least, as the kernel computes, then in x's
+    dtype, as it returns (bfloat16 or float16 under autocast)."""
     shape = (1, -1) + (1,) * (x.dim() - 2)
     scale = invstd if weight is None else invstd * weight
     shift = -mean * scale if bias is None else bias - mean * scale
-    y = torch.addcmul(shift.float().view(shape), x.float(), scale.float().view(shape))
+    compute = torch.promote_types(x.dtype, torch.float32)
+    y = torch.addcmul(shift.to(compute).view(shape), x.to(compute), scale.to(compute).view(shape))
     return y.to(x.dtype)
+
+
+class NormClamp:
+    """clamp(batch_norm(x), low, high) rebuilt from what the norm's node keeps: (x, weight,
+    bias, batch mean, inverse std), without the affine tensors the norm does not have.
+
+    One per clamp in a forward pass. A training conv reading the clamp's output rebuilds it
+    first in backward (for its weight's gradient) and leaves it here for the clamp's own
+    backward, which runs next, so it is rebuilt once.
+    """
+
+    __slots__ = ("low", "high", "affine", "rebuilt")
+
+    def __init__(self, low: float, high: float | None, affine: tuple[bool, bool]) -> None:
+        self.low, self.high, self.affine = low, high, affine
+        self.rebuilt: torch.Tensor | None = None
+
+    def normalized(self, kept: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The norm's output (clamped, if a reader rebuilt it already: the same derivative)."""
+        if self.rebuilt is not None:
+            rebuilt, self.rebuilt = self.rebuilt, None
+            return rebuilt
+        rest = list(kept[1:])
+        weight = rest.pop(0) if self.affine[0] else None
+        bias = rest.pop(0) if self.affine[1] else None
+        return normalized(kept[0], weight, bias, *rest)
+
+    def __call__(self, kept: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        self.rebuilt = self.normalized(kept).clamp_(self.low, self.high)
+        return self.rebuilt
 
 
 class NormClampFunction(torch.autograd.Function):
     """In-place clamp(y, low, high) of a training-mode BatchNorm's output that keeps nothing
     of its own: backward rebuilds y from the norm's input and batch statistics, which the
-    norm's node keeps anyway, and calls the kernel stock autograd calls. Where the rebuilt y
-    rounds to the other side of a bound than the forward's (an input within rounding of 0 or
-    6), the other one-sided derivative is taken: both are derivatives of the clamp there."""
+    norm's node keeps anyway, and calls the kernel stock autograd calls; a training conv
+    reading the output rebuilds it the same way (`gates.recipe`) instead of keeping it. Where
+    the rebuilt y rounds to the other side of a bound than the forward's (an input within
+    rounding of 0 or 6), the other one-sided derivative is taken: both are derivatives of
+    the clamp there."""
 
     @staticmethod
     def forward(ctx: Any, y: torch.Tensor, low: float, high: float | None,
                 kept: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         ctx.mark_dirty(y)
-        ctx.bounds = (low, high)
-        ctx.affine = (kept[1] is not None, kept[2] is not None)
+        ctx.kind = NormClamp(low, high, (kept[1] is not None, kept[2] is not None))
         ctx.save_for_backward(*(t for t in kept if t is not None))
         return y.clamp_(low, high)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        saved = list(ctx.saved_tensors)
-        x = saved.pop(0)
-        weight = saved.pop(0) if ctx.affine[0] else None
-        bias = saved.pop(0) if ctx.affine[1] else None
-        y = normalized(x, weight, bias, *saved)
-        low, high = ctx.bounds
+        y = ctx.kind.normalized(ctx.saved_tensors)
+        low, high = ctx.kind.low, ctx.kind.high
         out = y if y.dtype == grad.dtype else None  # written in place: one allocation, as
         if high is None:  # stock has (fresh CPU memory costs page faults)
             grad_y = torch.ops.aten.threshold_backward.grad_input(grad, y, low, grad_input=out) \

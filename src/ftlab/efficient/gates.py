@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ftlab.efficient.functions import ACTIVATIONS, activation_grad
+from ftlab.efficient.functions import ACTIVATIONS, NormClamp, activation_grad
 from ftlab.efficient.recompute import RECOMPUTE, recomputed
 
 
@@ -42,8 +42,9 @@ class KeptInputActivation(torch.autograd.Function):
         return activation_grad(ctx.kind, z, grad), None
 
 
-Recipe = tuple[tuple[torch.Tensor, ...], str]
-"""Tensors already kept for backward, and how `rebuild` makes a layer's input from them."""
+Recipe = tuple[tuple[torch.Tensor, ...], "str | NormClamp"]
+"""Tensors already kept for backward, and how `rebuild` makes a layer's input from them: an
+activation's name, or a clamped batch norm's description."""
 
 
 def recipe(x: torch.Tensor) -> Recipe | None:
@@ -56,10 +57,14 @@ def recipe(x: torch.Tensor) -> Recipe | None:
     if name == "GateScaleBackward":
         z, gate = node.saved_tensors  # type: ignore[union-attr]
         return (z, gate), node.kind  # type: ignore[union-attr]
+    if name == "NormClampFunctionBackward":
+        return tuple(node.saved_tensors), node.kind  # type: ignore[union-attr]
     return None
 
 
-def rebuild(tensors: tuple[torch.Tensor, ...], kind: str) -> torch.Tensor:
+def rebuild(tensors: tuple[torch.Tensor, ...], kind: str | NormClamp) -> torch.Tensor:
+    if isinstance(kind, NormClamp):
+        return kind(tensors)
     y = ACTIVATIONS[kind](tensors[0])
     return y * tensors[1] if len(tensors) == 2 else y
 
@@ -88,7 +93,7 @@ class GateScale(torch.autograd.Function):
 def scale(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """y * gate, through `GateScale` where y's activation keeps its input."""
     made = recipe(y) if torch.is_grad_enabled() else None
-    if made is None or len(made[0]) != 1:  # not an activation's output
+    if made is None or not isinstance(made[1], str) or len(made[0]) != 1:  # not an activation's
         return y * gate
     return GateScale.apply(y, gate, made[0][0], made[1])
 

@@ -100,7 +100,7 @@ class EfficientReLU6(nn.ReLU6):
 def _clamp(module: nn.Module, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
     share = module.__dict__.get(SHARE_OUTPUT)
     norms = module.__dict__.get(REBUILD_FROM)
-    kept = norm_kept(x, norms) if norms and not share else None
+    kept = norm_kept(x, norms) if norms else None
     if not module.inplace:  # the caller may still need x: work on a copy, as stock would
         x = x.clone()
     if kept is not None:  # after a training-mode BatchNorm: keep nothing, rebuild in backward

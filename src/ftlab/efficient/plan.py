@@ -9,10 +9,11 @@ Rules:
 - a BatchNorm2d in eval mode with a frozen (or no) γ that alone reads such a conv's output
   is folded into it (the pair becomes one convolution; β keeps its gradient); so is timm's
   BatchNormAct2d, whose dropout and activation then run on the folded output;
-- ReLU and ReLU6 keep no copy of their input: their own output when every module reading it
-  keeps it anyway (a training conv); after a BatchNorm normalising with batch statistics
-  (which keeps its input and statistics anyway), nothing: their input is rebuilt from those
-  in backward; else a 1-bit mask;
+- ReLU and ReLU6 keep no copy of their input. After a BatchNorm normalising with batch
+  statistics (which keeps its input and statistics anyway) they keep nothing: their input
+  is rebuilt from those in backward, and a training conv reading their output rebuilds it
+  the same way instead of keeping it. Elsewhere their own output when every module reading
+  it keeps it anyway (a training conv), else a 1-bit mask;
 - average pools that tile their input, and global average pools, keep only its shape;
   dropout with p = 0 is the identity (stock keeps a mask);
 - SiLU, Hardswish and GELU keep their input (as stock does) where what reads their output
@@ -149,10 +150,10 @@ def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
             share = bool(readers) and all(_keeps_input(r) for r in readers)
             _swap(module, ACTIVATIONS[type(module)])
             module.__dict__[SHARE_OUTPUT] = share
-            norms = [] if share else _batch_stats_norms(wiring.producers(name), modules)
+            norms = _batch_stats_norms(wiring.producers(name), modules)
             if norms:
                 module.__dict__[REBUILD_FROM] = norms
-            kind = "shared" if share else "rebuilt" if norms else "masked"
+            kind = "rebuilt" if norms else "shared" if share else "masked"
             counts[f"{kind}_activations"] += 1
         elif _block_pool(module) or _global_pool(module):
             _swap(module, ShapeAvgPool2d if _block_pool(module) else ShapeGlobalAvgPool2d)
