@@ -265,3 +265,18 @@ def test_memory_efficient_steps_under_bf16_autocast_match_stock(arch):
                                  for g in (stock, ours))
         error = (flat_ours - flat_stock).norm() / flat_stock.norm()
         assert error < 0.05, (name, error.item())  # bfloat16 rounding: measured <= 0.008
+
+
+@pytest.mark.parametrize("name", ["full", "norm_last"])
+def test_relus_after_training_batchnorms_rebuild_exactly_in_float32(name):
+    """With every BatchNorm training, nothing is folded: the ReLUs and the training convs
+    after them rebuild their inputs with the norm's own kernel, so gradients are stock's bit
+    for bit, in float32 too (at 32 px, where the kernel's arithmetic differs from x * a + b)."""
+    model, _ = _prepared(name, "mobilenet_v2", torch.float32, size=32)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    _, stock, stock_saved = _gradients(model, x)
+    plan = apply_memory_plan(model)
+    _, ours, saved = _gradients(model, x)
+    assert plan.rebuilt_activations == 35 and plan.masked_activations == 0
+    assert all(torch.equal(ours[k], g) for k, g in stock.items())
+    assert saved < 0.75 * stock_saved

@@ -120,32 +120,22 @@ class SharedClampFunction(torch.autograd.Function):
         return torch.ops.aten.hardtanh_backward(grad, y, low, high), None, None
 
 
-def normalized(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
-               mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
-    """x * a + b per channel, batch norm's output from its input and batch statistics (equal
-    to the kernel's up to rounding): in float32 at least, as the kernel computes, then in x's
-    dtype, as it returns (bfloat16 or float16 under autocast)."""
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    scale = invstd if weight is None else invstd * weight
-    shift = -mean * scale if bias is None else bias - mean * scale
-    compute = torch.promote_types(x.dtype, torch.float32)
-    y = torch.addcmul(shift.to(compute).view(shape), x.to(compute), scale.to(compute).view(shape))
-    return y.to(x.dtype)
-
-
 class NormClamp:
-    """clamp(batch_norm(x), low, high) rebuilt from what the norm's node keeps: (x, weight,
-    bias, batch mean, inverse std), without the affine tensors the norm does not have.
+    """clamp(batch_norm(x), low, high) rebuilt from the norm's input (which its node keeps)
+    by running the norm's own kernel again: the same input, weight, bias and eps give the
+    same batch statistics and the same output, bit for bit. The running statistics are not
+    touched (copies are passed, so that the same kernel is chosen).
 
     One per clamp in a forward pass. A training conv reading the clamp's output rebuilds it
     first in backward (for its weight's gradient) and leaves it here for the clamp's own
     backward, which runs next, so it is rebuilt once.
     """
 
-    __slots__ = ("low", "high", "affine", "rebuilt")
+    __slots__ = ("low", "high", "affine", "norm", "rebuilt")
 
-    def __init__(self, low: float, high: float | None, affine: tuple[bool, bool]) -> None:
-        self.low, self.high, self.affine = low, high, affine
+    def __init__(self, low: float, high: float | None, affine: tuple[bool, bool],
+                 norm: nn.Module) -> None:
+        self.low, self.high, self.affine, self.norm = low, high, affine, norm
         self.rebuilt: torch.Tensor | None = None
 
     def normalized(self, kept: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -156,7 +146,9 @@ class NormClamp:
         rest = list(kept[1:])
         weight = rest.pop(0) if self.affine[0] else None
         bias = rest.pop(0) if self.affine[1] else None
-        return normalized(kept[0], weight, bias, *rest)
+        stats = [None if t is None else t.clone()
+                 for t in (self.norm.running_mean, self.norm.running_var)]
+        return F.batch_norm(kept[0], *stats, weight, bias, True, 0.0, self.norm.eps)
 
     def __call__(self, kept: tuple[torch.Tensor, ...]) -> torch.Tensor:
         self.rebuilt = self.normalized(kept).clamp_(self.low, self.high)
@@ -165,18 +157,15 @@ class NormClamp:
 
 class NormClampFunction(torch.autograd.Function):
     """In-place clamp(y, low, high) of a training-mode BatchNorm's output that keeps nothing
-    of its own: backward rebuilds y from the norm's input and batch statistics, which the
-    norm's node keeps anyway, and calls the kernel stock autograd calls; a training conv
-    reading the output rebuilds it the same way (`gates.recipe`) instead of keeping it. Where
-    the rebuilt y rounds to the other side of a bound than the forward's (an input within
-    rounding of 0 or 6), the other one-sided derivative is taken: both are derivatives of
-    the clamp there."""
+    of its own: backward rebuilds y from the norm's input, which the norm's node keeps
+    anyway (`NormClamp`), and calls the kernel stock autograd calls; a training conv reading
+    the output rebuilds it the same way (`gates.recipe`) instead of keeping it."""
 
     @staticmethod
     def forward(ctx: Any, y: torch.Tensor, low: float, high: float | None,
-                kept: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+                kept: tuple[torch.Tensor | None, ...], norm: nn.Module) -> torch.Tensor:
         ctx.mark_dirty(y)
-        ctx.kind = NormClamp(low, high, (kept[1] is not None, kept[2] is not None))
+        ctx.kind = NormClamp(low, high, (kept[1] is not None, kept[2] is not None), norm)
         ctx.save_for_backward(*(t for t in kept if t is not None))
         return y.clamp_(low, high)
 
@@ -192,7 +181,7 @@ class NormClampFunction(torch.autograd.Function):
             grad_y = torch.ops.aten.hardtanh_backward.grad_input(
                 grad, y, low, high, grad_input=out) if out is not None else \
                 torch.ops.aten.hardtanh_backward(grad, y, low, high)
-        return grad_y, None, None, None
+        return grad_y, None, None, None, None
 
 
 NORM_NODES = {"NativeBatchNormBackward0", "CudnnBatchNormBackward0", "MiopenBatchNormBackward0"}
@@ -201,9 +190,9 @@ the weight and the batch mean and inverse standard deviation as result1 / result
 
 
 def norm_kept(y: torch.Tensor, norms: list[nn.Module]
-              ) -> tuple[torch.Tensor | None, ...] | None:
-    """(input, weight, bias, batch mean, inverse std) of the training-mode batch_norm of one
-    of `norms` that made `y`, from what its node keeps; None if `y` came from anything else."""
+              ) -> tuple[tuple[torch.Tensor | None, ...], nn.Module] | None:
+    """((input, weight, bias), norm) of the training-mode batch_norm of one of `norms` that
+    made `y`, from what its node keeps; None if `y` came from anything else."""
     node = y.grad_fn
     if node is None or type(node).__name__ not in NORM_NODES:
         return None
@@ -215,7 +204,7 @@ def norm_kept(y: torch.Tensor, norms: list[nn.Module]
         if (weight is None and norm.weight is None) or (
                 weight is not None and norm.weight is not None
                 and weight.data_ptr() == norm.weight.data_ptr()):
-            return node._saved_input, weight, norm.bias, mean, invstd
+            return (node._saved_input, weight, norm.bias), norm
     return None
 
 

@@ -104,7 +104,7 @@ def _clamp(module: nn.Module, x: torch.Tensor, low: float, high: float | None) -
     if not module.inplace:  # the caller may still need x: work on a copy, as stock would
         x = x.clone()
     if kept is not None:  # after a training-mode BatchNorm: keep nothing, rebuild in backward
-        return NormClampFunction.apply(x, low, high, kept)
+        return NormClampFunction.apply(x, low, high, *kept)
     function = SharedClampFunction if share else MaskedClampFunction
     return function.apply(x, low, high)
 

@@ -10,10 +10,10 @@ Rules:
   is folded into it (the pair becomes one convolution; β keeps its gradient); so is timm's
   BatchNormAct2d, whose dropout and activation then run on the folded output;
 - ReLU and ReLU6 keep no copy of their input. After a BatchNorm normalising with batch
-  statistics (which keeps its input and statistics anyway) they keep nothing: their input
-  is rebuilt from those in backward, and a training conv reading their output rebuilds it
-  the same way instead of keeping it. Elsewhere their own output when every module reading
-  it keeps it anyway (a training conv), else a 1-bit mask;
+  statistics (which keeps its input anyway) they keep nothing: their input is rebuilt in
+  backward by running the norm's kernel again, and a training conv reading their output
+  rebuilds it the same way instead of keeping it. Elsewhere their own output when every
+  module reading it keeps it anyway (a training conv), else a 1-bit mask;
 - average pools that tile their input, and global average pools, keep only its shape;
   dropout with p = 0 is the identity (stock keeps a mask);
 - SiLU, Hardswish and GELU keep their input (as stock does) where what reads their output
