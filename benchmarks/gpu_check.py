@@ -13,7 +13,8 @@ GPU time comes in short windows, so everything a GPU must prove is in this one s
 4. fine-tune: the mirror's cifar10-mini at 224 px, 3 epochs, full and tinytl, through
    `ftlab.train`; a run stopped by SIGTERM mid-epoch and resumed against an uninterrupted
    one (train.deterministic=true, last.pt weights compared);
-5. torchrun: one process on NCCL against the same run without torchrun.
+5. torchrun: one process on NCCL against the same run without torchrun (the resume check's
+   uninterrupted run, trained once for both).
 
 Each part runs even if an earlier one failed, and records its error. After each part
 gpu_check.json and gpu_check.md are rewritten in the output folder, so a run cut short
@@ -67,15 +68,17 @@ class Sizes:
     grad_batch: int
     finetune_batch: int
     epochs: int
+    finetunes: tuple[str, ...]
+    """Strategies of the real fine-tune."""
     compile: bool
     """Include the train.compile=true row (inductor compiles for minutes on a CPU)."""
 
 
 GPU = Sizes(device="cuda", resolution=224, batch=256, images=10240, repeats=2,
             memory_batches=(64, 256), grad_batch=8, finetune_batch=128, epochs=3,
-            compile=True)
+            finetunes=("full", "tinytl"), compile=True)
 DRY = Sizes(device="cpu", resolution=32, batch=8, images=32, repeats=1, memory_batches=(2,),
-            grad_batch=2, finetune_batch=8, epochs=2, compile=False)
+            grad_batch=2, finetune_batch=8, epochs=2, finetunes=("full",), compile=False)
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Context:
     weights: str
     """model.weights for the fine-tunes: the mirror's file, or none in a dry run."""
     notes: list[str] = field(default_factory=list)
+    reference: dict[str, Any] | None = None
+    """The reference run's summary, once this invocation has trained it."""
 
 
 # -- 1. environment ------------------------------------------------------------------------
@@ -291,7 +296,7 @@ def finetune(ctx: Context) -> tuple[dict[str, Any], list[Row]]:
 
     results: dict[str, Any] = {}
     rows: list[Row] = []
-    for strategy in ("full", "tinytl"):
+    for strategy in ctx.sizes.finetunes:
         summary = ftlab.train(None, overrides=_overrides(
             ctx, f"finetune-{strategy}", **{"strategy.name": strategy}), overwrite=True)
         peak = summary["peak_memory_bytes"]
@@ -314,15 +319,11 @@ def finetune(ctx: Context) -> tuple[dict[str, Any], list[Row]]:
 def resume_check(ctx: Context) -> dict[str, Any]:
     """A run stopped by SIGTERM halfway through its second epoch and resumed, against the
     same run uninterrupted; deterministic kernels in both."""
-    import ftlab
-
-    common = {"strategy.name": "full", "train.epochs": 2, "train.deterministic": True}
-    clean = ftlab.train(None, overrides=_overrides(ctx, "resume-clean", **common),
-                        overwrite=True)
+    clean = reference_run(ctx)
     images, batch = clean["split_sizes"]["train"], ctx.sizes.finetune_batch
     steps = images // batch if images > batch else 1  # ftlab drops a last partial batch
     hit = steps + max(steps // 2, 1)
-    stopped = _overrides(ctx, "resume-stopped", **common)
+    stopped = _overrides(ctx, "resume-stopped", **REFERENCE)
     first = _ftlab(["train", *stopped, "--overwrite"], failpoints=f"train_step={hit}:TERM")
     if first.returncode != 128 + 15:
         raise RuntimeError(f"the stopped run ended with exit {first.returncode}, not 143: "
@@ -333,7 +334,22 @@ def resume_check(ctx: Context) -> dict[str, Any]:
         raise RuntimeError(f"the resume failed (exit {second.returncode}): "
                            f"{second.stderr.strip()[-500:]}")
     return {"stopped_at_step": hit, "steps_per_epoch": steps, "exit_code": first.returncode,
-            **_compare(ctx.output_dir / "runs" / "resume-clean", run_dir)}
+            **_compare(ctx.output_dir / "runs" / "reference", run_dir)}
+
+
+REFERENCE = {"strategy.name": "full", "train.epochs": 2, "train.deterministic": True}
+"""The uninterrupted run that the resumed run and the torchrun run must equal."""
+
+
+def reference_run(ctx: Context) -> dict[str, Any]:
+    """The reference run's summary, trained once per invocation for the parts that compare
+    with it."""
+    import ftlab
+
+    if ctx.reference is None:
+        ctx.reference = ftlab.train(None, overrides=_overrides(ctx, "reference", **REFERENCE),
+                                    overwrite=True)
+    return ctx.reference
 
 
 def _ftlab(args: list[str], failpoints: str | None = None,
@@ -363,18 +379,15 @@ def _compare(a: Path, b: Path) -> dict[str, Any]:
 # -- 5. torchrun ---------------------------------------------------------------------------
 
 def torchrun(ctx: Context) -> tuple[dict[str, Any], list[Row]]:
-    import ftlab
-
-    common = {"strategy.name": "full", "train.epochs": 1, "train.deterministic": True}
-    ftlab.train(None, overrides=_overrides(ctx, "ddp-plain", **common), overwrite=True)
+    reference_run(ctx)
     launcher = ["torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m"]
-    result = _ftlab(["train", *_overrides(ctx, "ddp-torchrun", **common), "--overwrite"],
+    result = _ftlab(["train", *_overrides(ctx, "ddp-torchrun", **REFERENCE), "--overwrite"],
                     launcher=launcher)
     if result.returncode != 0:
         raise RuntimeError(f"torchrun failed (exit {result.returncode}): "
                            f"{result.stderr.strip()[-800:]}")
     runs = ctx.output_dir / "runs"
-    compared = _compare(runs / "ddp-plain", runs / "ddp-torchrun")
+    compared = _compare(runs / "reference", runs / "ddp-torchrun")
     backend = "nccl" if ctx.sizes.device == "cuda" else "gloo"
     compared["backend"] = backend
     row = (f"torchrun, 1 process on {backend}, vs the same run without",

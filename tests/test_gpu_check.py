@@ -36,7 +36,7 @@ def test_the_gpu_check_runs_every_part_on_cpu(tmp_path):
     assert memory["bias efficient batch 2"]["share_of_stock_full"] < 1.0
     assert max(memory["gradients"].values()) <= 1e-4  # efficient = stock, within fp32
     finetune = parts["finetune"]["results"]
-    assert all(0 <= finetune[s]["test_top1"] <= 100 for s in ("full", "tinytl"))
+    assert 0 <= finetune["full"]["test_top1"] <= 100 and finetune["full"]["epochs"] == 2
     resume = finetune["resume"]
     assert resume["exit_code"] == 143 and resume["tensors_equal"] == resume["tensors"] > 0
     ddp = parts["torchrun"]["results"]
