@@ -171,17 +171,14 @@ class NormClampFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        y = ctx.kind.normalized(ctx.saved_tensors)
+        y = ctx.kind.normalized(ctx.saved_tensors)  # the output's dtype, as grad's
         low, high = ctx.kind.low, ctx.kind.high
-        out = y if y.dtype == grad.dtype else None  # written in place: one allocation, as
-        if high is None:  # stock has (fresh CPU memory costs page faults)
-            grad_y = torch.ops.aten.threshold_backward.grad_input(grad, y, low, grad_input=out) \
-                if out is not None else torch.ops.aten.threshold_backward(grad, y, low)
+        # written over y: one allocation, as stock has (fresh CPU memory costs page faults)
+        if high is None:
+            torch.ops.aten.threshold_backward.grad_input(grad, y, low, grad_input=y)
         else:
-            grad_y = torch.ops.aten.hardtanh_backward.grad_input(
-                grad, y, low, high, grad_input=out) if out is not None else \
-                torch.ops.aten.hardtanh_backward(grad, y, low, high)
-        return grad_y, None, None, None, None
+            torch.ops.aten.hardtanh_backward.grad_input(grad, y, low, high, grad_input=y)
+        return y, None, None, None, None
 
 
 NORM_NODES = {"NativeBatchNormBackward0", "CudnnBatchNormBackward0", "MiopenBatchNormBackward0"}
