@@ -11,6 +11,7 @@ squared gradient, which turns float round-off in near-zero gradients into steps 
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -51,18 +52,59 @@ def _model(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _assert_close_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
+    """Metrics rows of two runs whose weights agree up to round-off: the same epochs,
+    learning rates and skips; losses close. Top-1 and top-5 are left out: a prediction
+    whose two best logits nearly tie flips between such runs, by a whole image's share."""
     assert [row.keys() for row in a] == [row.keys() for row in b]
     for row_a, row_b in zip(a, b):
         for key in row_a:
-            if row_a[key] == "" or row_b[key] == "":
-                assert row_a[key] == row_b[key], key
+            if "top" in key:
+                continue
+            if key.endswith("loss") and row_a[key] and row_b[key]:
+                assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-3), key
             else:
-                assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-4,
-                                                          abs=1e-4), key
+                assert row_a[key] == row_b[key], key
 
 
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The norm of the difference of all floating-point tensors, in float64."""
+    return math.sqrt(sum((a[key].double() - b[key].double()).square().sum().item()
+                         for key in a if a[key].is_floating_point()))
+
+
+def _assert_equal_up_to_round_off(weights: dict[str, torch.Tensor], runs: Path, name: str,
+                                  extra: dict[str, object]) -> None:
+    """`weights` are those of the single-process run `name` (made with `extra`) up to this
+    machine's round-off: see test_two_processes_reach_the_weights_of_one."""
+    single = _model(runs / name)
+    ftlab.train(None, overrides=_overrides(runs, f"{name}-stock", **extra,
+                                           **{"train.memory_efficient": False}))
+    with torch.backends.mkldnn.flags(enabled=False):  # convolutions that sum in another order
+        ftlab.train(None, overrides=_overrides(runs, f"{name}-reference-conv", **extra))
+    last = int(extra.get("train.epochs", 2))
+    ftlab.train(None, overrides=_overrides(runs, f"{name}-shorter",
+                                           **{**extra, "train.epochs": last - 1}))
+    noise = max(_distance(single, _model(runs / f"{name}-{variant}"))
+                for variant in ("stock", "reference-conv"))
+    trained = _distance(single, _model(runs / f"{name}-shorter"))
+    assert noise < 0.01 * trained, f"round-off {noise:.3g} against the last epoch's {trained:.3g}"
+    distance = _distance(weights, single)
+    assert distance <= 4 * noise + 1e-7 * trained, f"{distance:.3g}; round-off {noise:.3g}"
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 @pytest.mark.parametrize("strategy", ["full", "bias"])
 def test_two_processes_reach_the_weights_of_one(tmp_path, strategy):
+    """Equal up to round-off, with the tolerance measured here rather than guessed: two
+    processes sum each gradient in another order than one, and float32 sums that cancel,
+    amplified over the steps (a ReLU whose input is near zero may flip), land further apart
+    on some CPUs than on others. Its scale on this machine: how far single-process runs land
+    from the single-process run that differ from it only in how they round (stock autograd
+    instead of memory-efficient execution, which folds frozen BatchNorms and recomputes;
+    convolutions without oneDNN, which sum in another order). A process that missed the
+    gradient average, trained a batch twice or took a step of its own would move the weights
+    by whole steps: the second epoch moves them 100 times further than that round-off at
+    least (asserted, or the comparison would say nothing)."""
     runs = tmp_path / "runs"
     extra = {"strategy.name": strategy}
     ftlab.train(None, overrides=_overrides(runs, "single", **extra))
@@ -70,8 +112,7 @@ def test_two_processes_reach_the_weights_of_one(tmp_path, strategy):
 
     single, ddp = _model(runs / "single"), _model(runs / "ddp")
     assert single.keys() == ddp.keys()
-    for key in single:
-        torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    _assert_equal_up_to_round_off(ddp, runs, "single", extra)
     single_rows = rows(runs / "single")
     assert single_rows[0]["train_loss"] != single_rows[1]["train_loss"], "the model must train"
     _assert_close_rows(rows(runs / "ddp"), rows(runs / "single"))
@@ -81,6 +122,7 @@ def test_two_processes_reach_the_weights_of_one(tmp_path, strategy):
     assert "log.txt" in {p.name for p in (runs / "ddp").iterdir()}
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 def test_resumed_distributed_run_equals_uninterrupted(tmp_path):
     """Gradual unfreezing changes the trainable set every epoch, so DDP is rebuilt each time
     (it registers only parameters that require gradients); the resume crosses a change."""
@@ -92,10 +134,10 @@ def test_resumed_distributed_run_equals_uninterrupted(tmp_path):
     _torchrun("--resume", str(runs / "parts"), "train.epochs=3")
     ftlab.train(None, overrides=_overrides(runs, "single", **extra))
 
-    whole, parts, single = (_model(runs / name) for name in ("whole", "parts", "single"))
+    whole, parts = _model(runs / "whole"), _model(runs / "parts")
     for key in whole:
         assert torch.equal(whole[key], parts[key]), key
-        torch.testing.assert_close(whole[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    _assert_equal_up_to_round_off(whole, runs, "single", extra)
     assert rows(runs / "whole") == rows(runs / "parts")
     _assert_close_rows(rows(runs / "whole"), rows(runs / "single"))
 
