@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv lock clean
+.PHONY: test reliability demo venv lock clean
 
 venv: $(STAMP)
 
@@ -17,13 +17,17 @@ $(STAMP): requirements.lock pyproject.toml
 # Tests run in $(WORKERS) processes (pytest-xdist), in a random order (pytest-randomly);
 # the last line printed names the seed, and `make test PYTEST_ARGS="-p randomly
 # --randomly-seed=N"` repeats that order and those fault-injection points.
-# tests/faults/records.py merges what the fault tests of every process observed into
-# RELIABILITY.md.
+# `make test` writes nothing outside temporary folders; `make reliability` runs the fault
+# tests alone and, when all pass, regenerates RELIABILITY.md from what they observed
+# (tests/faults/records.py merges the records of every process).
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
+
+reliability: $(STAMP)
+	FTLAB_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -n $(WORKERS) tests/faults $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/ftlab demo

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import shutil
+import subprocess
 import tempfile
 import time
 import zlib
@@ -71,6 +73,41 @@ def mirror() -> Path:
     if not (MIRROR_WEIGHTS.is_file() and (MIRROR_DATA / "train").is_dir()):
         pytest.skip(f"offline mirror not found at {MIRROR} (set FTLAB_MIRROR)")
     return MIRROR
+
+
+def _can_write(folder: Path) -> bool:
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+@contextlib.contextmanager
+def made_read_only(folder: Path):
+    """`folder` (made here) such that this process cannot write into it: permission bits,
+    and where those do not bind (root), the immutable attribute (chattr +i); None where
+    neither can be had. Writable again afterwards, so it can be deleted."""
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    immutable = _can_write(folder) and shutil.which("chattr") is not None and \
+        subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    try:
+        yield None if _can_write(folder) else folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A folder this process cannot write into (`made_read_only`), or the test is skipped."""
+    with made_read_only(tmp_path / "read-only") as folder:
+        if folder is None:
+            pytest.skip("this process writes into any folder (root without chattr +i)")
+        yield folder
 
 
 @pytest.fixture(autouse=True)

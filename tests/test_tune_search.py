@@ -199,8 +199,10 @@ def test_a_study_of_another_suite_or_space_is_refused(tmp_path, capsys):
     capsys.readouterr()
     other = _suite(tmp_path, name="a", grid=("bias",), seeds=[0], trials=1,
                    storage=str(journal), space={"optim.lr": [0.001, 0.1]})
+    before = journal.read_bytes()
     assert main(["tune", str(other), "--no-report"]) == 2
     assert "study a/bias in tune.storage was searched over another space" in _one_line(capsys)
+    assert journal.read_bytes() == before, "a refusal writes nothing"
     longer = _suite(tmp_path, name="a", grid=("bias",), seeds=[0], trials=1,
                     storage=str(journal), run={"train.epochs": 3})
     assert main(["tune", str(longer), "--no-report"]) == 2

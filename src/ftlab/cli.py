@@ -149,6 +149,13 @@ def _plot(args: argparse.Namespace) -> int:
     if strangers:
         raise RunDirError(f"{strangers[0]} is not an ftlab run folder (no config.yaml with "
                           "metrics.csv); pass folders that ftlab train made")
+    from ftlab.fileio import check_output_files
+
+    stem = Path(args.output)
+    if not args.output.strip() or not stem.name:
+        raise RunDirError(f"--output {args.output!r} names no file; give a file stem such as "
+                          "curves (writes curves.png, .svg and .json)")
+    check_output_files([stem.with_suffix(s) for s in (".png", ".svg", ".json")], "--output")
     _, paths = plot_runs([Path(d) for d in args.runs], args.metrics.split(","),
                          Path(args.output), args.labels.split(",") if args.labels else None,
                          args.smooth, args.title)

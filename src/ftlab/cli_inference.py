@@ -38,8 +38,9 @@ def _arch(args: argparse.Namespace) -> int:
     from ftlab.runfiles import ARCHITECTURE, RunFolder
 
     check_config(config)
-    folder = check_output_folder(args.output_dir or Path("arch") / (
-        f"{config.model.arch}-{config.strategy.name}"), ARCHITECTURE, "arch")
+    default = Path("arch") / f"{config.model.arch}-{config.strategy.name}"
+    folder = check_output_folder(default if args.output_dir is None else args.output_dir,
+                                 ARCHITECTURE, "arch")
     num_classes, resolution = args.num_classes, None
     if run is not None and RunFolder(run).complete:
         summary = RunFolder(run).run_summary

@@ -9,7 +9,8 @@ The points:
 - `train_step`: after a training step's optimizer update;
 - `eval_batch`: after an evaluation batch;
 - `atomic_write`: inside every atomic file write, between fsync and rename;
-- `epoch_end`: after an epoch's checkpoint and metrics are written.
+- `epoch_end`: after an epoch's checkpoint and metrics are written;
+- `journal_write`: half-way through a write to the tuning journal (ftlab.tune.journal).
 
 Tests use them to prove that a run killed at any of these moments resumes to the result of
 an uninterrupted run; users never need them.
@@ -40,12 +41,23 @@ _hits: Counter[str] = Counter()
 
 def failpoint(name: str) -> None:
     """Act as planned on the planned hit of `name`: a signal to this process, or ENOSPC."""
+    action = due(name)
+    if action is not None:
+        act(action)
+
+
+def due(name: str) -> str | None:
+    """Count a hit of `name`; its planned action when this is the planned hit, else None
+    (for a failpoint that must do something of its own first, such as a torn write)."""
     if not _PLAN or name not in _PLAN:
-        return
+        return None
     _hits[name] += 1
     count, action = _PLAN[name]
-    if _hits[name] != count:
-        return
+    return action if _hits[name] == count else None
+
+
+def act(action: str) -> None:
+    """Send this process the signal `action` names (KILL, TERM, INT), or raise ENOSPC."""
     if action == "ENOSPC":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     os.kill(os.getpid(), signal.Signals[f"SIG{action}"])

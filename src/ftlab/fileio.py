@@ -14,7 +14,7 @@ import shutil
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,20 +81,64 @@ def user_path(text: str | Path, what: str = "path") -> Path:
                           "machine; write the folder out in full") from None
 
 
+def check_writable(folder: str | Path, what: str) -> None:
+    """Refuse, before any work, a folder that cannot be written: `folder`, or where it does
+    not exist yet the nearest folder above it (where it would be created). Probed by
+    creating a file, which catches what permission bits alone do not tell (read-only
+    filesystems, immutable folders, root's exemptions)."""
+    folder = Path(folder)
+    parent = folder
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise RunDirError(f"{what} {folder}: {parent} is a file, not a folder; choose another "
+                          "path")
+    probe = _temporary(parent / "write-check")
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as err:
+        raise RunDirError(f"{what} {folder} cannot be written ({err.strerror or err} in "
+                          f"{parent}); choose a folder you can write to") from None
+    probe.unlink(missing_ok=True)
+
+
+def check_output_files(paths: Sequence[Path], what: str) -> None:
+    """Refuse, before any work, output files that are not regular files where they exist
+    (writing to a FIFO blocks, a folder cannot be replaced) or whose folder cannot be
+    written."""
+    for path in paths:
+        if not str(path).strip():
+            raise RunDirError(f"{what} is empty; name a file, or leave the option out for the "
+                              "default")
+        if path.exists() and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, socket or " \
+                "device)"
+            raise RunDirError(f"{what} {path} is {kind}; choose another path")
+    for folder in dict.fromkeys(path.parent for path in paths):
+        check_writable(folder, what)
+
+
 def check_output_folder(folder: str | Path, marker: str, command: str,
                         option: str = "--output-dir") -> Path:
     """Refuse, before any work, to write a command's files into a folder holding something
     else: `folder` may be absent, empty, or hold `marker` from an earlier run of the same
     command (whose files are then replaced). A typo'd or swapped path (a dataset, a run
-    folder) thus never gains files it did not have.
+    folder) thus never gains files it did not have; nor is the work done for a folder that
+    cannot be written.
     """
+    if not str(folder).strip():
+        raise RunDirError(f"{option} is empty; name a folder, or leave the option out for "
+                          f"`ftlab {command}`'s default")
     folder = Path(folder)
     if not folder.exists():
+        check_writable(folder, option)
         return folder
     if not folder.is_dir():
         raise RunDirError(f"{option} {folder} is a file; pass a folder for `ftlab {command}` "
                           "to write into")
     if (folder / marker).is_file():
+        check_writable(folder, option)
         return folder
     try:
         occupied = next(folder.iterdir(), None) is not None
@@ -103,6 +147,7 @@ def check_output_folder(folder: str | Path, marker: str, command: str,
     if occupied:
         raise RunDirError(f"{option} {folder} already holds other files (no {marker} of an "
                           f"earlier `ftlab {command}`); pass a new or empty folder")
+    check_writable(folder, option)
     return folder
 
 
@@ -119,17 +164,30 @@ def check_replaceable(folder: str | Path, marker: str, command: str, overwrite: 
     return folder
 
 
-def check_new_file(path: str | Path, overwrite: bool, what: str) -> Path:
-    """Refuse to replace an existing file unless `overwrite`, and never a folder."""
+def check_new_file(path: str | Path, overwrite: bool, what: str,
+                   protected: Sequence[str] = ()) -> Path:
+    """Refuse to replace an existing file unless `overwrite`, and never a folder, a file
+    that is not a regular one, a folder that cannot be written, or a file named in
+    `protected` (files ftlab reads back, which --overwrite must not destroy)."""
+    if not str(path).strip():
+        raise RunDirError(f"{what} is empty; name a file, or leave the option out for the "
+                          "default")
     path = Path(path)
     if path.is_dir():
         raise RunDirError(f"{what} {path} is a folder; pass a file path")
+    if path.exists() and not path.is_file():
+        raise RunDirError(f"{what} {path} is not a regular file (a FIFO, socket or device); "
+                          "choose another path")
+    if path.name in protected and path.exists():
+        raise RunDirError(f"{what} {path} is a file ftlab reads back ({path.name}), which "
+                          "--overwrite never replaces; choose another path")
     if path.exists() and not overwrite:
         raise RunDirError(f"{what} {path} already exists; pass --overwrite to replace it, "
                           "or choose another path")
     if not path.parent.is_dir():
         raise RunDirError(f"{what} {path}: folder {path.parent} does not exist; create it "
                           "or choose another path")
+    check_writable(path.parent, f"{what} {path}: folder")
     return path
 
 

@@ -3,8 +3,10 @@
 With pytest-xdist the fault tests may run in several worker processes. Each process saves
 its records as JSON in one folder that the main process created (its path travels in the
 environment), and the main process merges them at the end of the session. The table is
-written only when every fault test was selected, ran and passed, so it always states what
-the last full run of these tests observed, never what someone typed.
+written only when asked for (`make reliability`, which sets WRITE_ENV: a plain `make test`
+leaves the checkout as it found it) and only when every fault test was selected, ran and
+passed, so it always states what the last full run of these tests observed, never what
+someone typed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 FOLDER_ENV = "FTLAB_RELIABILITY_DIR"
 SEED_ENV = "FTLAB_FAULT_SEED"
+WRITE_ENV = "FTLAB_WRITE_RELIABILITY"
+"""Set to 1 to have the session write RELIABILITY.md (`make reliability`)."""
 REPORT = Path(__file__).resolve().parents[2] / "RELIABILITY.md"
 
 
@@ -55,18 +59,25 @@ def merge(folder: Path) -> Records:
     return merged
 
 
-def write_report(folder: Path) -> None:
+def write_report(folder: Path) -> bool:
+    """Write RELIABILITY.md from the records in `folder` if asked to and every fault test
+    passed; whether it was written."""
     records = merge(folder)
+    if os.environ.get(WRITE_ENV) != "1":
+        return False
     if records.whole and records.collected and records.passed == records.collected:
         REPORT.write_text(render(records, os.environ.get(SEED_ENV, "?")), encoding="utf-8")
+        return True
+    return False
 
 
 def render(records: Records, seed: str) -> str:
     lines = [
         "# Reliability", "",
-        "Written by the test suite (`tests/faults/`, part of `make test`) whenever all of its "
-        f"{records.collected} tests pass; do not edit by hand. Injection points are drawn at "
-        f"random each session (this one: `{SEED_ENV}={seed}` repeats it).", "",
+        "Written by `make reliability` (the fault-injection and hostile-input tests of "
+        f"`tests/faults/`, which `make test` also runs) when all of its {records.collected} "
+        "tests pass; do not edit by hand. Injection points are drawn at random each session "
+        f"(this one: `{SEED_ENV}={seed}` repeats it).", "",
         "## Faults injected", "",
         "| fault | where | outcome | nothing lost: verified by |", "|---|---|---|---|",
     ]

@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import made_read_only
+
 from ftlab.cli import main
 
 TRICKY = ["nan", "inf", "-1", "0", "1e309", "2**64", "99999999999999999999", "", " ", "é",
@@ -36,8 +38,15 @@ def fuzz_settings(examples: int) -> settings:
 
 @pytest.fixture(scope="module")
 def places(tmp_path_factory, clean) -> dict[str, str]:
-    """Paths of every kind, in a folder of this module's own (commands may write here)."""
+    """Paths of every kind, in a folder of this module's own (commands may write here):
+    right ones, wrong kinds, a FIFO named like an image (never to be opened: it blocks), a
+    folder that cannot be written (where the machine allows one)."""
     root = tmp_path_factory.mktemp("fuzz")
+    with made_read_only(root / "read-only") as read_only:
+        yield _places(root, clean, read_only)
+
+
+def _places(root: Path, clean: Path, read_only: Path | None) -> dict[str, str]:
     runs = root / "runs"
     shutil.copytree(clean, runs / "clean", ignore=shutil.ignore_patterns("previous.pt"))
     dataset = root / "dataset" / "train" / "cat"
@@ -46,10 +55,13 @@ def places(tmp_path_factory, clean) -> dict[str, str]:
     (root / "file.txt").write_text("text", encoding="utf-8")
     image = root / "image.png"
     Image.new("RGB", (20, 16), (200, 30, 30)).save(image)
-    return {"run": str(runs / "clean"), "image": str(image), "runs": str(runs), "dataset": str(root / "dataset"),
-            "file": str(root / "file.txt"), "absent": str(root / "absent"),
-            "checkpoint": str(runs / "clean" / "best.pt"), "out": str(root / "out"),
-            "root": str(root)}
+    os.mkfifo(root / "pipe.jpg")
+    unwritable = read_only or root / "absent"
+    return {"run": str(runs / "clean"), "image": str(image), "runs": str(runs),
+            "dataset": str(root / "dataset"), "file": str(root / "file.txt"),
+            "absent": str(root / "absent"), "checkpoint": str(runs / "clean" / "best.pt"),
+            "out": str(root / "out"), "root": str(root), "fifo": str(root / "pipe.jpg"),
+            "read-only": str(unwritable / "out"), "run-file": str(runs / "clean" / "last.pt")}
 
 
 def paths(places: dict[str, str], *kinds: str) -> st.SearchStrategy[str]:
@@ -57,8 +69,10 @@ def paths(places: dict[str, str], *kinds: str) -> st.SearchStrategy[str]:
 
 
 def outputs(places: dict[str, str], *kinds: str) -> st.SearchStrategy[str]:
-    """Output locations: places of every kind, or generated names inside the scratch folder
-    (never an absolute path elsewhere, so no example writes outside this test's folder)."""
+    """Output locations: places of every kind (always also a FIFO, a folder that cannot be
+    written and a file of a run), or generated names inside the scratch folder (never an
+    absolute path elsewhere, so no example writes outside this test's folder)."""
+    kinds = (*kinds, "fifo", "read-only", "run-file")
     return st.one_of(st.sampled_from([places[k] for k in kinds]),
                      ANY.map(lambda name: places["out"] + "/" + name))
 
@@ -136,14 +150,14 @@ def command_args(places: dict[str, str]) -> dict[str, st.SearchStrategy[list[str
 def inference_args(places: dict[str, str]) -> dict[str, st.SearchStrategy[list[str]]]:
     """eval, predict and export: targets of every kind (a run, its checkpoint, pretrained
     weights, a dataset, a file, nothing), overrides, images and outputs."""
-    targets = paths(places, "run", "checkpoint", "dataset", "file", "absent") | st.sampled_from(
+    targets = paths(places, "run", "checkpoint", "dataset", "file", "absent", "fifo") | st.sampled_from(
         ["pretrained:IMAGENET1K_V1", f"pretrained:{places['checkpoint']}", "pretrained:"])
     overrides = st.lists(st.sampled_from(
         ["model.head=keep", "model.head=new", "model.head=maybe", "data.resolution=16",
          "model.arch=resnet18", "train.device=cpu", "data.name=nope", "strategy.name=bias"])
         | ANY, max_size=2)
-    images = st.lists(paths(places, "dataset", "file", "absent", "run", "image"), min_size=1,
-                      max_size=3)
+    images = st.lists(paths(places, "dataset", "file", "absent", "run", "image", "fifo"),
+                      min_size=1, max_size=3)
     return {
         "eval": st.tuples(targets, overrides, options({
             "--split": st.sampled_from(["test", "val", "train"]) | ANY, "--bins": INTS,

@@ -10,6 +10,7 @@ from ftlab.assembly.experiment import (
     check_config,
     resolve_config,
 )
+from ftlab.assembly.fits import check_step_fits, stock_step_bytes
 from ftlab.assembly.loaders import Loaders, build_loaders
 from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
 from ftlab.assembly.schedule import SHAPES, build_scheduler, lr_factor
@@ -17,4 +18,4 @@ from ftlab.assembly.step import StepSettings, TrainStep
 
 __all__ = ["AMP_DTYPES", "OPTIMIZERS", "SHAPES", "Experiment", "Loaders", "StepSettings", "TrainStep",
            "build_experiment", "build_loaders", "build_optimizer", "build_scheduler",
-           "check_config", "lr_factor", "resolve_config"]
+           "check_config", "check_step_fits", "lr_factor", "resolve_config", "stock_step_bytes"]

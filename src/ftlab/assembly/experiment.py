@@ -26,6 +26,7 @@ from ftlab.strategies import (
     resolve_strategy_config,
     strategy_class,
 )
+from ftlab.assembly.fits import TRAIN_FACTOR, check_step_fits
 from ftlab.assembly.loaders import build_loaders
 from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
 from ftlab.assembly.schedule import SHAPES, build_scheduler
@@ -164,6 +165,11 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
                              data.input.resolution, seed=train_cfg.seed,
                              load_weights=load_weights)
     built, strategy = prepared.built, prepared.strategy
+    resolution = data.input.resolution
+    check_step_fits(built.model, train_cfg.batch_size // dist.world_size, resolution, device,
+                    what=f"a training step of {config.model.arch} at batch "
+                         f"{train_cfg.batch_size} and {resolution} px",
+                    fix="lower train.batch_size or data.resolution", share=TRAIN_FACTOR)
     if train_cfg.sync_batchnorm and dist.enabled:
         built.model = _sync_batchnorm(built.model, device)
     channels_last = train_cfg.channels_last and device.type == "cuda"

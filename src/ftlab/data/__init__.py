@@ -30,7 +30,7 @@ from ftlab.data.loading import (
 from ftlab.data.sources import DatasetSource, SourceSplits, get_source, source_names
 from ftlab.data.splits import label_subset, stratified_split
 from ftlab.data.transforms import InputSpec, eval_transform, resolve_input, train_transform
-from ftlab.data.unreadable import DAMAGE, sample_path
+from ftlab.data.unreadable import DAMAGE, NotRegularFile, load_rgb, sample_path
 from ftlab.errors import DataError
 from ftlab.preprocessing import Preprocessing
 
@@ -91,6 +91,7 @@ def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
 
 __all__ = [
     "DAMAGE",
+    "NotRegularFile",
     "BatchSource",
     "DataBundle",
     "DatasetSource",
@@ -108,6 +109,7 @@ __all__ = [
     "get_source",
     "in_memory",
     "label_subset",
+    "load_rgb",
     "resolve_input",
     "sample_path",
     "source_names",

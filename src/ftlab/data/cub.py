@@ -15,6 +15,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 
 from ftlab.config.schema import DataConfig
 from ftlab.data.sources import DatasetSource, SourceSplits, data_root, register_source
+from ftlab.data.unreadable import load_rgb
 from ftlab.errors import DataError
 
 FOLDER = "CUB_200_2011"
@@ -35,8 +36,7 @@ class ImageList(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.samples[index]
-        with Image.open(path) as image:
-            return image.convert("RGB"), label
+        return load_rgb(path), label
 
 
 def load_cub(config: DataConfig) -> SourceSplits:

@@ -10,6 +10,7 @@ from torchvision import datasets
 from ftlab.config.schema import DataConfig
 from ftlab.data.sources import DatasetSource, SourceSplits, register_source
 from ftlab.data.splits import stratified_split
+from ftlab.data.unreadable import load_rgb
 from ftlab.errors import ConfigError, DataError
 from ftlab.fileio import user_path
 
@@ -52,7 +53,7 @@ def load_imagefolder(config: DataConfig) -> SourceSplits:
 
 def _open(folder: Path) -> datasets.ImageFolder:
     try:
-        return datasets.ImageFolder(str(folder))
+        return datasets.ImageFolder(str(folder), loader=load_rgb)
     except (FileNotFoundError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0]
         raise DataError(f"{folder} is not a usable image folder ({reason}); expected one "

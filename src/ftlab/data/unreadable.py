@@ -10,7 +10,10 @@ half-copied dataset, not a damaged image.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import warnings
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -27,6 +30,26 @@ log = logging.getLogger("ftlab")
 DAMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
           Image.DecompressionBombWarning)
 _reported: set[str] = set()
+
+
+class NotRegularFile(OSError):
+    """An image path that names a FIFO, socket or device: opening one may block forever."""
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """The image at `path` as RGB, decoded as torchvision's `pil_loader` decodes it; but only
+    from a regular file (`NotRegularFile` otherwise, before it is opened), and with PIL's
+    decompression-bomb limit (Image.MAX_IMAGE_PIXELS) as an error, not a printed warning.
+    Every image ftlab decodes from a file comes through here."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise NotRegularFile(f"not a regular file but {kind}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with open(path, "rb") as handle:
+            return Image.open(handle).convert("RGB")
 
 
 def read_sample(base: Dataset, index: int, policy: str) -> tuple[Any, int] | None:

@@ -67,7 +67,8 @@ def evaluate(target: str | Target, *, overrides: Sequence[str] = (), split: str 
     if not 2 <= bins <= 1000:
         raise ConfigError(f"bins={bins} is not allowed: an integer in [2, 1000]")
     target = target if isinstance(target, Target) else load_target(target, overrides)
-    folder = check_replaceable(output_dir or Path("eval") / target.label, EVAL_JSON, "eval",
+    folder = check_replaceable(Path("eval") / target.label if output_dir is None else output_dir,
+                               EVAL_JSON, "eval",
                                overwrite)
     config = target.config
     device = resolve_device(config.train.device, config.train.amp)

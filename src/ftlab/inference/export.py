@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from ftlab.data import build_data
-from ftlab.errors import ConfigError, DataError, ExportError
+from ftlab.errors import ConfigError, DataError, ExportError, RunDirError
 from ftlab.fileio import atomic_write_text, check_new_file
 from ftlab.inference.predict import ImageFiles, image_files
 from ftlab.inference.target import Target, build_network, load_target
 from ftlab.registry import Registry
-from ftlab.runfiles import EXPORT_SIDECAR_SUFFIX
+from ftlab.runfiles import EXPORT_SIDECAR_SUFFIX, READ_BACK
 from ftlab.version import __version__
 
 TOLERANCE = 1e-4
@@ -83,8 +83,13 @@ def export(target: str | Target, fmt: str, output: str | Path | None = None, *,
     exporter = FORMATS.get(fmt)
     _require(exporter)
     target = target if isinstance(target, Target) else load_target(target, overrides)
-    path = check_new_file(output or f"{target.label}{exporter.suffix}", overwrite, "output")
-    sidecar = check_new_file(f"{path}{EXPORT_SIDECAR_SUFFIX}", overwrite, "sidecar")
+    path = check_new_file(f"{target.label}{exporter.suffix}" if output is None else output,
+                          overwrite, "output", protected=READ_BACK)
+    if path.exists() and Path(target.source).exists() and path.samefile(target.source):
+        raise RunDirError(f"output {path} is the checkpoint being exported, which --overwrite "
+                          "never replaces; choose another path")
+    sidecar = check_new_file(f"{path}{EXPORT_SIDECAR_SUFFIX}", overwrite, "sidecar",
+                             protected=READ_BACK)
     model = build_network(target)
     images, inputs = _check_batch(target, check_images)
     with torch.no_grad():

@@ -18,9 +18,9 @@ from typing import Any, TextIO
 import torch
 from PIL import UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ftlab.data import DAMAGE, default_workers, eval_transform
+from ftlab.data import DAMAGE, NotRegularFile, default_workers, eval_transform, load_rgb
 from ftlab.errors import ConfigError, DataError
 from ftlab.inference.evaluate import run_settings
 from ftlab.inference.target import Target, build_network, load_target
@@ -78,7 +78,9 @@ class ImageFiles(Dataset):
         if error is not None:
             return index, None, error
         try:
-            return index, self.transform(default_loader(path)), None
+            return index, self.transform(load_rgb(path)), None
+        except NotRegularFile as err:
+            return index, None, str(err)
         except UnidentifiedImageError:
             return index, None, "not an image (no format PIL can decode)"
         except (*DAMAGE, IsADirectoryError) as err:

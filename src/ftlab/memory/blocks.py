@@ -20,7 +20,7 @@ from torch import nn
 
 from ftlab.config import ExperimentConfig, OptimConfig, StrategyConfig
 from ftlab.memory.analytic import NORMS, layer_bytes
-from ftlab.memory.report import StepSetup, setup_step
+from ftlab.memory.report import StepSetup, check_fits, setup_step
 from ftlab.models import input_size
 from ftlab.models.probe import probe_forward
 from ftlab.runfiles import ArchitectureRecord, BlockRecord
@@ -31,7 +31,10 @@ def architecture_record(arch: str, strategy: StrategyConfig, batch_size: int, re
                         num_classes: int, *, device: str = "cpu",
                         optim: OptimConfig | None = None) -> ArchitectureRecord:
     """The blocks of `arch` prepared with `strategy` for `num_classes`, with the activation
-    memory each keeps at `batch_size` images of `resolution` px, stock and memory-efficient."""
+    memory each keeps at `batch_size` images of `resolution` px, stock and memory-efficient.
+    A step that cannot fit is refused in one line before it is allocated."""
+    check_fits(arch, batch_size, resolution, num_classes, device,
+               fix="lower train.batch_size or data.resolution")
     stock = setup_step(arch, strategy.name, batch_size, resolution, "stock",
                        options=strategy.options, num_classes=num_classes, device=device,
                        optim=optim)

@@ -14,13 +14,13 @@ from ftlab.config import MemoryConfig, OptimConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
 from ftlab.fileio import atomic_write_text, check_output_folder
-from ftlab.memory.analytic import AnalyticMemory, analytic_memory, execution_order
+from ftlab.memory.analytic import AnalyticMemory, analytic_memory
 from ftlab.memory.measure import MeasuredMemory, measure_step
 from ftlab.models import ArchAdapter, build_model, get_adapter
 from ftlab.runfiles import MEMORY_CSV, MEMORY_MD, MemoryRecord, memory_csv
 from ftlab.strategies import Strategy, get_strategy, prepare_model, strategy_names
 from ftlab.tables import markdown_table
-from ftlab.assembly import build_optimizer
+from ftlab.assembly import build_optimizer, check_step_fits
 from ftlab.runtime import resolve_device
 
 MIB = 2**20
@@ -113,33 +113,12 @@ def strategies_of(config: MemoryConfig) -> list[str]:
 
 
 def check_fits(arch: str, batch_size: int, resolution: int, num_classes: int = 10,
-               device: str = "cpu") -> None:
-    """Refuse a measurement that cannot fit before allocating it: a step of stock full
-    fine-tuning keeps about every layer's input (4 bytes an element), plus parameters,
-    gradients and Adam's moments. A batch past the machine's free memory would otherwise
-    end in an allocator error or the kernel's OOM killer."""
-    free = free_memory(device)
-    if free is None:
-        return
+               device: str = "cpu", fix: str = "use smaller --batch-sizes or --resolution"
+               ) -> None:
+    """Refuse a measurement that cannot fit before allocating it (`check_step_fits`)."""
     model = build_model(arch, None, num_classes, pretrained=False).model
-    per_image = 4 * sum(layer.input_numel for layer in execution_order(model, resolution))
-    need = batch_size * per_image + 16 * sum(p.numel() for p in model.parameters())
-    if need > 0.9 * free:
-        raise ConfigError(f"measuring {arch} at batch {batch_size} and {resolution} px needs "
-                          f"about {need / 2**30:,.1f} GiB, more than the {free / 2**30:,.1f} "
-                          f"GiB free on {device}; use smaller --batch-sizes or --resolution")
-
-
-def free_memory(device: str) -> int | None:
-    """Bytes free for a measurement on `device` (None where the system does not say)."""
-    if device.startswith("cuda"):
-        return torch.cuda.mem_get_info(torch.device(device))[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            fields = dict(line.split(":", 1) for line in handle)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
+    check_step_fits(model, batch_size, resolution, device,
+                    what=f"measuring {arch} at batch {batch_size} and {resolution} px", fix=fix)
 
 
 def memory_table(config: MemoryConfig) -> list[MemoryRow]:

@@ -17,6 +17,20 @@ def probe_forward(model: nn.Module, input_size: int, handles: Iterable[Removable
     observe(model, torch.zeros(1, 3, input_size, input_size), handles)
 
 
+def leaf_input_elements(model: nn.Module, input_size: int) -> int:
+    """Elements of every leaf module's input for one image of `input_size` px (a module
+    called twice counts twice): what stock autograd keeps for a fully trained step, about."""
+    total = [0]
+
+    def count(module: nn.Module, args: tuple) -> None:
+        total[0] += args[0].numel() if args and isinstance(args[0], torch.Tensor) else 0
+
+    handles = [module.register_forward_pre_hook(count)
+               for module in model.modules() if not list(module.children())]
+    probe_forward(model, input_size, handles)
+    return total[0]
+
+
 def observe(model: nn.Module, images: torch.Tensor, handles: Iterable[RemovableHandle]) -> None:
     """Run `images` through `model` for the hooks behind `handles`, then remove them.
 

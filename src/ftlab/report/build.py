@@ -18,7 +18,7 @@ from typing import Any
 
 import markdown
 
-from ftlab.fileio import atomic_write_text
+from ftlab.fileio import atomic_write_text, check_writable
 from ftlab.report.collect import (
     Group,
     RunRecord,
@@ -69,9 +69,10 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
     """Write report/report.md and report/report.html under the suite folder `root` (or a
     folder of run folders); anything else is refused before a file is written."""
     check_report_source(root)
+    out = root / REPORT
+    check_writable(out, "the report folder")
     settings = _suite_settings(root)
     records = load_records(root)
-    out = root / REPORT
     figures = out / "figures"
     title = title or settings.get("report", {}).get("title") or f"Fine-tuning report: {root.name}"
     sections = [

@@ -80,3 +80,9 @@ DIFF_JSON = "diff.json"
 """Every number of an `ftlab diff` comparison; marks a folder as that command's output."""
 DIFF_SUMMARY = "summary.md"
 """An `ftlab diff` comparison in words and figures, for the terminal and the report."""
+
+READ_BACK = (CONFIG, METRICS, SUMMARY, LAST, BEST, PREVIOUS, RUN_MEMORY, ARCHITECTURE,
+             SUITE_INDEX, SUITE_FILE, MEMORY_SETTINGS, MEMORY_CSV, TUNE_JOURNAL, STUDY_RECORD,
+             EVAL_JSON, DIFF_JSON)
+"""The files ftlab reads back (to resume, report, evaluate, continue a suite or a search):
+another command's output never replaces one, --overwrite or not."""

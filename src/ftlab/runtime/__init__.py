@@ -6,10 +6,10 @@ reaching into another.
 """
 
 from ftlab.runtime import distributed
-from ftlab.runtime.device import resolve_amp, resolve_device
+from ftlab.runtime.device import free_memory, resolve_amp, resolve_device
 from ftlab.runtime.distributed import Distributed
 from ftlab.runtime.interrupt import StopFlag
 from ftlab.runtime.logs import ensure_console_log
 
-__all__ = ["Distributed", "StopFlag", "distributed", "ensure_console_log", "resolve_amp",
-           "resolve_device"]
+__all__ = ["Distributed", "StopFlag", "distributed", "ensure_console_log", "free_memory",
+           "resolve_amp", "resolve_device"]

@@ -23,3 +23,17 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if amp != "auto":
         return amp
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+
+
+def free_memory(device: str | torch.device) -> int | None:
+    """Bytes free for a step on `device`: the CUDA device's free memory, or the system's
+    available memory (None where the system does not say)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None

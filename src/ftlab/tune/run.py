@@ -40,7 +40,8 @@ from ftlab.suite.schema import GridConfig, SuiteConfig
 from ftlab.suite.state import last_error
 from ftlab.tune.final import describe_best, final_specs, study_record, write_record
 from ftlab.tune.plan import NOT_COMPARED, StudyPlan, build_plans, tune_config
-from ftlab.tune.study import open_storage, open_study
+from ftlab.tune.journal import check_journal_path
+from ftlab.tune.study import journal_path, open_storage, open_study
 from ftlab.tune.worker import work
 
 log = logging.getLogger("ftlab")
@@ -57,6 +58,8 @@ def run_tune(path: str | Path, overrides: Sequence[str] = (), report: bool = Tru
     listed = _listed_runs(suite, suite_file)
     tune_dir = suite_dir(suite, suite_file) / SUITE_TUNE
     storage = open_storage(tune.storage, tune_dir) if _is_url(tune.storage) else None
+    if tune.storage is not None and storage is None:  # a journal file of the user's choosing
+        check_journal_path(journal_path(tune.storage, tune_dir))
     root = prepare_folder(suite, suite_file)
     tune_dir.mkdir(exist_ok=True)
     with _owned(tune_dir / TUNE_LOCK):

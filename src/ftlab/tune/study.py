@@ -25,6 +25,7 @@ from ftlab.errors import ConfigError
 from ftlab.fileio import lock_in_use
 from ftlab.runfiles import TUNE_JOURNAL, TUNE_LOCKS
 from ftlab.suite.schema import TuneConfig
+from ftlab.tune.journal import JournalFile
 from ftlab.tune.plan import StudyPlan, grid_values
 
 log = logging.getLogger("ftlab")
@@ -48,13 +49,9 @@ def open_storage(spec: str | None, tune_dir: Path) -> optuna.storages.BaseStorag
     other text -> a journal file at that path. Unreachable: one line, nothing written."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if spec is None or "://" not in spec:
-        path = tune_dir / TUNE_JOURNAL if spec is None else Path(spec).expanduser()
-        if not path.parent.is_dir():
-            raise ConfigError(f"tune.storage: the folder of journal file {path} does not "
-                              "exist; create it or give a storage URL")
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalStorage
 
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFile(journal_path(spec, tune_dir)))
     try:
         if spec.startswith("redis://"):
             from optuna.storages.journal import JournalRedisBackend, JournalStorage
@@ -66,6 +63,11 @@ def open_storage(spec: str | None, tune_dir: Path) -> optuna.storages.BaseStorag
         raise ConfigError(f"tune.storage {_without_password(spec)} cannot be used ({reason}); "
                           "check the URL, that the server is up, and that its driver is "
                           "installed") from None
+
+
+def journal_path(spec: str | None, tune_dir: Path) -> Path:
+    """The journal file tune.storage names (None: the suite folder's tune/journal.log)."""
+    return tune_dir / TUNE_JOURNAL if spec is None else Path(spec).expanduser()
 
 
 def _without_password(url: str) -> str:
@@ -85,16 +87,21 @@ def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage, tune: Tune
                 "sampler": _sampler(plan, tune, tune.sampler_seed + (
                     0 if tune.sampler == "grid" else worker)),
                 "pruner": _pruner(plan, tune)}
-    try:  # creation is atomic in the storage: one worker creates, the others load
-        study = optuna.create_study(direction="maximize", **settings)
-        start = plan.configured_params()
-        if start and tune.sampler != "grid":
-            study.enqueue_trial(start)
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(**settings)
     mine = {"suite": suite, "space": plan.describe_space(), "config": plan.fingerprint()}
+    if plan.name not in optuna.get_all_study_names(storage):
+        try:  # creation is atomic in the storage: one worker creates, the others load
+            study = optuna.create_study(direction="maximize", **settings)
+            start = plan.configured_params()
+            if start and tune.sampler != "grid":
+                study.enqueue_trial(start)
+            study.set_user_attr(STUDY_ATTR, mine)
+            return study
+        except optuna.exceptions.DuplicatedStudyError:  # another worker was first
+            pass
+    # Checked before anything is written: a refused study's journal stays as it was.
+    study = optuna.load_study(**settings)
     theirs = study.user_attrs.get(STUDY_ATTR)
-    if theirs is None:
+    if theirs is None:  # its creator has not recorded them (yet)
         study.set_user_attr(STUDY_ATTR, mine)
     else:
         _check_same_study(plan, theirs, mine)
