@@ -79,7 +79,12 @@ def test_cka_invariances():
 
 def test_bias_training_changes_biases_and_no_weight(tiny, tmp_path):
     start = tmp_path / "pretrained.pth"
-    torch.save(_state(seed=7, classes=1000), start)
+    state = _state(seed=7, classes=1000)
+    generator = torch.Generator().manual_seed(7)
+    for key, tensor in state.items():  # torchvision's BatchNorm biases start at 0, which
+        if key.endswith(".bias"):      # has no cosine: give each layer a bias to move
+            tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
+    torch.save(state, start)
     summary = ftlab.train(None, overrides=tiny(**{"strategy.name": "bias",
                                                   "model.weights": start}))
     result = diff(DiffConfig(summary["run_dir"], f"pretrained:{start}", probe_size=8),
@@ -89,7 +94,8 @@ def test_bias_training_changes_biases_and_no_weight(tiny, tmp_path):
     for row in backbone:
         assert row.relative_change == 0.0 and row.weight_cosine == pytest.approx(1.0), row.layer
     changed = [r for r in backbone if r.bias_cosine is not None and r.bias_cosine < 1 - 1e-9]
-    assert len(changed) >= 0.9 * sum(r.bias_cosine is not None for r in backbone)
+    with_bias = sum(r.bias_cosine is not None for r in backbone)
+    assert with_bias == 52 and len(changed) >= 0.9 * with_bias  # every BatchNorm of 52
     assert result.cka is not None and len(result.cka) == len(result.blocks) == 19
     assert result.cka[0][0] == pytest.approx(1.0, abs=0.05)  # same first block weights
     written = json.loads((tmp_path / "diff" / "diff.json").read_text())

@@ -96,10 +96,13 @@ def test_eval_other_split_and_refusals(tiny, tmp_path, capsys):
 
 
 def test_eval_on_data_with_the_classes_in_another_order(tiny, tmp_path):
-    """Classes are matched by name: a subset of them, in any order, evaluates correctly."""
+    """Classes are matched by name: a subset of them, in any order, evaluates correctly.
+    One image a batch, so each image is computed alike in both evaluations (a batch of
+    other images may round a near-tie the other way)."""
     root = make_folder(tmp_path / "colours")
     summary = folder_run(tiny, root, **{"train.run_name": "colours", "train.epochs": 3})
-    full = evaluate(summary["run_dir"], output_dir=tmp_path / "all").record
+    alone = "train.eval_batch_size=1"
+    full = evaluate(summary["run_dir"], overrides=[alone], output_dir=tmp_path / "all").record
     subset = make_folder(tmp_path / "two")
     for split in ("train", "test"):
         (subset / split / "green").rename(subset / split / "a-green")  # sorts first now
@@ -111,7 +114,7 @@ def test_eval_on_data_with_the_classes_in_another_order(tiny, tmp_path):
                  output_dir=tmp_path / "bad")
     (subset / "train" / "a-green").rename(subset / "train" / "green")
     (subset / "test" / "a-green").rename(subset / "test" / "green")
-    part = evaluate(summary["run_dir"], overrides=[f"data.root={subset}"],
+    part = evaluate(summary["run_dir"], overrides=[f"data.root={subset}", alone],
                     output_dir=tmp_path / "part").record
     rows = {r["class"]: r for r in full.per_class}
     assert {r["class"]: r["top1"] for r in part.per_class} == \
@@ -121,7 +124,9 @@ def test_eval_on_data_with_the_classes_in_another_order(tiny, tmp_path):
 def test_predict_matches_eval_image_for_image(tiny, tmp_path, capsys):
     root = make_folder(tmp_path / "colours")
     summary = folder_run(tiny, root, **{"strategy.name": "tinytl", "train.run_name": "t"})
-    evaluate(summary["run_dir"], output_dir=tmp_path / "eval")
+    # Batches of 4 in both, in the same (sorted) order: each image computed alike.
+    evaluate(summary["run_dir"], overrides=["train.eval_batch_size=4"],
+             output_dir=tmp_path / "eval")
     rows = {r["path"]: r for r in csv.DictReader((tmp_path / "eval" / "predictions.csv").open())}
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
@@ -131,8 +136,7 @@ def test_predict_matches_eval_image_for_image(tiny, tmp_path, capsys):
     for result in results[:-2]:
         assert result.error is None and len(result.top) == 2
         assert result.top[0][0] == rows[result.path]["predicted"]
-        assert result.top[0][1] == pytest.approx(float(rows[result.path]["confidence"]),
-                                                 abs=1e-6)
+        assert f"{result.top[0][1]:.6f}" == rows[result.path]["confidence"]
         assert result.top[0][1] >= result.top[1][1]
     assert "not a readable image" in results[-2].error or "not an image" in results[-2].error
     assert results[-1].error == "no such file or folder"

@@ -279,11 +279,11 @@ def test_gradient_clipping_bounds_the_update(tiny):
                                              "data.synthetic.train_per_class": 2,
                                              "data.val_fraction": 0}))
     exp = build_experiment(config)
-    before = torch.cat([p.detach().flatten().clone() for p in exp.model.parameters()])
+    before = torch.cat([p.detach().flatten().double() for p in exp.model.parameters()])
     exp.strategy.set_train_mode(exp.model)
     train_one_epoch(exp.train_step(exp.model), exp.train_loader, Progress("none", 8, "clip"))
-    after = torch.cat([p.detach().flatten() for p in exp.model.parameters()])
-    assert len(exp.train_loader) == 1
+    after = torch.cat([p.detach().flatten().double() for p in exp.model.parameters()])
+    assert len(exp.train_loader) == 1  # the norm in float64: float32's loses 3e-4 of it
     assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)  # lr x clip norm
 
 

@@ -92,7 +92,9 @@ def _export(args: argparse.Namespace) -> int:
     check = result.check
     print(f"wrote {result.path} and {result.sidecar}\nchecked with {check['runtime']} on "
           f"{check['inputs']}: max logit difference {check['max_abs_logit_difference']:.2g} "
-          f"(tolerance {check['tolerance']:g}), same top-1 on every image")
+          f"(tolerance {check['tolerance']:g}), same top-1 on every image"
+          + (f" but {check['near_ties']} near-ties (top two logits within twice that)"
+             if check.get("near_ties") else ""))
     return 0
 
 

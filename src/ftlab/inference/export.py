@@ -6,7 +6,8 @@ training-time change of module classes and is not applied; TinyTL's lite-residua
 are traced into the graph like any module. Each export is run on real images (the target's
 own test images, or `check_images`) by its own runtime — onnxruntime for ONNX, `torch.jit.load`
 in a fresh Python process for TorchScript, a fresh torchvision model for safetensors — and
-kept only if its logits match PyTorch's within `TOLERANCE` with the same top-1 class.
+kept only if its logits match PyTorch's within `TOLERANCE` with the same top-1 class (but on
+near-ties, which round-off may decide either way).
 """
 
 from __future__ import annotations
@@ -169,10 +170,16 @@ def _check_batch(target: Target, files: Sequence[str | Path]) -> tuple[torch.Ten
 def _compare(logits: torch.Tensor, reference: torch.Tensor, runtime: str, inputs: str,
              fmt: str) -> dict[str, Any]:
     difference = (logits.double() - reference.double()).abs().max().item()
-    same_top1 = bool((logits.argmax(dim=1) == reference.argmax(dim=1)).all())
+    # Logits within `difference` of PyTorch's can pick another class only where PyTorch's
+    # two best are within twice that: such near-ties are counted, not held against the file.
+    top2 = reference.double().topk(min(2, reference.shape[1]), dim=1).values
+    decided = (top2[:, 0] - top2[:, -1]) > 2 * difference if top2.shape[1] > 1 else \
+        torch.ones(len(reference), dtype=torch.bool)
+    agree = logits.argmax(dim=1) == reference.argmax(dim=1)
+    same_top1 = bool(agree[decided].all())
     check = {"runtime": runtime, "inputs": inputs, "images": int(reference.shape[0]),
              "max_abs_logit_difference": difference, "same_top1": same_top1,
-             "tolerance": TOLERANCE}
+             "near_ties": int((~decided).sum()), "tolerance": TOLERANCE}
     if difference > TOLERANCE or not same_top1:
         raise ExportError(f"the {fmt} export does not compute what PyTorch computes on {inputs} "
                           f"(max logit difference {difference:.3g}, tolerance {TOLERANCE:g}; "
