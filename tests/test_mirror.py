@@ -13,7 +13,7 @@ def test_pretrained_beats_scratch_and_features_beat_chance(mirror, tmp_path):
     common = [
         "data.name=imagefolder", f"data.root={mirror / 'cifar10-mini'}",
         "data.resolution=64", "data.eval_crop_fraction=1.0", "data.train_crop_scale=[0.35,1.0]",
-        "data.label_fraction=0.25",  # 1,125 training images: a minute on two cores
+        "data.label_fraction=0.15",  # 680 training images: 40 s on two cores
         f"model.weights={mirror / 'weights' / 'mobilenet_v2_imagenet.pth'}",
         "optim.lr=1e-3", "schedule.gamma=0.7", "train.epochs=2", "train.batch_size=64",
         f"train.output_dir={tmp_path}", "train.progress=none", "train.tensorboard=false",
@@ -22,13 +22,13 @@ def test_pretrained_beats_scratch_and_features_beat_chance(mirror, tmp_path):
     scratch = ftlab.train(None, overrides=common + ["strategy.name=scratch"])
     probe = ftlab.train(None, overrides=common + ["strategy.name=linear_probe"])
     assert tuned["weights"].startswith("file ") and scratch["weights"] == "none (random init)"
-    assert tuned["split_sizes"] == scratch["split_sizes"] == {"train": 1120, "val": 500,
+    assert tuned["split_sizes"] == scratch["split_sizes"] == {"train": 680, "val": 500,
                                                               "test": 1000}
-    # Measured: 46 % vs 10 % test top-1 (chance is 10 %).
+    # Measured: 45 % vs 10 % test top-1 (chance is 10 %); 47 % with 1,120 images.
     assert tuned["test_top1"] >= 35.0
     assert tuned["test_top1"] >= scratch["test_top1"] + 20.0
     assert tuned["best_val_top1"] >= scratch["best_val_top1"] + 20.0
-    # Pretrained features alone separate the classes: well above chance (10 %).
+    # Pretrained features alone separate the classes: well above chance (10 %; measured 38 %).
     assert probe["trainable_params"] == 1280 * 10 + 10
     assert probe["test_top1"] >= 20.0
 
