@@ -148,8 +148,9 @@ def _check_report(root: Path, paths) -> None:
     assert page.count('src="data:image/png;base64,') == 6 + 3 and "<table>" in page
 
 
-def test_submitit_local_executor(tmp_path):
+def test_submitit_local_executor(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
+    monkeypatch.setattr("ftlab.suite.run_memory_step", lambda *args: None)  # not about it
     path = write_suite(tmp_path, executor="submitit", submitit={"cluster": "local",
                                                                 "timeout_min": 10},
                        grid={"strategies": {"linear_probe": []}, "seeds": [0, 1]},
@@ -256,6 +257,7 @@ def test_runs_start_from_their_written_config_keeping_the_threads_it_sets(tmp_pa
     import sys
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr("ftlab.suite.run_memory_step", lambda *args: None)  # not about it
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump({"train": {"num_threads": 1}, "data": {"num_workers": 0}}))
     tiny = [o for o in COMMON if not o.startswith(("train.num_threads", "data.num_workers"))]
