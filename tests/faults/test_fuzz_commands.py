@@ -150,8 +150,9 @@ def command_args(places: dict[str, str]) -> dict[str, st.SearchStrategy[list[str
 def inference_args(places: dict[str, str]) -> dict[str, st.SearchStrategy[list[str]]]:
     """eval, predict and export: targets of every kind (a run, its checkpoint, pretrained
     weights, a dataset, a file, nothing), overrides, images and outputs."""
-    targets = paths(places, "run", "checkpoint", "dataset", "file", "absent", "fifo") | st.sampled_from(
-        ["pretrained:IMAGENET1K_V1", f"pretrained:{places['checkpoint']}", "pretrained:"])
+    targets = paths(places, "run", "checkpoint", "dataset", "file", "absent", "fifo") | \
+        st.sampled_from(["pretrained:IMAGENET1K_V1", f"pretrained:{places['checkpoint']}",
+                         "pretrained:"])
     overrides = st.lists(st.sampled_from(
         ["model.head=keep", "model.head=new", "model.head=maybe", "data.resolution=16",
          "model.arch=resnet18", "train.device=cpu", "data.name=nope", "strategy.name=bias"])
@@ -194,7 +195,8 @@ def test_command_arguments_exit_0_or_2_with_one_line(places, reliability, comman
     fuzz()
     for outcome, count in outcomes.items():
         reliability.inputs(f"`ftlab {command}` arguments from hypothesis (options, types, "
-                           "ranges, unicode, wrong kinds of paths)", outcome, count)
+                           "ranges, unicode, wrong kinds of paths: FIFOs, unwritable folders, run "
+                           "files)", outcome, count)
 
 
 SUITE_KEYS = ["name", "base", "overrides", "grid", "runs", "output_dir", "parallel",

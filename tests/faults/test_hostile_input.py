@@ -59,8 +59,10 @@ def outcome_of(overrides: list[str]) -> str:
     except FtlabError as err:
         assert str(err) and "\n" not in str(err), repr(str(err))
         return "refused: one-line message (exit 2 on the CLI)"
-    again = load_config(None, [])
-    assert config_to_yaml(config) and again is not None
+    with tempfile.TemporaryDirectory() as folder:  # load -> dump -> load: the same config
+        path = Path(folder) / "config.yaml"
+        path.write_text(config_to_yaml(config), encoding="utf-8")
+        assert load_config(path) == config
     for value in config_to_dict(config)["optim"].values():
         assert not (isinstance(value, float) and not math.isfinite(value))
     return "valid run config (round-trips through YAML)"
