@@ -9,7 +9,8 @@ GPU time comes in short windows, so everything a GPU must prove is in this one s
    benchmarks/throughput.py in the same process, for full, bias and tinytl, and full once
    more with train.compile=true; the input pipelines alone (benchmarks/dataloader.py);
 3. memory: `ftlab memory`'s measurement at batch 64 and 256, stock against memory-efficient,
-   and the gradients of both compared on the device in float32 (TF32 off);
+   and the gradients of both compared on the device in float32 (TF32 off), and against a
+   float64 reference where float32 itself cannot resolve a gradient to 1e-4;
 4. fine-tune: the mirror's cifar10-mini at 224 px, 3 epochs, full and tinytl, through
    `ftlab.train`; a run stopped by SIGTERM mid-epoch and resumed against an uninterrupted
    one (train.deterministic=true, last.pt weights compared);

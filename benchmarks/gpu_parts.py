@@ -200,27 +200,35 @@ def memory(ctx: Context) -> tuple[dict[str, Any], list[Row]]:
                              else "n/a", f"<= {target:.0%}" if target else "",
                              _met(share is not None and share <= target)
                              if target and s.judged else ""))
-    results["gradients"] = gradients = gradient_check(s.device, s.grad_batch, s.resolution)
+    gradients, bounded = gradient_check(s.device, s.grad_batch, s.resolution)
+    results["gradients"], results["gradients_within_fp32"] = gradients, bounded
     worst = max(gradients.values())
     rows.append(("gradients efficient vs stock (max relative difference, fp32)",
                  f"{worst:.1e} ({', '.join(f'{k} {v:.1e}' for k, v in gradients.items())})",
-                 "<= 1e-4", _met(worst <= 1e-4)))
+                 "<= 1e-4, or within twice fp32's own error",
+                 _met(all(v <= 1e-4 or bounded[k] for k, v in gradients.items()))))
     return results, rows
 
 
-def gradient_check(device: str, batch: int, resolution: int) -> dict[str, float]:
-    """Largest relative difference (per parameter, in norm) between the gradients of stock
-    autograd and memory-efficient execution, on `device` in float32 without TF32."""
+def gradient_check(device: str, batch: int, resolution: int
+                   ) -> tuple[dict[str, float], dict[str, bool]]:
+    """Per strategy: the largest relative difference (per parameter, in norm) between the
+    gradients of stock autograd and memory-efficient execution, on `device` in float32
+    without TF32; and whether every efficient gradient is as close to the float64 truth as
+    float32 gets (within twice stock float32's error there, plus 1e-4 of the truth): where a
+    gradient's sum cancels, float32 itself cannot resolve it to 1e-4, on any device."""
+    import copy
+
     import torch
 
     from ftlab.config import StrategyConfig
-    from ftlab.efficient import apply_memory_plan, remove_memory_plan
+    from ftlab.efficient import apply_memory_plan
     from ftlab.strategies import prepare_model
 
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        worst = {}
+        worst, bounded = {}, {}
         for strategy in ("full", "bias", "tinytl", "norm_last"):
             prepared = prepare_model("mobilenet_v2", None, StrategyConfig(name=strategy), 10,
                                      resolution, seed=0, load_weights=False)
@@ -228,13 +236,16 @@ def gradient_check(device: str, batch: int, resolution: int) -> dict[str, float]
             prepared.strategy.set_train_mode(model)
             x = torch.randn(batch, 3, resolution, resolution,
                             generator=torch.Generator().manual_seed(0)).to(device)
+            truth = _gradients(copy.deepcopy(model).double(), x.double())
             stock = _gradients(model, x)
             apply_memory_plan(model)
             ours = _gradients(model, x)
-            remove_memory_plan(model)
             worst[strategy] = max(((ours[k] - g).norm() / g.norm().clamp_min(1e-30)).item()
                                   for k, g in stock.items())
-        return worst
+            bounded[strategy] = all(
+                (ours[k].double() - t).norm() <= 2 * (stock[k].double() - t).norm()
+                + 1e-4 * t.norm() for k, t in truth.items())
+        return worst, bounded
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 

@@ -34,7 +34,8 @@ def test_the_gpu_check_runs_every_part_on_cpu(tmp_path):
     memory = parts["memory"]["results"]
     assert memory["full stock batch 2"]["share_of_stock_full"] == 1.0
     assert memory["bias efficient batch 2"]["share_of_stock_full"] < 1.0
-    assert max(memory["gradients"].values()) <= 1e-4  # efficient = stock, within fp32
+    # efficient = stock up to float32: as close to the float64 truth as stock float32 gets
+    assert all(memory["gradients_within_fp32"].values()), memory["gradients"]
     finetune = parts["finetune"]["results"]
     assert 0 <= finetune["full"]["test_top1"] <= 100 and finetune["full"]["epochs"] == 2
     resume = finetune["resume"]
