@@ -46,7 +46,7 @@ def test_eval_predict_and_onnx_of_a_mirror_run(mirror, tmp_path):
 
     summary = ftlab.train(None, overrides=[
         "data.name=imagefolder", f"data.root={mirror / 'cifar10-mini'}", "data.resolution=64",
-        "data.label_fraction=0.1",
+        "data.label_fraction=0.05",
         f"model.weights={mirror / 'weights' / 'mobilenet_v2_imagenet.pth'}",
         "strategy.name=tinytl", "train.epochs=1", "train.batch_size=32",
         f"train.output_dir={tmp_path}", "train.progress=none", "train.tensorboard=false"])
