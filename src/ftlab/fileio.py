@@ -108,15 +108,23 @@ def check_output_files(paths: Sequence[Path], what: str) -> None:
     (writing to a FIFO blocks, a folder cannot be replaced) or whose folder cannot be
     written."""
     for path in paths:
-        if not str(path).strip():
-            raise RunDirError(f"{what} is empty; name a file, or leave the option out for the "
-                              "default")
-        if path.exists() and not path.is_file():
-            kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, socket or " \
-                "device)"
-            raise RunDirError(f"{what} {path} is {kind}; choose another path")
-    for folder in dict.fromkeys(path.parent for path in paths):
+        _check_file_path(path, what)
+    for folder in dict.fromkeys(Path(path).parent for path in paths):
         check_writable(folder, what)
+
+
+def _check_file_path(path: str | Path, what: str) -> Path:
+    """`path` as a Path, refused when empty or naming a folder, FIFO, socket or device."""
+    if not str(path).strip():
+        raise RunDirError(f"{what} is empty; name a file, or leave the option out for the "
+                          "default")
+    path = Path(path)
+    if path.is_dir():
+        raise RunDirError(f"{what} {path} is a folder; pass a file path")
+    if path.exists() and not path.is_file():
+        raise RunDirError(f"{what} {path} is not a regular file (a FIFO, socket or device); "
+                          "choose another path")
+    return path
 
 
 def check_output_folder(folder: str | Path, marker: str, command: str,
@@ -131,15 +139,19 @@ def check_output_folder(folder: str | Path, marker: str, command: str,
         raise RunDirError(f"{option} is empty; name a folder, or leave the option out for "
                           f"`ftlab {command}`'s default")
     folder = Path(folder)
-    if not folder.exists():
-        check_writable(folder, option)
-        return folder
+    if folder.exists():
+        _check_own_folder(folder, marker, command, option)
+    check_writable(folder, option)
+    return folder
+
+
+def _check_own_folder(folder: Path, marker: str, command: str, option: str) -> None:
+    """An existing output folder must be empty or hold `marker` (see check_output_folder)."""
     if not folder.is_dir():
         raise RunDirError(f"{option} {folder} is a file; pass a folder for `ftlab {command}` "
                           "to write into")
     if (folder / marker).is_file():
-        check_writable(folder, option)
-        return folder
+        return
     try:
         occupied = next(folder.iterdir(), None) is not None
     except OSError as err:
@@ -147,8 +159,6 @@ def check_output_folder(folder: str | Path, marker: str, command: str,
     if occupied:
         raise RunDirError(f"{option} {folder} already holds other files (no {marker} of an "
                           f"earlier `ftlab {command}`); pass a new or empty folder")
-    check_writable(folder, option)
-    return folder
 
 
 def check_replaceable(folder: str | Path, marker: str, command: str, overwrite: bool,
@@ -169,15 +179,7 @@ def check_new_file(path: str | Path, overwrite: bool, what: str,
     """Refuse to replace an existing file unless `overwrite`, and never a folder, a file
     that is not a regular one, a folder that cannot be written, or a file named in
     `protected` (files ftlab reads back, which --overwrite must not destroy)."""
-    if not str(path).strip():
-        raise RunDirError(f"{what} is empty; name a file, or leave the option out for the "
-                          "default")
-    path = Path(path)
-    if path.is_dir():
-        raise RunDirError(f"{what} {path} is a folder; pass a file path")
-    if path.exists() and not path.is_file():
-        raise RunDirError(f"{what} {path} is not a regular file (a FIFO, socket or device); "
-                          "choose another path")
+    path = _check_file_path(path, what)
     if path.name in protected and path.exists():
         raise RunDirError(f"{what} {path} is a file ftlab reads back ({path.name}), which "
                           "--overwrite never replaces; choose another path")
