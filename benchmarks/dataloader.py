@@ -51,7 +51,8 @@ def epoch_rate(loader, device: torch.device) -> float:
 
 def pipelines(root: Path, resolution: int, batch: int, workers: int, device: torch.device):
     config = load_config(None, ["data.name=imagefolder", f"data.root={root}",
-                                f"data.resolution={resolution}", "data.val_fraction=0"])
+                                f"data.resolution={resolution}", "data.val_fraction=0",
+                                "data.augment=rrc"])  # the stock loader's augmentation
     data = build_data(config.data, Preprocessing())
     images, labels = in_memory(data.train)
     return {
@@ -59,7 +60,7 @@ def pipelines(root: Path, resolution: int, batch: int, workers: int, device: tor
         "ftlab workers": train_loader(data.train, batch, seed=0, workers=workers,
                                       pin_memory=device.type == "cuda"),
         "ftlab device": DeviceBatches(images.to(device), labels.to(device), batch, data.input,
-                                      train=True),
+                                      train=True, augmentation=data.augmentation),
     }
 
 

@@ -172,14 +172,17 @@ def test_a_missing_file_is_an_error_even_when_skipping(tmp_path, tiny, capsys):
             read_sample(source.train, i, "skip")
 
 
-def test_device_pipeline_matches_the_worker_pipeline(mirror):
+@pytest.mark.parametrize("augment", ["rrc", "crop", "flip"])
+def test_device_pipeline_matches_the_worker_pipeline(mirror, augment):
     from ftlab.data import train_loader
     from ftlab.data.device_pipeline import DeviceBatches, in_memory
 
     config = load_config(None, ["data.name=imagefolder", f"data.root={mirror / 'cifar10-mini'}",
-                                "data.resolution=48", "data.label_fraction=0.2"])
+                                "data.resolution=48", "data.label_fraction=0.2",
+                                f"data.augment={augment}"])
     data = build_data(config.data, Preprocessing())
-    device = DeviceBatches(*in_memory(data.train), 64, data.input, train=True, seed=5)
+    device = DeviceBatches(*in_memory(data.train), 64, data.input, train=True, seed=5,
+                           augmentation=data.augmentation)
     stock = train_loader(data.train, 64, seed=5, workers=0, pin_memory=False)
     device.set_position(2)
     stock.sampler.set_epoch(2)

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ftlab.config.schema import ExperimentConfig
-from ftlab.data import BatchSource, DataBundle, build_data
+from ftlab.data import BatchSource, DataBundle, build_data, check_augment, choose_augment
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
@@ -107,6 +107,7 @@ def check_config(config: ExperimentConfig) -> Strategy:
                           "classes, so set model.head=new")
     get_adapter(config.model.arch)
     get_source(config.data.name)
+    check_augment(config.data)
     OPTIMIZERS.check(config.optim.name)
     SHAPES.check(config.schedule.name)
     resolve_device(config.train.device, config.train.amp)
@@ -115,12 +116,15 @@ def check_config(config: ExperimentConfig) -> Strategy:
 
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     """`config` checked as `check_config` does, with the strategy's options written out in
-    full (defaults included) and optim.lr set (the strategy's default when unset): the
-    config a run folder records."""
+    full (defaults included), optim.lr set (the strategy's default when unset) and
+    data.augment=auto replaced by what it chooses for train.epochs: the config a run folder
+    records, which reruns the same training whatever later defaults become."""
     check_config(config)
     if config.optim.lr is None:
         lr = strategy_class(config.strategy.name).default_lr
         config = replace(config, optim=replace(config.optim, lr=lr))
+    chosen = choose_augment(config.data, config.train.epochs).name
+    config = replace(config, data=replace(config.data, augment=chosen))
     return replace(config, strategy=resolve_strategy_config(config.strategy))
 
 
@@ -160,7 +164,7 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
     source = resolve_weights(config.model.arch, config.model.weights)
-    data = build_data(config.data, source.preprocessing)
+    data = build_data(config.data, source.preprocessing, epochs=train_cfg.epochs)
     prepared = prepare_model(config.model.arch, source, config.strategy, data.num_classes,
                              data.input.resolution, seed=train_cfg.seed,
                              load_weights=load_weights)

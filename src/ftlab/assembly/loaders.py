@@ -12,6 +12,7 @@ from ftlab.data import (
     DataBundle,
     DeviceBatches,
     LoaderBatches,
+    choose_augment,
     default_workers,
     eval_loader,
     get_source,
@@ -60,7 +61,9 @@ def resolve_pipeline(config: ExperimentConfig, device: torch.device) -> str:
     if config.data.pipeline != "auto":
         return config.data.pipeline
     in_memory_source = get_source(config.data.name).in_memory
-    return "device" if in_memory_source and device.type == "cuda" else "workers"
+    per_image = not choose_augment(config.data, config.train.epochs).on_device
+    return "device" if in_memory_source and device.type == "cuda" and not per_image \
+        else "workers"
 
 
 def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.device,
@@ -70,7 +73,7 @@ def _device_loaders(config: ExperimentConfig, data: DataBundle, device: torch.de
         return DeviceBatches(images.to(device), labels.to(device), size, data.input,
                              train=train, crop_scale=config.data.train_crop_scale,
                              hflip=config.data.hflip, seed=config.train.seed, rank=dist.rank,
-                             world_size=dist.world_size)
+                             world_size=dist.world_size, augmentation=data.augmentation)
 
     return Loaders(train=batches(data.train, batch, True),
                    val=batches(data.val, eval_batch, False) if data.val else None,

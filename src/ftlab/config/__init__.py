@@ -7,6 +7,7 @@ from ftlab.config.loading import (
     config_to_yaml,
     flatten,
     load_config,
+    load_run_config,
     replace_sections,
 )
 from ftlab.config.schema import (
@@ -37,5 +38,6 @@ __all__ = [
     "config_to_yaml",
     "flatten",
     "load_config",
+    "load_run_config",
     "replace_sections",
 ]

@@ -39,6 +39,28 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     return config
 
 
+RUN_FOLDER_DEFAULTS: dict[str, str] = {"data.augment": "rrc"}
+"""Keys added after run folders were first written, with the value that reproduces what a
+run written before the key existed did (its default then), not today's default."""
+
+
+def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """A run folder's config.yaml (`load_config`), keys it predates set as it trained."""
+    written = OmegaConf.to_container(_read_yaml(Path(path)))
+    assert isinstance(written, dict)
+    older = [f"{key}={value}" for key, value in RUN_FOLDER_DEFAULTS.items()
+             if not _holds(written, key.split("."))]
+    return load_config(path, [*older, *overrides])
+
+
+def _holds(values: Any, keys: list[str]) -> bool:
+    for key in keys:
+        if not isinstance(values, dict) or key not in values:
+            return False
+        values = values[key]
+    return True
+
+
 def load_structured(schema: type, path: str | Path | None = None, overrides: Sequence[str] = (),
                     base: Mapping[str, Any] | None = None) -> Any:
     """`load_config` for any dataclass schema (experiment configs, suite files)."""

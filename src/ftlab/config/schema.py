@@ -95,12 +95,17 @@ class DataConfig:
     eval_crop_fraction: Optional[float] = None
     """Centre-crop fraction at evaluation (resize to resolution / fraction, then crop).
     None: that of the weights (0.875 for 224/256)."""
+    augment: str = "auto"
+    """Training augmentation: none, flip, crop (pad and shift), rrc (RandomResizedCrop with
+    train_crop_scale), randaugment, trivialaugment (rrc then torchvision's policy), or auto:
+    chosen from train.epochs by the measured rule in docs/strategies.md (flip for short
+    budgets); the run's config.yaml records the choice."""
     train_crop_scale: tuple[float, ...] = (0.35, 1.0)
-    """Area range of RandomResizedCrop for training, as fractions of the image. ImageNet
-    training's (0.08, 1) crops too hard for fine-tuning at short budgets (measured in
-    docs/strategies.md); write [0.08, 1.0] for it."""
+    """Area range of RandomResizedCrop (augment rrc, randaugment, trivialaugment; a value
+    other than this default makes auto choose rrc), as fractions of the image. ImageNet training's (0.08, 1) crops too hard for fine-tuning at
+    short budgets (measured in docs/strategies.md); write [0.08, 1.0] for it."""
     hflip: bool = True
-    """Random horizontal flips during training."""
+    """Random horizontal flips in every augmentation that flips (all but none)."""
     mean: Optional[tuple[float, ...]] = None
     """Normalisation mean. None: that of the weights (ImageNet's)."""
     std: Optional[tuple[float, ...]] = None

@@ -17,6 +17,14 @@ from ftlab.data import (  # noqa: F401  (registration)
     synthetic,
     torchvision_sets,
 )
+from ftlab.data.augment import (
+    AUGMENTATIONS,
+    AUTO_RULE,
+    Augmentation,
+    augmentation_names,
+    check_augment,
+    choose_augment,
+)
 from ftlab.data.batches import BatchSource, LoaderBatches
 from ftlab.data.device_pipeline import DeviceBatches, in_memory
 from ftlab.data.loading import (
@@ -44,6 +52,8 @@ class DataBundle:
     test: TransformedSubset
     classes: list[str]
     input: InputSpec
+    augmentation: Augmentation
+    """What the training split's transform does (data.augment, resolved)."""
     class_ids: list[str] | None = None
     """Identifiers of the classes (ImageNet's WordNet ids); None: the names are."""
 
@@ -61,8 +71,13 @@ class DataBundle:
                 "test": len(self.test)}
 
 
-def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
-    """Load the named dataset and carve train / val / test from its official splits."""
+def build_data(config: DataConfig, weights: Preprocessing, *, epochs: int = 1) -> DataBundle:
+    """Load the named dataset and carve train / val / test from its official splits.
+
+    Args:
+        epochs: the training budget that `data.augment=auto` is chosen for (a resolved run
+            config names its augmentation already; evaluation never augments).
+    """
     source = get_source(config.name).load(config)
     targets = list(source.train_targets)
     train_idx, val_idx = stratified_split(targets, config.val_fraction, config.split_seed)
@@ -74,7 +89,8 @@ def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
         raise DataError(f"{config.name} leaves {len(train_idx)} training image(s) after the "
                         "validation split; lower data.val_fraction or add images")
     spec = resolve_input(config, weights)
-    train_tf, eval_tf = train_transform(config, spec), eval_transform(spec)
+    augmentation = choose_augment(config, epochs)
+    train_tf, eval_tf = train_transform(config, spec, augmentation), eval_transform(spec)
     policy = config.bad_images
     return DataBundle(
         train=TransformedSubset(source.train, train_idx, train_tf, [targets[i] for i in train_idx],
@@ -85,11 +101,15 @@ def build_data(config: DataConfig, weights: Preprocessing) -> DataBundle:
                                source.test_targets, policy),
         classes=source.classes,
         input=spec,
+        augmentation=augmentation,
         class_ids=source.class_ids,
     )
 
 
 __all__ = [
+    "AUGMENTATIONS",
+    "AUTO_RULE",
+    "Augmentation",
     "DAMAGE",
     "NotRegularFile",
     "BatchSource",
@@ -101,7 +121,10 @@ __all__ = [
     "SeededShuffleSampler",
     "SourceSplits",
     "TransformedSubset",
+    "augmentation_names",
     "build_data",
+    "check_augment",
+    "choose_augment",
     "default_workers",
     "epoch_seed",
     "eval_transform",

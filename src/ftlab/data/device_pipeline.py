@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import Sampler
 from torchvision.ops import roi_align
 
+from ftlab.data.augment import AUGMENTATIONS, RANDOM_RESIZED, SHIFT, Augmentation
 from ftlab.data.loading import SeededShuffleSampler, ShardSampler, TransformedSubset, epoch_seed
 from ftlab.data.transforms import InputSpec
 from ftlab.data.unreadable import read_sample
-from ftlab.errors import DataError
+from ftlab.errors import ConfigError, DataError
 
 MAX_BYTES = 8 * 2**30
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect-ratio range
@@ -56,12 +57,22 @@ class DeviceBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  spec: InputSpec, *, train: bool, crop_scale: Sequence[float] = (0.35, 1.0),
-                 hflip: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 hflip: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 augmentation: Augmentation | None = None) -> None:
         """`batch_size` is the global batch; with several processes each takes its share of
-        every batch (training) or of the images (evaluation), as the worker loaders do."""
+        every batch (training) or of the images (evaluation), as the worker loaders do.
+        `augmentation` (training only) is the run's `data.augment`, resolved."""
+        if train and augmentation is None:
+            raise ValueError("a training DeviceBatches needs the run's augmentation")
+        augmentation = augmentation or AUGMENTATIONS.get("none")
+        if train and not augmentation.on_device:
+            raise ConfigError(f"data.augment={augmentation.name} works image by image, which "
+                              "the on-device pipeline cannot; set data.pipeline=workers")
         self.images, self.labels = images, labels
         self.batch_size, self.spec, self.train = batch_size // world_size, spec, train
-        self.crop_scale, self.hflip, self.seed = tuple(crop_scale), hflip and train, seed
+        self.geometry = augmentation.geometry
+        self.crop_scale, self.seed = tuple(crop_scale), seed
+        self.hflip = hflip and train and augmentation.flips
         self.drop_last = train and world_size == 1 and len(images) > batch_size
         self.sampler: Sampler = (
             SeededShuffleSampler(len(images), seed, batch_size, rank, world_size) if train
@@ -100,14 +111,18 @@ class DeviceBatches:
     def _batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         pixels = self.images[index].float()
         n, _, height, width = pixels.shape
-        if self.train:
+        if self.train and self.geometry == RANDOM_RESIZED:
             boxes = random_resized_boxes(n, height, width, self.crop_scale, generator)
+        elif self.train and self.geometry == SHIFT:
+            boxes = shifted_boxes(n, height, width, self.spec, generator)
         else:
             boxes = center_boxes(n, height, width, self.spec, pixels.device)
         numbered = torch.cat([torch.arange(n, device=pixels.device, dtype=boxes.dtype)[:, None],
                               boxes], dim=1)
         out = roi_align(pixels, numbered, output_size=self.spec.resolution, spatial_scale=1.0,
                         sampling_ratio=-1, aligned=True)
+        if self.train and self.geometry == SHIFT:
+            out = out * inside(boxes, height, width, self.spec.resolution)
         if self.hflip:
             flip = torch.rand(n, device=pixels.device, generator=generator) < 0.5
             out = torch.where(flip[:, None, None, None], out.flip(-1), out)
@@ -152,6 +167,38 @@ def center_boxes(n: int, height: int, width: int, spec: InputSpec, device: torch
     box = torch.tensor([left, top, left + spec.resolution, top + spec.resolution],
                        device=device, dtype=torch.float32) / scale
     return box.expand(n, 4)
+
+
+def shifted_boxes(n: int, height: int, width: int, spec: InputSpec,
+                  generator: torch.Generator) -> torch.Tensor:
+    """The evaluation view moved by whole output pixels over the image padded by
+    resolution / 8 on each side, as `TrainTransform`'s shift (the padding is zeroed by
+    `inside`)."""
+    short, long = min(height, width), max(height, width)
+    scale = short / spec.eval_resize  # source pixels per output pixel
+    resized_long = int(spec.eval_resize * long / short)
+    resized_h, resized_w = (spec.eval_resize, resized_long) if height <= width else \
+        (resized_long, spec.eval_resize)
+    side, pad = spec.resolution, spec.resolution // 8
+    device = generator.device
+    top = torch.randint(0, resized_h + 2 * pad - side + 1, (n,), device=device,
+                        generator=generator) - pad
+    left = torch.randint(0, resized_w + 2 * pad - side + 1, (n,), device=device,
+                         generator=generator) - pad
+    boxes = torch.stack([left, top, left + side, top + side], dim=1).float()
+    return boxes * scale
+
+
+def inside(boxes: torch.Tensor, height: int, width: int, side: int) -> torch.Tensor:
+    """n x 1 x side x side: 1 where an output pixel's centre lies in the image, 0 in the
+    padding, so that a shifted crop is zero-padded as torchvision's crop pads (roi_align
+    alone repeats the edge for samples within one pixel outside it)."""
+    steps = (torch.arange(side, device=boxes.device) + 0.5) / side
+    xs = boxes[:, 0:1] + steps * (boxes[:, 2:3] - boxes[:, 0:1])
+    ys = boxes[:, 1:2] + steps * (boxes[:, 3:4] - boxes[:, 1:2])
+    cols = (xs >= 0) & (xs <= width)
+    rows = (ys >= 0) & (ys <= height)
+    return (rows[:, None, :, None] & cols[:, None, None, :]).to(boxes.dtype)
 
 
 def _uniform(shape: tuple[int, int], low: float, high: float, generator: torch.Generator

@@ -11,6 +11,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from ftlab.config.schema import DataConfig
+from ftlab.data.augment import CENTRE, RANDOM_RESIZED, Augmentation
 from ftlab.preprocessing import Preprocessing
 
 
@@ -39,30 +40,49 @@ def resolve_input(config: DataConfig, weights: Preprocessing) -> InputSpec:
 
 
 class TrainTransform:
-    """RandomResizedCrop + optional flip + normalisation, on a uint8 tensor, in few ops.
+    """A training augmentation (`ftlab.data.augment`) + normalisation, on a uint8 tensor.
 
-    The same operations as torchvision's RandomResizedCrop / RandomHorizontalFlip /
-    ToDtype / Normalize, called as functions: composing transform objects costs ~50 us of
-    Python per image, which at CIFAR sizes is as much as the work itself. Random draws use
-    torch's CPU generator, which the loader seeds per sample.
+    The same operations as torchvision's Resize / CenterCrop / RandomCrop /
+    RandomResizedCrop / RandomHorizontalFlip / ToDtype / Normalize, called as functions:
+    composing transform objects costs ~50 us of Python per image, which at CIFAR sizes is as
+    much as the work itself. Random draws use torch's CPU generator, which the loader seeds
+    per sample.
     """
 
-    def __init__(self, config: DataConfig, spec: InputSpec) -> None:
+    def __init__(self, config: DataConfig, spec: InputSpec, augmentation: Augmentation) -> None:
         self.size = [spec.resolution, spec.resolution]
+        self.resize, self.pad = spec.eval_resize, spec.resolution // 8
+        self.geometry = augmentation.geometry
         self.scale = tuple(config.train_crop_scale)
-        self.hflip = config.hflip
+        self.hflip = config.hflip and augmentation.flips
+        self.policy = augmentation.policy() if augmentation.policy else None
         self.interpolation = InterpolationMode(spec.interpolation)
         self.scale_to_unit, self.shift = _normaliser(spec)
 
     def __call__(self, image: Any) -> torch.Tensor:
         pixels = F.pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image
-        top, left, height, width = transforms.RandomResizedCrop.get_params(
-            pixels, list(self.scale), [3 / 4, 4 / 3])
-        pixels = F.resized_crop(pixels, top, left, height, width, self.size,
-                                interpolation=self.interpolation, antialias=True)
+        pixels = self._crop(pixels)
         if self.hflip and torch.rand(1).item() < 0.5:
             pixels = pixels.flip(-1)
+        if self.policy is not None:
+            pixels = self.policy(pixels)
         return pixels.float().mul_(self.scale_to_unit).sub_(self.shift)
+
+    def _crop(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.geometry == RANDOM_RESIZED:
+            top, left, height, width = transforms.RandomResizedCrop.get_params(
+                pixels, list(self.scale), [3 / 4, 4 / 3])
+            return F.resized_crop(pixels, top, left, height, width, self.size,
+                                  interpolation=self.interpolation, antialias=True)
+        pixels = F.resize(pixels, self.resize, interpolation=self.interpolation, antialias=True)
+        if self.geometry == CENTRE:
+            return F.center_crop(pixels, self.size)
+        # SHIFT: a crop of the padded image; F.crop fills what lies outside with zeros.
+        height, width = pixels.shape[-2:]
+        side = self.size[0]
+        top = int(torch.randint(0, height + 2 * self.pad - side + 1, (1,)).item()) - self.pad
+        left = int(torch.randint(0, width + 2 * self.pad - side + 1, (1,)).item()) - self.pad
+        return F.crop(pixels, top, left, side, side)
 
 
 class EvalTransform:
@@ -88,8 +108,9 @@ def _normaliser(spec: InputSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return 1.0 / (255.0 * std), mean / std
 
 
-def train_transform(config: DataConfig, spec: InputSpec) -> TrainTransform:
-    return TrainTransform(config, spec)
+def train_transform(config: DataConfig, spec: InputSpec,
+                    augmentation: Augmentation) -> TrainTransform:
+    return TrainTransform(config, spec, augmentation)
 
 
 def eval_transform(spec: InputSpec) -> EvalTransform:

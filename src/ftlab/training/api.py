@@ -15,6 +15,7 @@ from ftlab.config import (
     config_to_yaml,
     flatten,
     load_config,
+    load_run_config,
 )
 from ftlab.errors import ConfigError, RunDirError
 from ftlab.fileio import atomic_write_text
@@ -94,8 +95,8 @@ def _as_config(config: ExperimentConfig | Mapping[str, Any] | str | Path | None,
 def _resume(path: Path, overrides: Sequence[str], on_epoch: EpochHook | None
             ) -> dict[str, Any]:
     run_dir = rundir.existing_run_dir(path)
-    saved = resolve_config(load_config(run_dir / rundir.CONFIG))
-    config = resolve_config(load_config(run_dir / rundir.CONFIG, overrides))
+    saved = resolve_config(load_run_config(run_dir / rundir.CONFIG))
+    config = resolve_config(load_run_config(run_dir / rundir.CONFIG, overrides))
     _check_resume_changes(config_to_dict(saved), config_to_dict(config), run_dir)
     with _process_group(config) as dist, StopFlag().installed() as stop, \
             _locked(run_dir, dist), _log_file(run_dir, dist):
@@ -147,6 +148,8 @@ def _log_start(experiment, run_dir: Path, resumed_from: int,
              config.data.name, sizes["train"], sizes["val"], sizes["test"],
              experiment.data.num_classes, experiment.data.input.resolution,
              experiment.settings.device)
+    augmentation = experiment.data.augmentation
+    log.info("augment %s: %s", augmentation.name, augmentation.description)
 
 
 @contextmanager

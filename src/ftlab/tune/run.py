@@ -29,7 +29,7 @@ from pathlib import Path
 
 import optuna
 
-from ftlab.config import config_to_dict, flatten, load_config
+from ftlab.config import config_to_dict, flatten, load_run_config
 from ftlab.errors import ConfigError, RunDirError, Stopped
 from ftlab.fileio import LockHeld, exclusive_lock
 from ftlab.runfiles import CONFIG, SUITE_LOGS, SUITE_RUNS, SUITE_TUNE, TUNE_LOCK, training_started
@@ -203,7 +203,7 @@ def _check_final_runs(specs: list[RunSpec], configs: dict) -> None:
         folder = Path(configs[spec.name].train.output_dir) / spec.name
         if not training_started(folder):
             continue
-        saved = flatten(config_to_dict(load_config(folder / CONFIG)))
+        saved = flatten(config_to_dict(load_run_config(folder / CONFIG)))
         wanted = flatten(config_to_dict(configs[spec.name]))
         for key in sorted(wanted):
             if key not in NOT_COMPARED and key != "train.epochs" and saved.get(key) != wanted[key]:
