@@ -65,7 +65,7 @@ def _one_line(capsys) -> str:
 
 
 def test_tune_searches_each_strategy_on_validation_and_tests_only_the_final_runs(tmp_path):
-    path = _suite(tmp_path)
+    path = _suite(tmp_path, refit="train")
     assert main(["tune", str(path), "--no-report"]) == 0
     root = tmp_path / "out" / "t"
     for strategy in ("full", "bias"):
@@ -94,6 +94,41 @@ def test_tune_searches_each_strategy_on_validation_and_tests_only_the_final_runs
     assert len(_trials(journal, "t/full")) == 3 and len(_trials(journal, "t/bias")) == 3
     assert json.loads((root / "runs" / "full-s0" / "summary.json").read_text())["epochs"] == 2
     assert journal.read_bytes()[:len(before)] == before
+
+
+def test_refit_trains_the_final_runs_on_every_labelled_image_and_chooses_nothing(tmp_path):
+    path = _suite(tmp_path, grid=("bias",), run={"train.epochs": 3}, trials=2, seeds=[0],
+                  pruner="none")
+    assert main(["tune", str(path), "--no-report"]) == 0
+    root = tmp_path / "out" / "t"
+    record = read_study_record(root / "tune" / "bias" / "study.json")
+    best = record.best
+    trial = json.loads((root / "tune" / "bias" / best.run / "summary.json").read_text())
+    assert trial["test_top1"] is None  # the search never read the test split
+    assert record.refit == "train+val" and record.final_epochs == best.best_epoch
+    assert best.best_epoch == trial["best_epoch"]
+    final = root / "runs" / "bias-s0"
+    config = yaml.safe_load((final / "config.yaml").read_text())
+    summary = json.loads((final / "summary.json").read_text())
+    trial_config = yaml.safe_load((root / "tune" / "bias" / best.run / "config.yaml").read_text())
+    assert config["data"]["val_fraction"] == 0 and config["train"]["epochs"] == best.best_epoch
+    assert config["data"]["augment"] == trial_config["data"]["augment"]  # not re-chosen
+    sizes = trial["split_sizes"]
+    assert summary["split_sizes"] == {"train": sizes["train"] + sizes["val"], "val": 0,
+                                      "test": 16}
+    # No validation image can choose anything: there is no validation split, every epoch's
+    # val columns are empty, and test evaluates the last epoch's checkpoint.
+    rows = (final / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert len(rows) == 1 + best.best_epoch
+    assert all(row.split(",")[header.index("val_top1")] == "" for row in rows[1:])
+    assert summary["test_checkpoint"] == "last.pt" and summary["best_val_top1"] is None
+    # The final run is reproducible from its config.yaml alone.
+    again = tmp_path / "again"
+    assert main(["train", str(final / "config.yaml"), f"train.output_dir={again}"]) == 0
+    rerun = json.loads((again / "bias-s0" / "summary.json").read_text())
+    assert (rerun["test_top1"], rerun["test_loss"]) == (summary["test_top1"],
+                                                        summary["test_loss"])
 
 
 def test_pruned_trials_stop_early_and_the_record_counts_the_epochs_saved(tmp_path,
@@ -272,3 +307,32 @@ def test_submitit_jobs_are_tuning_workers(tmp_path):
     assert json.loads((root / "runs" / "linear_probe-s0" / "summary.json").read_text()
                       )["test_top1"] is not None
     assert list((root / "submitit").iterdir())
+
+
+def test_refit_final_runs_take_the_best_trials_best_epoch_and_its_augmentation(tmp_path):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from ftlab.config import load_config
+    from ftlab.suite import load_suite
+    from ftlab.suite.schema import TuneConfig
+    from ftlab.tune.final import final_specs, study_record
+    from ftlab.tune.plan import build_plans
+
+    path = _suite(tmp_path, grid=("full",), run={"train.epochs": 5})
+    plan = build_plans(load_suite(path, []), path)[0]
+    study = optuna.create_study(direction="maximize")
+    lr = FloatDistribution(1e-5, 3e-3, log=True)
+    for value, curve in ((55.0, {1: 40.0, 2: 55.0, 3: 55.0, 4: 50.0, 5: 45.0}),
+                         (50.0, {1: 30.0, 2: 40.0, 3: 45.0, 4: 48.0, 5: 50.0})):
+        study.add_trial(create_trial(params={"optim.lr": 1e-3}, distributions={"optim.lr": lr},
+                                     value=value, intermediate_values=curve))
+    for refit, epochs, val_fraction in (("train+val", 2, 0.0), ("train", 5, 0.2)):
+        tune = TuneConfig(refit=refit, seeds=[3])
+        record = study_record(study, plan, tune)
+        assert record.best.best_epoch == 2 and record.final_epochs == epochs  # first of a tie
+        [spec] = final_specs([plan], {plan.name: record}, tune, tmp_path / "runs")
+        config = load_config(spec.base, list(spec.overrides))
+        assert (config.train.epochs, config.data.val_fraction) == (epochs, val_fraction)
+        # the trials' augmentation (auto chose it for 5 epochs), not auto's for 2
+        assert config.data.augment == plan.config.data.augment != "auto"

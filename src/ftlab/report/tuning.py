@@ -23,7 +23,7 @@ def tuning_section(root: Path, figures: Path) -> str:
         return ""
     rows = [_row(record) for record in records]
     header = ["dataset", "strategy", "trials (complete / pruned / failed)", "best setting",
-              "best val top-1 %", "epochs trained", "important hyperparameters"]
+              "best val top-1 %", "epochs trained", "important hyperparameters", "final runs"]
     parts = [markdown_table(header, rows), _cost(records)]
     for dataset in sorted({r.dataset or "" for r in records}):
         chosen = [r for r in records if (r.dataset or "") == dataset]
@@ -38,8 +38,18 @@ def tuning_section(root: Path, figures: Path) -> str:
         parts.append(f"![{title}](figures/{stem.name}.png)")
     return ("## Tuning\n\nEach strategy's hyperparameters were searched on the validation "
             "split (trials never evaluate on test); the best setting was then trained once "
-            "per seed, and only those runs were tested (the results above).\n\n"
-            + "\n\n".join(parts))
+            "per seed, and only those runs were tested (the results above). " + _refit(records)
+            + "\n\n" + "\n\n".join(parts))
+
+
+def _refit(records: list[StudyRecord]) -> str:
+    """What the final runs trained on (the column "final runs" says it per study)."""
+    if all(r.refit == "train" for r in records):
+        return ("They trained on the trials' training split, and test evaluated their best "
+                "validation checkpoint.")
+    return ("Final runs marked train+val were retrained on every labelled image (the "
+            "validation split included, so nothing was chosen on it any more) for the best "
+            "trial's best epoch, and test evaluated their last checkpoint.")
 
 
 def _row(record: StudyRecord) -> list[str]:
@@ -50,7 +60,8 @@ def _row(record: StudyRecord) -> list[str]:
             ", ".join(_value(k, v) for k, v in best.params.items()) if best else "–",
             f"{best.value:.2f}" if best and best.value is not None else "–",
             f"{record.epochs_trained} of {record.epochs_without_pruning}",
-            ", ".join(f"{k} {v:.0%}" for k, v in record.importance.items()) or "–"]
+            ", ".join(f"{k} {v:.0%}" for k, v in record.importance.items()) or "–",
+            f"{record.refit}, {record.final_epochs} epochs" if record.final_epochs else "–"]
 
 
 def _cost(records: list[StudyRecord]) -> str:

@@ -38,6 +38,8 @@ class TrialRecord:
     """Its run folder, relative to the study folder."""
     error: str | None = None
     """Why it failed or was cut short (divergence, a stop signal)."""
+    best_epoch: int | None = None
+    """The epoch of its best validation top-1 (the first, in a tie); None: none reported."""
 
     @classmethod
     def from_dict(cls, values: Any, source: object) -> TrialRecord:
@@ -70,6 +72,12 @@ class StudyRecord:
     """Epochs trained by the complete and pruned trials together."""
     epochs_without_pruning: int
     """What those trials would have trained without pruning (trials x epochs)."""
+    refit: str = "train"
+    """What the final runs train on: train+val (every labelled image) or train (the
+    trials' training split); records written before tune.refit existed are train."""
+    final_epochs: int | None = None
+    """The final runs' train.epochs: the best trial's best epoch (refit train+val) or the
+    trials' budget (train); None when no trial completed."""
     importance: dict[str, float] = field(default_factory=dict)
     """How much each hyperparameter sets the best trials apart (PED-ANOVA, shares summing to
     1); empty with fewer than 3 complete trials or a one-key space."""

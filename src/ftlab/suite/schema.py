@@ -114,6 +114,8 @@ class ReportConfig:
 
 
 SAMPLERS = ("tpe", "grid", "random")
+REFIT_ALL = "train+val"
+REFITS = (REFIT_ALL, "train")
 PRUNERS = ("successive_halving", "hyperband", "median", "none")
 
 
@@ -163,6 +165,11 @@ class TuneConfig:
     {choices: [...]}, or null to drop the key (see `ftlab strategies NAME`)."""
     strategies: dict[str, TuneStrategy] = field(default_factory=dict)
     """Per grid strategy: its own space changes and trial count."""
+    refit: str = REFIT_ALL
+    """What the final runs train on once the search has chosen a setting on the validation
+    split: train+val (every labelled image, data.val_fraction=0, for the best trial's best
+    epoch; the last checkpoint is tested) or train (the trials' split and budget, the best
+    validation checkpoint tested)."""
 
     def __post_init__(self) -> None:
         check_number("tune.trials", self.trials, low=1, high=100_000)
@@ -175,6 +182,7 @@ class TuneConfig:
         check_choice("tune.sampler", self.sampler, SAMPLERS)
         check_number("tune.startup_trials", self.startup_trials, low=0, high=100_000)
         check_choice("tune.pruner", self.pruner, PRUNERS)
+        check_choice("tune.refit", self.refit, REFITS)
         check_number("tune.min_epochs", self.min_epochs, low=1, high=100_000)
         check_number("tune.reduction_factor", self.reduction_factor, low=2, high=100)
         check_number("tune.sampler_seed", self.sampler_seed, low=0, high=2**31 - 1)

@@ -44,7 +44,12 @@ from ftlab.training.loop import (
 )
 from ftlab.training.progress import Progress
 from ftlab.training.records import TensorBoardLog, metric_columns, write_metrics_csv, write_summary
-from ftlab.training.summary import build_summary, format_epoch, format_summary
+from ftlab.training.summary import (
+    build_summary,
+    format_epoch,
+    format_summary,
+    tested_checkpoint,
+)
 
 log = logging.getLogger("ftlab")
 
@@ -300,12 +305,13 @@ class Trainer:
 
     # --- the end -----------------------------------------------------------------------
     def _finish(self, pruned: bool = False) -> RunSummary:
-        """The summary; the best checkpoint's test numbers unless the run does not evaluate
-        on test (`train.evaluate_test=false`). `pruned`: the epoch hook ended the run."""
+        """The summary; the test numbers of `tested_checkpoint` unless the run does not
+        evaluate on test (`train.evaluate_test=false`). `pruned`: the epoch hook ended the run."""
         exp = self.exp
         test, seconds = None, 0.0
         if exp.test_loader is not None:
-            exp.model.load_state_dict(read_checkpoint(self.run_dir / rundir.BEST).model)
+            tested = read_checkpoint(self.run_dir / tested_checkpoint(exp))
+            exp.model.load_state_dict(tested.model)
             start = time.perf_counter()
             test = evaluate(exp.model, exp.test_loader, exp.settings, exp.dist)
             seconds = time.perf_counter() - start

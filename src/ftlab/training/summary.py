@@ -19,6 +19,12 @@ from ftlab.assembly.experiment import Experiment
 from ftlab.training.loop import EvalStats
 
 
+def tested_checkpoint(exp: Experiment) -> str:
+    """best.pt (the best validation epoch's), or last.pt for a run without a validation
+    split (data.val_fraction=0), where nothing can choose an epoch."""
+    return rundir.BEST if exp.val_loader is not None else rundir.LAST
+
+
 def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
                   best: dict[str, Any], test: EvalStats | None, test_seconds: float,
                   diagnostics: dict[str, Any] | None = None, status: str = "complete"
@@ -59,7 +65,7 @@ def build_summary(exp: Experiment, run_dir: Path, history: list[dict[str, Any]],
         test_top1=test.top1 if test else None,
         test_top5=test.top5 if test else None,
         test_loss=test.loss if test else None,
-        test_checkpoint=rundir.BEST if test else None,
+        test_checkpoint=tested_checkpoint(exp) if test else None,
         trainable_params=trainable,
         total_params=total,
         epoch_time_s=fmean(epoch_times),

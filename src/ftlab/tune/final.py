@@ -16,11 +16,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ftlab.assembly import resolve_config
+from ftlab.config import load_config
 from ftlab.errors import ConfigError
 from ftlab.fileio import atomic_write_text
 from ftlab.runfiles import STUDY_RECORD, StudyRecord, TrialRecord
 from ftlab.suite.expand import RunSpec
-from ftlab.suite.schema import TuneConfig
+from ftlab.suite.schema import REFIT_ALL, TuneConfig
 from ftlab.tune.plan import StudyPlan, decoded
 from ftlab.tune.space import overrides_for
 from ftlab.tune.study import ERROR_ATTR, RUN_ATTR, SURPLUS
@@ -36,12 +38,16 @@ def study_record(study: optuna.Study, plan: StudyPlan, tune: TuneConfig) -> Stud
     ended = [t for t in trials if t.state in ("complete", "pruned")]
     complete = [t for t in trials if t.state == "complete" and t.value is not None]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    refit_all = tune.refit == REFIT_ALL
+    final_epochs = None if best is None else (best.best_epoch or plan.epochs) if refit_all \
+        else plan.epochs
     return StudyRecord(
         study=plan.name, dataset=plan.dataset, strategy=plan.strategy,
         space=plan.describe_space(), sampler=tune.sampler, pruner=tune.pruner,
         epochs=plan.epochs, trials=trials, best=best,
         epochs_trained=sum(t.epochs for t in ended),
-        epochs_without_pruning=len(ended) * plan.epochs,
+        epochs_without_pruning=len(ended) * plan.epochs, refit=tune.refit,
+        final_epochs=final_epochs,
         importance=_importance(study, len(plan.space)) if len(complete) >= 3 else {})
 
 
@@ -50,9 +56,13 @@ def _trial(trial: FrozenTrial) -> TrialRecord:
     value = trial.value if trial.state == TrialState.COMPLETE else (
         trial.intermediate_values[max(trial.intermediate_values)]
         if trial.state == TrialState.PRUNED and trial.intermediate_values else None)
+    values = trial.intermediate_values
+    best_epoch = min(e for e, v in values.items() if v == max(values.values())) if values \
+        else None
     return TrialRecord(number=trial.number, state=state, value=value,
-                       params=decoded(trial.params), epochs=len(trial.intermediate_values),
-                       run=trial.user_attrs.get(RUN_ATTR), error=trial.user_attrs.get(ERROR_ATTR))
+                       params=decoded(trial.params), epochs=len(values),
+                       run=trial.user_attrs.get(RUN_ATTR), error=trial.user_attrs.get(ERROR_ATTR),
+                       best_epoch=best_epoch)
 
 
 def _importance(study: optuna.Study, space_size: int) -> dict[str, float]:
@@ -79,21 +89,38 @@ def write_record(record: StudyRecord, plan: StudyPlan) -> Path:
 
 def final_specs(plans: list[StudyPlan], records: dict[str, StudyRecord], tune: TuneConfig,
                 runs_folder: Path) -> list[RunSpec]:
-    """The final runs: each study's best setting, once per seed."""
+    """The final runs: each study's best setting, once per seed.
+
+    With refit train+val they train on every labelled image (data.val_fraction=0) for the
+    best trial's best epoch, the same number of passes as the search found best (over the
+    larger set, so 1 / (1 - val_fraction) times the steps). Nothing is chosen on validation
+    data any more, since there is none: the last checkpoint is what test evaluates. The
+    trial's augmentation is written out, because `auto` would choose by the new epoch count.
+    """
     specs = []
     for plan in plans:
-        best = records[plan.name].best
+        record = records[plan.name]
+        best = record.best
         if best is None:
             raise ConfigError(f"tune {plan.label}: no trial completed, so there is no setting "
                               f"to retrain; see the trials' logs in {plan.folder}")
+        refit = (["data.val_fraction=0", f"train.epochs={record.final_epochs}"]
+                 if record.refit == REFIT_ALL else [])
         for seed in tune.seeds:
             name = f"{plan.label}-s{seed}"
-            overrides = (*plan.overrides, *overrides_for(best.params), f"train.seed={seed}",
+            overrides = (*plan.overrides, f"data.augment={trial_augment(plan, best.params)}",
+                         *overrides_for(best.params), *refit, f"train.seed={seed}",
                          f"data.split_seed={seed}", f"train.output_dir={runs_folder}",
                          f"train.run_name={name}")
             specs.append(RunSpec(name, plan.base, overrides, dataset=plan.dataset,
                                  strategy=plan.strategy, seed=seed))
     return specs
+
+
+def trial_augment(plan: StudyPlan, params: dict[str, Any]) -> str:
+    """The augmentation a trial with `params` trained with (data.augment resolved)."""
+    return resolve_config(load_config(plan.base, plan.trial_overrides(params, "final"))
+                          ).data.augment
 
 
 def describe_best(record: StudyRecord) -> str:
