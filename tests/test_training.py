@@ -18,6 +18,7 @@ from ftlab.cli import main
 from ftlab.config import config_to_yaml
 from ftlab.errors import CheckpointWriteError, ConfigError, RunDirError
 from ftlab.runfiles import RunFolder
+from ftlab.strategies import strategy_class
 from ftlab.training.checkpoint import read_checkpoint
 
 
@@ -63,7 +64,8 @@ def test_run_writes_config_metrics_summary_and_checkpoints(tiny, tmp_path):
                              "images_per_s", "skipped_images", "skipped_steps"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     lrs = [float(r["lr/lr_x1"]) for r in rows]
-    assert lrs == pytest.approx([1e-3, 1e-3 * 0.95, 1e-3 * 0.95**2])  # exponential, per epoch
+    lr = strategy_class("full").default_lr
+    assert lrs == pytest.approx([lr, lr * 0.95, lr * 0.95**2])  # exponential, per epoch
     for row in rows:
         assert 0 <= float(row["val_top1"]) <= 100 and float(row["images_per_s"]) > 0
 
