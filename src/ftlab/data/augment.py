@@ -78,6 +78,9 @@ def check_augment(config: DataConfig) -> None:
     """A known name (or auto), and no setting the chosen augmentation would ignore."""
     if config.augment == AUTO:
         return
+    if config.augment not in AUGMENTATIONS:
+        raise ConfigError(f"data.augment={config.augment!r} is unknown; choose one of: "
+                          + ", ".join(augmentation_names()))
     augmentation = AUGMENTATIONS.get(config.augment)
     if augmentation.geometry == CENTRE and augmentation.flips and not config.hflip:
         raise ConfigError("data.augment=flip with data.hflip=false leaves nothing to do; set "
