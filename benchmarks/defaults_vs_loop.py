@@ -15,8 +15,11 @@ images) at 64 px, batch 64, tested on the test split, for `full`, `bias` and `ti
   same (tinytl).
 * **ftlab defaults**: `ftlab train` with only what names the data, weights, resolution,
   budget, batch size, strategy and seed set; every other setting (learning rate, schedule,
-  augmentation `data.augment=auto`, the 10 % validation hold-out, testing the best
-  validation checkpoint) is ftlab's default.
+  augmentation `data.augment=auto` and the evaluation crop that goes with it) is ftlab's
+  default. Twice: as `ftlab train` runs by default, holding 10 % of the training images out
+  for validation and testing the best validation checkpoint (`holdout`), and on every
+  labelled image as the loops train, testing the last checkpoint (`all`:
+  `data.val_fraction=0`, what `ftlab tune`'s final runs do with `tune.refit=train+val`).
 
 A loop's per-epoch schedule does not depend on the number of epochs, so one 10-epoch loop
 run is tested after epoch 3 and epoch 10: both budgets from one run. Each loop is reported
@@ -128,37 +131,47 @@ def plain_loop(strategy: str, augmentation: str, lr: float, seed: int, budgets: 
     return results
 
 
-def ftlab_defaults(strategy: str, epochs: int, seed: int, args: argparse.Namespace,
-                   folder: Path) -> dict[str, Any]:
+VARIANTS = {"holdout": [], "all": ["data.val_fraction=0"]}
+"""ftlab's defaults as run (10 % held out for validation) and on every labelled image."""
+
+
+def ftlab_defaults(strategy: str, variant: str, epochs: int, seed: int,
+                   args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     import ftlab
 
-    summary = ftlab.train(None, overrides=[
+    summary = ftlab.train(None, overrides=[*VARIANTS[variant],
         "data.name=imagefolder", f"data.root={MIRROR / 'cifar10-mini'}",
         f"data.resolution={args.resolution}", f"model.weights={WEIGHTS}",
         f"strategy.name={strategy}", f"train.epochs={epochs}",
         f"train.batch_size={args.batch_size}", f"train.seed={seed}",
         f"data.split_seed={seed}", f"train.output_dir={folder}",
-        f"train.run_name={strategy}-e{epochs}-s{seed}", "train.progress=none",
+        f"train.run_name={strategy}-{variant}-e{epochs}-s{seed}", "train.progress=none",
         "train.tensorboard=false"])
     config = ftlab.load_config(Path(summary["run_dir"]) / "config.yaml")
     return {"top1": summary["test_top1"], "lr": config.optim.lr,
-            "augment": config.data.augment}
+            "augment": config.data.augment, "eval_crop": config.data.eval_crop_fraction}
 
 
 class Results:
-    """Finished cells, written after each one."""
+    """Finished cells, written after each one: the file is read again before each write, so
+    cells another process finished meanwhile are kept."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.cells: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.cells: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def get(self, key: str) -> Any:
         return self.cells.get(key)
 
     def put(self, key: str, value: Any) -> None:
-        self.cells[key] = value
+        self.cells = {**self._read(), key: value}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.cells, indent=1, sort_keys=True) + "\n")
+        partial = self.path.with_suffix(".tmp")
+        partial.write_text(json.dumps(self.cells, indent=1, sort_keys=True) + "\n")
+        partial.replace(self.path)
 
 
 def loop_key(strategy: str, augmentation: str, lr: float, seed: int, epochs: int) -> str:
@@ -200,25 +213,31 @@ def best_lr(strategy: str, augmentation: str, epochs: int, args: argparse.Namesp
     return max(scores, key=lambda lr: scores[lr])
 
 
+def ftlab_key(strategy: str, variant: str, seed: int, epochs: int) -> str:
+    return f"ftlab/{variant}/{strategy}/s{seed}/e{epochs}"
+
+
 def run_ftlab(strategy: str, args: argparse.Namespace, results: Results) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for epochs in args.epochs:
-            for seed in args.seeds:
-                key = f"ftlab/{strategy}/s{seed}/e{epochs}"
-                if results.get(key) is None:
-                    results.put(key, ftlab_defaults(strategy, epochs, seed, args, Path(tmp)))
-                    print(f"ftlab {strategy} seed {seed} epochs {epochs}: {results.get(key)}",
-                          flush=True)
+            for variant in VARIANTS:
+                for seed in args.seeds:
+                    key = ftlab_key(strategy, variant, seed, epochs)
+                    if results.get(key) is None:
+                        results.put(key, ftlab_defaults(strategy, variant, epochs, seed, args,
+                                                        Path(tmp)))
+                        print(f"ftlab {strategy} {variant} seed {seed} epochs {epochs}: "
+                              f"{results.get(key)}", flush=True)
 
 
 def table(args: argparse.Namespace, results: Results) -> None:
     print(f"\nTest top-1 % on cifar10-mini's 1,000 test images, MobileNetV2 at "
           f"{args.resolution} px, batch {args.batch_size}, mean of seeds "
           f"{','.join(map(str, args.seeds))} (loops: at their best lr of "
-          f"{', '.join(f'{lr:g}' for lr in args.lrs)})\n")
+          f"{', '.join(f'{lr:g}' for lr in args.lrs)}; ftlab: 10 % held out / all labels)\n")
     print("| strategy | epochs | " + " | ".join(f"loop {a}" for a in args.loops)
-          + " | ftlab defaults | ftlab − best loop |")
-    print("|---|---|" + "---|" * (len(args.loops) + 2))
+          + " | ftlab, 10 % held out | ftlab, all labels | − best loop (held out / all) |")
+    print("|---|---|" + "---|" * (len(args.loops) + 3))
     for strategy in args.strategies:
         for epochs in args.epochs:
             cells, best = [], None
@@ -232,14 +251,20 @@ def table(args: argparse.Namespace, results: Results) -> None:
                     cells.append(f"{mean:.2f} (lr {lr:g})")
                 else:
                     cells.append("–")
-            ours = [results.get(f"ftlab/{strategy}/s{s}/e{epochs}") for s in args.seeds]
-            if None not in ours:
+            gaps = []
+            for variant in VARIANTS:
+                ours = [results.get(ftlab_key(strategy, variant, s, epochs)) for s in args.seeds]
+                if None in ours:
+                    cells.append("–")
+                    gaps.append("–")
+                    continue
                 mean = statistics.fmean(o["top1"] for o in ours)
-                setting = f"{ours[0]['augment']}, lr {ours[0]['lr']:g}"
+                crop = ours[0]["eval_crop"]
+                setting = (f"{ours[0]['augment']}, lr {ours[0]['lr']:g}, eval crop "
+                           f"{'the weights' if crop is None else f'{crop:g}'}")
                 cells.append(f"{mean:.2f} ({setting})")
-                cells.append(f"{mean - best:+.2f}" if best is not None else "–")
-            else:
-                cells += ["–", "–"]
+                gaps.append(f"{mean - best:+.2f}" if best is not None else "–")
+            cells.append(" / ".join(gaps))
             print(f"| {strategy} | {epochs} | " + " | ".join(cells) + " |")
 
 

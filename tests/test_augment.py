@@ -102,6 +102,28 @@ def test_auto_follows_the_measured_rule_and_the_run_config_records_the_choice():
     assert "augment: none" in config_to_yaml(chosen)
 
 
+def test_evaluation_sees_the_whole_image_when_training_does_and_the_weights_crop_otherwise():
+    fraction = Preprocessing().crop_fraction
+    assert fraction < 1.0  # the weights' 0.875: the two cases below differ
+
+    def run(*overrides: str):
+        config = resolve_config(load_config(None, ["data.name=synthetic", "data.resolution=24",
+                                                   *overrides]))
+        return config.data, build_data(config.data, Preprocessing()).input.eval_resize
+
+    for name, expected in [("none", 1.0), ("flip", 1.0), ("crop", 1.0), ("rrc", None),
+                           ("randaugment", None), ("trivialaugment", None)]:
+        data, resize = run(f"data.augment={name}")
+        assert data.eval_crop_fraction == expected, name
+        assert resize == (24 if expected else round(24 / fraction)), name
+    assert run("train.epochs=1")[0].eval_crop_fraction == 1.0  # auto: flip
+    data, resize = run("data.augment=flip", "data.eval_crop_fraction=0.5")
+    assert data.eval_crop_fraction == 0.5 and resize == 48  # a set fraction is kept
+    # Outside a training run (evaluating pretrained weights, old checkpoints) None stays the
+    # weights' own crop.
+    assert _data("data.augment=flip").input.eval_resize == round(24 / fraction)
+
+
 def test_a_run_folder_written_before_data_augment_keeps_training_with_rrc(tmp_path):
     old = tmp_path / "config.yaml"
     old.write_text("data:\n  name: synthetic\ntrain:\n  epochs: 2\n")

@@ -175,7 +175,9 @@ def test_export_runs_the_same_network_without_ftlab(tiny, tmp_path, strategy, ca
         assert "same top-1 on every image" in capsys.readouterr().out
         sidecar = json.loads((tmp_path / f"model.{fmt}.json").read_text())
         assert sidecar["classes"] == ["blue", "green", "red"]
-        assert sidecar["input"]["size"] == [32, 32] and sidecar["input"]["resize"] == 37
+        # The run trained on whole images (auto: flip at its budget), so it evaluates whole
+        # images: resize to 32, crop 32 (the weights' 0.875 would resize to 37).
+        assert sidecar["input"]["size"] == [32, 32] and sidecar["input"]["resize"] == 32
         assert sidecar["check"]["images"] == 9 and sidecar["check"]["same_top1"]
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     logits = session.run(None, {"images": images.numpy()})[0]

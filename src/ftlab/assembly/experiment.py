@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ftlab.config.schema import ExperimentConfig
-from ftlab.data import BatchSource, DataBundle, build_data, check_augment, choose_augment
+from ftlab.data import (BatchSource, DataBundle, build_data, check_augment, choose_augment,
+                        choose_eval_crop)
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
@@ -117,14 +118,17 @@ def check_config(config: ExperimentConfig) -> Strategy:
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     """`config` checked as `check_config` does, with the strategy's options written out in
     full (defaults included), optim.lr set (the strategy's default when unset) and
-    data.augment=auto replaced by what it chooses for train.epochs: the config a run folder
+    data.augment=auto replaced by what it chooses for train.epochs (and an unset
+    data.eval_crop_fraction by what goes with that augmentation): the config a run folder
     records, which reruns the same training whatever later defaults become."""
     check_config(config)
     if config.optim.lr is None:
         lr = strategy_class(config.strategy.name).default_lr
         config = replace(config, optim=replace(config.optim, lr=lr))
-    chosen = choose_augment(config.data, config.train.epochs).name
-    config = replace(config, data=replace(config.data, augment=chosen))
+    chosen = choose_augment(config.data, config.train.epochs)
+    config = replace(config, data=replace(config.data, augment=chosen.name,
+                                          eval_crop_fraction=choose_eval_crop(config.data,
+                                                                              chosen)))
     return replace(config, strategy=resolve_strategy_config(config.strategy))
 
 

@@ -93,8 +93,11 @@ class DataConfig:
     resolution: Optional[int] = None
     """Side of the square network input. None: the crop size of the weights (224)."""
     eval_crop_fraction: Optional[float] = None
-    """Centre-crop fraction at evaluation (resize to resolution / fraction, then crop).
-    None: that of the weights (0.875 for 224/256)."""
+    """Centre-crop fraction at evaluation (resize to resolution / fraction, then crop); the
+    none/flip/crop augmentations train on this view too. None: that of the weights (0.875
+    for 224/256), except that a training run chooses it with data.augment: 1.0 (the whole
+    image) for none, flip and crop, which train on whole images; the weights' for rrc and
+    the policies, whose zoom it offsets. The run's config.yaml records the choice."""
     augment: str = "auto"
     """Training augmentation: none, flip, crop (pad and shift), rrc (RandomResizedCrop with
     train_crop_scale), randaugment, trivialaugment (rrc then torchvision's policy), or auto:

@@ -24,6 +24,7 @@ from ftlab.data.augment import (
     augmentation_names,
     check_augment,
     choose_augment,
+    choose_eval_crop,
 )
 from ftlab.data.batches import BatchSource, LoaderBatches
 from ftlab.data.device_pipeline import DeviceBatches, in_memory
@@ -125,6 +126,7 @@ __all__ = [
     "build_data",
     "check_augment",
     "choose_augment",
+    "choose_eval_crop",
     "default_workers",
     "epoch_seed",
     "eval_transform",

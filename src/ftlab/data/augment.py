@@ -45,6 +45,13 @@ class Augmentation:
     description: str = ""
 
     @property
+    def whole_frame(self) -> bool:
+        """Whether training sees the whole image at the network's input size (none, flip and
+        crop do; random-resized crops zoom in). Evaluation then sees the whole image too
+        (`choose_eval_crop`)."""
+        return self.geometry != RANDOM_RESIZED
+
+    @property
     def on_device(self) -> bool:
         """Whether the on-device pipeline can run it: geometry and flips are done there for a
         whole batch at once; a per-image policy is not."""
@@ -101,6 +108,21 @@ def choose_augment(config: DataConfig, epochs: int) -> Augmentation:
         return AUGMENTATIONS.get("rrc")
     chosen = next(rule for most, rule in AUTO_RULE if epochs <= most)
     return AUGMENTATIONS.get(chosen)
+
+
+def choose_eval_crop(config: DataConfig, augmentation: Augmentation) -> Optional[float]:
+    """The evaluation centre-crop fraction for training with `augmentation`: the configured
+    one when set, else 1.0 (the whole image) when training sees whole images, else None
+    (the weights' own, 0.875 for 224/256).
+
+    The weights' fraction belongs to the recipe they were trained with: random-resized crops
+    make objects look larger than a resized whole image does, and a centre crop at test
+    narrows that gap (Touvron et al., *Fixing the train-test resolution discrepancy*, 2019).
+    A network fine-tuned on whole images has no such gap, and the crop only throws away
+    labelled pixels; measured on the mirror in docs/strategies.md, "Augmentation"."""
+    if config.eval_crop_fraction is not None:
+        return config.eval_crop_fraction
+    return 1.0 if augmentation.whole_frame else None
 
 
 def _crop_scale_set(config: DataConfig) -> bool:

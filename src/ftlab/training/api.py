@@ -149,7 +149,9 @@ def _log_start(experiment, run_dir: Path, resumed_from: int,
              experiment.data.num_classes, experiment.data.input.resolution,
              experiment.settings.device)
     augmentation = experiment.data.augmentation
-    log.info("augment %s: %s", augmentation.name, augmentation.description)
+    spec = experiment.data.input
+    log.info("augment %s: %s; evaluation resizes to %d px and centre-crops %d px",
+             augmentation.name, augmentation.description, spec.eval_resize, spec.resolution)
 
 
 @contextmanager
