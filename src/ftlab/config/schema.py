@@ -3,7 +3,8 @@
 Each section checks its own values in `__post_init__`, so an impossible setting fails when
 the config is built, before any run folder, download or model exists. Names that live in
 registries (architectures, datasets, strategies, optimizers, schedules) are checked against
-those registries by `ftlab.experiment`, which can see them; this module cannot, by design.
+those registries by `ftlab.assembly.check_config`, which can see them; this module cannot, by
+design.
 """
 
 from __future__ import annotations
@@ -183,8 +184,9 @@ class StrategyConfig:
     `name` and `norm_stats` apply to every strategy. Everything else belongs to the chosen
     strategy, which declares it in its own options dataclass (`ftlab strategies NAME` lists
     them): in YAML and overrides those options sit beside `name` (`strategy.k=5`), and here
-    they are kept as given until the strategy checks them (`ftlab.strategies.check_options`),
-    since this layer cannot know the strategies (plugins included).
+    they are kept as given until the strategy parses them into its `Options` dataclass
+    (`ftlab.strategies.options.parse_options`, called when `get_strategy` builds it), since
+    this layer cannot know the strategies (plugins included).
     """
 
     name: str = "full"
