@@ -290,3 +290,29 @@ def test_a_suite_index_records_its_folder(tmp_path):
     assert run.run_dir == str(moved / "runs" / "linear_probe-s0")
     assert RunFolder(Path(run.run_dir)).run_summary.epochs == 2
 
+
+
+def test_report_settings_are_read_typed_from_a_suite_file(old, tmp_path):
+    from ftlab.runfiles import SCRATCH_VS_FINETUNE, ReportSettings, read_report_settings
+    from ftlab.suite.schema import ReportConfig
+
+    settings = read_report_settings(old / "suite")  # ftlab 0.1's suite.yaml
+    assert settings == ReportSettings(
+        title=None, compare=[], scratch_vs_finetune=["scratch", "full"], smoothing=0.0,
+        overrides=settings.overrides)
+    assert "train.epochs=2" in settings.overrides
+    assert read_report_settings(tmp_path) == ReportSettings()  # a folder of run folders
+    assert ReportConfig().scratch_vs_finetune == list(SCRATCH_VS_FINETUNE)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("overrides: [data.name=synthetic]\nreport:\n  title: T\n"
+                     "  compare: [[full, bias]]\n  smoothing: 0.5\n"
+                     "  scratch_vs_finetune: [scratch, bias]\n")
+    assert read_report_settings(tmp_path) == ReportSettings(
+        title="T", compare=[["full", "bias"]], scratch_vs_finetune=["scratch", "bias"],
+        smoothing=0.5, overrides=["data.name=synthetic"])
+    for bad in ("report: 3\n", "report:\n  smoothing: high\n", "report:\n  compare: [full]\n",
+                "report:\n  scratch_vs_finetune: [scratch]\n", "overrides: [1]\n"):
+        suite.write_text(bad)
+        with pytest.raises(RunDirError, match="suite.yaml is not a readable suite file") as err:
+            read_report_settings(tmp_path)
+        assert "\n" not in str(err.value)

@@ -14,10 +14,10 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import markdown
 
+from ftlab.config import OptimConfig, ScheduleConfig
 from ftlab.fileio import atomic_write_text, check_writable
 from ftlab.report.collect import (
     Group,
@@ -54,12 +54,12 @@ from ftlab.runfiles import (
     EVAL_JSON,
     MEMORY_CSV,
     SUITE_EVALUATIONS,
-    SUITE_FILE,
     SUITE_MEMORY,
+    ReportSettings,
     read_eval_record,
     read_memory_csv,
+    read_report_settings,
 )
-from ftlab.yamlfile import read_yaml
 
 REPORT = "report"
 CURVE_METRICS = ("val_top1", "train_loss")
@@ -71,10 +71,10 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
     check_report_source(root)
     out = root / REPORT
     check_writable(out, "the report folder")
-    settings = _suite_settings(root)
+    settings = read_report_settings(root)
     records = load_records(root)
     figures = out / "figures"
-    title = title or settings.get("report", {}).get("title") or f"Fine-tuning report: {root.name}"
+    title = title or settings.title or f"Fine-tuning report: {root.name}"
     sections = [
         f"# {title}\n\n{_overview(root, records)}",
         _settings(records, settings),
@@ -96,12 +96,6 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
     return md_path, html_path
 
 
-def _suite_settings(root: Path) -> dict[str, Any]:
-    path = root / SUITE_FILE
-    values = read_yaml(path, "suite settings") if path.is_file() else None
-    return values if isinstance(values, dict) else {}
-
-
 def _overview(root: Path, records: list[RunRecord]) -> str:
     done = sum(r.complete for r in records)
     failed = sum(r.status == "failed" for r in records)
@@ -111,11 +105,12 @@ def _overview(root: Path, records: list[RunRecord]) -> str:
             "folders (`summary.json`, `metrics.csv`).")
 
 
-def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
-    complete = [r for r in records if r.complete]
+def _settings(records: list[RunRecord], settings: ReportSettings) -> str:
+    complete = [r for r in records if r.complete and r.config is not None]
     if not complete:
         return ""
-    config, summary = complete[0].folder.config, complete[0].folder.run_summary
+    config, summary = complete[0].config, complete[0].folder.run_summary
+    assert config is not None  # for the type checker: filtered above
     rows = [
         ("architecture", f"{summary.arch}, weights {summary.weights}"),
         ("classifier", "re-initialised for the target classes"),
@@ -123,29 +118,27 @@ def _settings(records: list[RunRecord], settings: dict[str, Any]) -> str:
         ("strategies", ", ".join(sorted({r.strategy for r in records}))),
         ("seeds", ", ".join(str(s) for s in sorted({r.seed for r in records
                                                       if r.seed is not None})) or "–"),
-        ("optimizer", _optimizer(config, _learning_rates(complete))),
-        ("schedule", _schedule(config)),
-        ("epochs, batch", f"{config['train']['epochs']}, {config['train']['batch_size']}"),
+        ("optimizer", _optimizer(config.optim, _learning_rates(complete))),
+        ("schedule", _schedule(config.schedule)),
+        ("epochs, batch", f"{config.train.epochs}, {config.train.batch_size}"),
         ("input", f"{summary.resolution} px"),
-        ("suite overrides", ", ".join(f"`{o}`" for o in settings.get("overrides", [])) or "–"),
+        ("suite overrides", ", ".join(f"`{o}`" for o in settings.overrides) or "–"),
         ("software", ", ".join(f"{k} {v}" for k, v in summary.versions.items())),
     ]
     return "## Settings\n\n" + _table(["setting", "value"], [list(r) for r in rows])
 
 
-def _optimizer(config: dict[str, Any], rates: str) -> str:
-    optim = config["optim"]
+def _optimizer(optim: OptimConfig, rates: str) -> str:
     lr = f"lr {rates}" if "," not in rates else "lr per strategy (see Results)"
-    return f"{optim['name']}, {lr}, weight decay {optim['weight_decay']:g}"
+    return f"{optim.name}, {lr}, weight decay {optim.weight_decay:g}"
 
 
-def _schedule(config: dict[str, Any]) -> str:
-    schedule = config["schedule"]
-    detail = {"exponential": f"gamma {schedule['gamma']:g} per epoch",
-              "step": f"x{schedule['step_gamma']:g} every {schedule['step_size']} epochs",
-              "cosine": f"to x{schedule['min_lr_factor']:g}"}.get(schedule["name"], "")
-    warmup = f", {schedule['warmup_epochs']:g} warmup epochs" if schedule["warmup_epochs"] else ""
-    return f"{schedule['name']} {detail}{warmup}".strip()
+def _schedule(schedule: ScheduleConfig) -> str:
+    detail = {"exponential": f"gamma {schedule.gamma:g} per epoch",
+              "step": f"x{schedule.step_gamma:g} every {schedule.step_size} epochs",
+              "cosine": f"to x{schedule.min_lr_factor:g}"}.get(schedule.name, "")
+    warmup = f", {schedule.warmup_epochs:g} warmup epochs" if schedule.warmup_epochs else ""
+    return f"{schedule.name} {detail}{warmup}".strip()
 
 
 def _results(records: list[RunRecord], root: Path) -> str:
@@ -188,7 +181,7 @@ def evaluation_rows(root: Path) -> list[list[str]]:
 
 def _learning_rates(runs: list[RunRecord]) -> str:
     """The base learning rate(s) the runs trained with (tuned or per-strategy defaults)."""
-    rates = sorted({r.folder.config.get("optim", {}).get("lr") for r in runs} - {None})
+    rates = sorted({r.config.optim.lr for r in runs if r.config is not None} - {None})
     return ", ".join(f"{rate:.2g}" for rate in rates) or "–"
 
 
@@ -244,9 +237,8 @@ def _tradeoff(results: list[StrategyResult], cost: str, label: str, title: str, 
     return f"![{title}](figures/{stem.name}.png)"
 
 
-def _comparison(records: list[RunRecord], settings: dict[str, Any], figures: Path) -> str:
-    compare = settings.get("report", {}).get("compare") or []
-    smoothing = float(settings.get("report", {}).get("smoothing", 0.0))
+def _comparison(records: list[RunRecord], settings: ReportSettings, figures: Path) -> str:
+    compare, smoothing = settings.compare, settings.smoothing
     parts = []
     for dataset in sorted({r.dataset for r in records}):
         # Continuations (more epochs) belong to the scratch-vs-fine-tune section.
@@ -262,8 +254,8 @@ def _comparison(records: list[RunRecord], settings: dict[str, Any], figures: Pat
     return "## Strategy comparison\n\n" + "\n\n".join(parts) if parts else ""
 
 
-def _scratch(records: list[RunRecord], settings: dict[str, Any], figures: Path) -> str:
-    pair = settings.get("report", {}).get("scratch_vs_finetune") or ["scratch", "full"]
+def _scratch(records: list[RunRecord], settings: ReportSettings, figures: Path) -> str:
+    pair = settings.scratch_vs_finetune
     parts = []
     for dataset in sorted({r.dataset for r in records}):
         pool = [g for g in groups(records) if g.dataset == dataset and _has_runs(g)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
 
+from ftlab.config import ExperimentConfig, load_run_config
 from ftlab.errors import RunDirError
 from ftlab.runfiles import (
     CONFIG,
@@ -32,6 +33,8 @@ class RunRecord:
     error: str | None = None
     log: str | None = None
     continue_from: str | None = None
+    config: ExperimentConfig | None = None
+    """The run's config as it trains (`load_run_config`); None before it has one."""
 
     @property
     def complete(self) -> bool:
@@ -106,31 +109,32 @@ def mean_std(values: list[float], digits: int = 2) -> str:
 
 def _indexed_record(run: SuiteRun) -> RunRecord:
     folder = Path(run.run_dir)
-    config = _config(folder)
+    config = run_config(folder)
     return RunRecord(
         name=folder.name, folder=RunFolder(folder), status=run.status,
-        dataset=run.dataset or _setting(config, "data", "name"),
-        strategy=run.strategy or _setting(config, "strategy", "name"),
+        dataset=run.dataset or (config.data.name if config else "?"),
+        strategy=run.strategy or (config.strategy.name if config else "?"),
         # A listed (not grid) run is its own group: its overrides are its own.
         variant=run.variant if run.strategy else folder.name,
-        seed=_seed(run.seed), error=run.error, log=run.log, continue_from=run.continue_from)
+        seed=_seed(run.seed), error=run.error, log=run.log, continue_from=run.continue_from,
+        config=config)
 
 
 def _folder_record(folder: Path) -> RunRecord:
     """A run folder outside a suite: its labels from its config."""
-    run, config = RunFolder(folder), _config(folder)
+    run, config = RunFolder(folder), run_config(folder)
     return RunRecord(
         name=folder.name, folder=run, status="complete" if run.complete else "pending",
-        dataset=_setting(config, "data", "name"), strategy=_setting(config, "strategy", "name"),
-        variant=None, seed=_seed(config.get("train", {}).get("seed")))
+        dataset=config.data.name if config else "?",
+        strategy=config.strategy.name if config else "?",
+        variant=None, seed=config.train.seed if config else None, config=config)
 
 
-def _config(folder: Path) -> dict[str, Any]:
-    return RunFolder(folder).config if (folder / CONFIG).is_file() else {}
-
-
-def _setting(config: dict[str, Any], section: str, key: str) -> str:
-    return config.get(section, {}).get(key, "?")
+def run_config(folder: Path) -> ExperimentConfig | None:
+    """The run folder's config.yaml as a typed config, keys it predates set as it trained;
+    None when it has none (a run whose folder is gone)."""
+    path = folder / CONFIG
+    return load_run_config(path) if path.is_file() else None
 
 
 def _seed(seed: Any) -> Any:

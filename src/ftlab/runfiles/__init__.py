@@ -75,10 +75,13 @@ from ftlab.runfiles.run import (
 )
 from ftlab.runfiles.study import STUDY_VERSION, StudyRecord, TrialRecord, read_study_record
 from ftlab.runfiles.suite import (
+    SCRATCH_VS_FINETUNE,
     SUITE_INDEX_VERSION,
+    ReportSettings,
     RunNumbers,
     SuiteIndex,
     SuiteRun,
+    read_report_settings,
     read_suite_index,
 )
 
@@ -89,11 +92,12 @@ __all__ = [
     "read_eval_record", "BEST", "CHECKPOINT_VERSION", "CONFIG", "DIFF_JSON", "DIFF_SUMMARY", "LAST", "LOCK", "LOG",
     "MEMORY_CSV", "MEMORY_MD", "MEMORY_SETTINGS", "MEMORY_VERSION", "METRICS", "PREVIOUS",
     "READ_BACK", "RUN_MEMORY",
-    "SUITE_CSV", "SUITE_FILE", "SUITE_INDEX", "SUITE_INDEX_VERSION", "SUITE_LOGS",
+    "SCRATCH_VS_FINETUNE", "SUITE_CSV", "SUITE_FILE", "SUITE_INDEX", "SUITE_INDEX_VERSION", "SUITE_LOGS",
     "SUITE_MEMORY", "SUITE_RUNS", "SUITE_TUNE", "STUDY_RECORD", "STUDY_VERSION", "SUMMARY",
     "SUMMARY_VERSION", "TENSORBOARD", "TUNE_JOURNAL", "TUNE_LOCK", "TUNE_LOCKS", "Checkpoint",
-    "MemoryRecord", "PartialEpoch", "RunFolder", "RunNumbers", "RunSummary", "SuiteIndex",
+    "MemoryRecord", "PartialEpoch", "ReportSettings", "RunFolder", "RunNumbers", "RunSummary", "SuiteIndex",
     "StudyRecord", "SuiteRun", "TrialRecord", "checkpoint_version", "is_run_folder", "memory_csv", "read_memory_csv",
-    "read_metrics_csv", "read_study_record", "read_summary", "read_suite_index", "run_folder_contents",
+    "read_metrics_csv", "read_report_settings", "read_study_record", "read_summary",
+    "read_suite_index", "run_folder_contents",
     "run_folders_below", "training_started",
 ]

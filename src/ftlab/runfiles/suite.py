@@ -17,9 +17,10 @@ from typing import Any
 
 from ftlab.errors import RunDirError
 from ftlab.runfiles.fields import field_values
-from ftlab.runfiles.names import SUITE_INDEX, SUITE_LOGS
+from ftlab.runfiles.names import SUITE_FILE, SUITE_INDEX, SUITE_LOGS
 from ftlab.runfiles.run import RunSummary
 from ftlab.runfiles.versions import checked_version
+from ftlab.yamlfile import read_yaml
 
 SUITE_INDEX_VERSION = 1
 """The suite.json layout this code writes; 1 is also ftlab 0.1's, which had no key."""
@@ -164,3 +165,53 @@ def _same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return False
+
+
+SCRATCH_VS_FINETUNE = ("scratch", "full")
+"""The strategies whose curves the report's scratch-vs-fine-tune section shows by default."""
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What a suite's report shows: the `report:` section and the overrides of the suite.yaml
+    `ftlab suite` wrote into the suite folder (ftlab 0.1's has the same keys). A folder of
+    run folders has none, and gets these defaults."""
+
+    title: str | None = None
+    compare: list[list[str]] = field(default_factory=list)
+    """Groups of strategy names plotted together per dataset; empty: all strategies."""
+    scratch_vs_finetune: list[str] = field(default_factory=lambda: list(SCRATCH_VS_FINETUNE))
+    smoothing: float = 0.0
+    overrides: list[str] = field(default_factory=list)
+    """The overrides every run of the suite has."""
+
+
+def read_report_settings(root: Path) -> ReportSettings:
+    """The report settings of the suite folder `root` (defaults without a suite.yaml).
+
+    Raises:
+        ConfigError: suite.yaml cannot be read as YAML.
+        RunDirError: a key is not of its type (a damaged file, or not ftlab's).
+    """
+    path = root / SUITE_FILE
+    values = read_yaml(path, "suite settings") if path.is_file() else None
+    if not isinstance(values, Mapping):
+        return ReportSettings()
+    section = values.get("report") or {}
+    if not isinstance(section, Mapping):
+        raise RunDirError(f"{path} is not a readable suite file: its 'report' is "
+                          f"{type(section).__name__}, not a mapping")
+    given = {**section, **({"overrides": values["overrides"]} if "overrides" in values else {})}
+    kwargs = field_values(ReportSettings, {k: v for k, v in given.items() if v is not None},
+                          "suite file", path, RunDirError)
+    settings = ReportSettings(**kwargs)
+    names = [*settings.scratch_vs_finetune, *settings.overrides,
+             *(name for group in settings.compare
+               for name in (group if isinstance(group, list) else [group]))]
+    if not all(isinstance(group, list) for group in settings.compare) or \
+            not all(isinstance(name, str) for name in names) or \
+            len(settings.scratch_vs_finetune) != 2:
+        raise RunDirError(f"{path} is not a readable suite file: report.compare must be lists "
+                          "of strategy names, report.scratch_vs_finetune two names and "
+                          "overrides strings")
+    return settings

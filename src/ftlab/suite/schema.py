@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Optional
 
 from ftlab.config.commands import DiffConfig, EvalConfig, MemoryConfig
 from ftlab.config.schema import check_choice, check_number, check_run_name, fail
+from ftlab.runfiles import SCRATCH_VS_FINETUNE
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class ReportConfig:
     title: Optional[str] = None
     compare: list[list[str]] = field(default_factory=list)
     """Groups of strategy names plotted together per dataset; empty: all strategies."""
-    scratch_vs_finetune: list[str] = field(default_factory=lambda: ["scratch", "full"])
+    scratch_vs_finetune: list[str] = field(default_factory=lambda: list(SCRATCH_VS_FINETUNE))
     """[scratch strategy, fine-tuning strategy] for the scratch-vs-fine-tune curves."""
     smoothing: float = 0.0
     """Exponential smoothing of the curves (TensorBoard's slider), 0 to 0.99."""
