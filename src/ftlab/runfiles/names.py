@@ -37,8 +37,9 @@ SUITE_LOGS = "logs"
 """The suite folder's subfolder with each run's console output."""
 SUITE_MEMORY = "memory"
 """The suite folder's subfolder with its `ftlab memory` table."""
-MEMORY_SETTINGS = "settings.yaml"
-"""The memory settings a suite's memory table was measured with (re-measured when changed)."""
+STEP_SETTINGS = "settings.yaml"
+"""The settings a suite step (its memory table, an evaluation) last ran with, in that step's
+folder: the step is redone when they change."""
 
 # --- a tuned suite folder (`ftlab tune`) --------------------------------------------------
 SUITE_TUNE = "tune"
@@ -82,7 +83,7 @@ DIFF_SUMMARY = "summary.md"
 """An `ftlab diff` comparison in words and figures, for the terminal and the report."""
 
 READ_BACK = (CONFIG, METRICS, SUMMARY, LAST, BEST, PREVIOUS, RUN_MEMORY, ARCHITECTURE,
-             SUITE_INDEX, SUITE_FILE, MEMORY_SETTINGS, MEMORY_CSV, TUNE_JOURNAL, STUDY_RECORD,
+             SUITE_INDEX, SUITE_FILE, STEP_SETTINGS, MEMORY_CSV, TUNE_JOURNAL, STUDY_RECORD,
              EVAL_JSON, DIFF_JSON)
 """The files ftlab reads back (to resume, report, evaluate, continue a suite or a search):
 another command's output never replaces one, --overwrite or not."""

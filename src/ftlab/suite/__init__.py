@@ -17,10 +17,10 @@ from ftlab.runfiles import (
     DIFF_JSON,
     EVAL_JSON,
     MEMORY_CSV,
-    MEMORY_SETTINGS,
     SUITE_EVALUATIONS,
     SUITE_FILE,
     SUITE_MEMORY,
+    STEP_SETTINGS,
 )
 from ftlab.suite.execute import LocalExecutor, share_cpus
 from ftlab.suite.expand import (
@@ -142,7 +142,7 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
     from ftlab.memory.report import memory_table, memory_title, save
 
     folder = root / SUITE_MEMORY
-    stamp = folder / MEMORY_SETTINGS
+    stamp = folder / STEP_SETTINGS
     settings = yaml.safe_dump(to_container(suite)["memory"], sort_keys=True)
     if (folder / MEMORY_CSV).is_file() and stamp.is_file() and stamp.read_text() == settings:
         return
@@ -154,34 +154,34 @@ def memory_step(suite: SuiteConfig, root: Path) -> None:
 def analysis_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -> None:
     """Each `analysis` entry's `ftlab diff`, redone only when a compared run changed."""
     for entry in suite.analysis:
-        sides = [_side(entry.a, states), _side(entry.b, states),
-                 _side(entry.ref, states) if entry.ref else None]
-        probe = _side(entry.probe, states) if entry.probe else None
-        if any(side is False for side in (*sides, probe)):
+        given = {key: getattr(entry, key) for key in ("a", "b", "ref", "probe")
+                 if getattr(entry, key)}
+        sides = {key: _resolve(spec, states) for key, spec in given.items()}
+        if None in sides.values():
             log.warning("suite %s: analysis %s skipped: a run it compares is not complete",
                         suite.name, entry.name)
             continue
         out = root / "analysis" / entry.name
-        if _up_to_date(out, [s for s in (*sides, probe) if s]):
+        if _up_to_date(out, [side for side in sides.values() if side]):
             continue
         from ftlab.analysis import diff
 
         log.info("suite %s: analysis %s", suite.name, entry.name)
-        diff(replace(entry, a=sides[0], b=sides[1], ref=sides[2], probe=probe), out)
+        diff(replace(entry, **sides), out)
 
 
 def evaluation_step(suite: SuiteConfig, root: Path, states: dict[str, RunState]) -> None:
     """Each `evaluations` entry's `ftlab eval`, redone when its settings changed or the run
     it evaluates trained further."""
     for entry in suite.evaluations:
-        target = _side(entry.target, states)
-        if target is False:
+        target = _resolve(entry.target, states)
+        if target is None:
             log.warning("suite %s: evaluation %s skipped: run %s is not complete", suite.name,
                         entry.name, entry.target)
             continue
         out = root / SUITE_EVALUATIONS / entry.name
         settings = yaml.safe_dump({**asdict(entry), "target": target}, sort_keys=True)
-        stamp = out / MEMORY_SETTINGS
+        stamp = out / STEP_SETTINGS
         if _up_to_date(out, [target] if Path(target).is_dir() else [], EVAL_JSON) \
                 and stamp.is_file() and stamp.read_text() == settings:
             continue
@@ -193,12 +193,13 @@ def evaluation_step(suite: SuiteConfig, root: Path, states: dict[str, RunState])
         atomic_write_text(stamp, settings)
 
 
-def _side(spec: str, states: dict[str, RunState]) -> str | bool:
-    """A run of the suite as its folder (False while incomplete); anything else as given."""
+def _resolve(spec: str, states: dict[str, RunState]) -> str | None:
+    """A run of the suite as its folder, None while it is incomplete; anything else (a
+    folder, a checkpoint, pretrained:<weights>) as given."""
     state = states.get(spec)
     if state is None:
         return spec
-    return str(state.run_dir) if state.status == "complete" else False
+    return str(state.run_dir) if state.status == "complete" else None
 
 
 def _up_to_date(out: Path, sides: list[str], marker: str = DIFF_JSON) -> bool:
