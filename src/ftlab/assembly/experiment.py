@@ -20,13 +20,7 @@ from ftlab.data import (BatchSource, DataBundle, build_data, check_augment, choo
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
-from ftlab.strategies import (
-    Strategy,
-    get_strategy,
-    prepare_model,
-    resolve_strategy_config,
-    strategy_class,
-)
+from ftlab.strategies import Strategy, get_strategy, prepare_model
 from ftlab.assembly.fits import TRAIN_FACTOR, check_step_fits
 from ftlab.assembly.loaders import build_loaders
 from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
@@ -121,15 +115,14 @@ def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     data.augment=auto replaced by what it chooses for train.epochs (and an unset
     data.eval_crop_fraction by what goes with that augmentation): the config a run folder
     records, which reruns the same training whatever later defaults become."""
-    check_config(config)
+    strategy = check_config(config)  # built once here, its options written out below
     if config.optim.lr is None:
-        lr = strategy_class(config.strategy.name).default_lr
-        config = replace(config, optim=replace(config.optim, lr=lr))
+        config = replace(config, optim=replace(config.optim, lr=strategy.default_lr))
     chosen = choose_augment(config.data, config.train.epochs)
     config = replace(config, data=replace(config.data, augment=chosen.name,
                                           eval_crop_fraction=choose_eval_crop(config.data,
                                                                               chosen)))
-    return replace(config, strategy=resolve_strategy_config(config.strategy))
+    return replace(config, strategy=strategy.resolved_config())
 
 
 def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

@@ -76,6 +76,11 @@ class Strategy:
         """This strategy's `Options`, checked: typed access for the hooks below."""
         self.inserted: list[str] = []
 
+    def resolved_config(self) -> StrategyConfig:
+        """The config with every option written out (defaults included): what a run folder
+        records, so it says exactly what trained."""
+        return dataclasses.replace(self.config, options=option_values(self.options))
+
     # --- hooks -------------------------------------------------------------------------
     def insert_modules(self, model: nn.Module, adapter: ArchAdapter,
                        input_size: int) -> list[str]:
@@ -215,8 +220,7 @@ def get_strategy(config: StrategyConfig) -> Strategy:
 def resolve_strategy_config(config: StrategyConfig) -> StrategyConfig:
     """`config` checked by its strategy, with every option written out (defaults included):
     what a run folder records, so it says exactly what trained."""
-    strategy = get_strategy(config)
-    return dataclasses.replace(config, options=option_values(strategy.options))
+    return get_strategy(config).resolved_config()
 
 
 def strategy_names() -> list[str]:
