@@ -192,7 +192,7 @@ def test_sync_batchnorm_needs_cuda(tmp_path, monkeypatch, capsys):
 
 
 def test_compile_wraps_the_model_that_trains(tiny, monkeypatch):
-    """torch.compile itself takes a minute on CPU; here a stand-in records what it gets."""
+    """A stand-in records what torch.compile gets (a real compile: tests/test_compile.py)."""
     compiled: list[torch.nn.Module] = []
 
     def fake_compile(model: torch.nn.Module) -> torch.nn.Module:

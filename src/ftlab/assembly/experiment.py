@@ -21,6 +21,7 @@ from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
 from ftlab.strategies import Strategy, get_strategy, prepare_model
+from ftlab.assembly.compiled import CompiledOrEager
 from ftlab.assembly.fits import TRAIN_FACTOR, check_step_fits
 from ftlab.assembly.loaders import build_loaders
 from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
@@ -71,7 +72,7 @@ class Experiment:
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         if self.config.train.compile:
-            model = torch.compile(model)  # type: ignore[assignment]
+            model = CompiledOrEager(model)
         self.train_model, self.wrapped_for = model, trainable
         return model
 
