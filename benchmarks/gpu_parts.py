@@ -207,7 +207,23 @@ def memory(ctx: Context) -> tuple[dict[str, Any], list[Row]]:
                  f"{worst:.1e} ({', '.join(f'{k} {v:.1e}' for k, v in gradients.items())})",
                  "<= 1e-4, or within twice fp32's own error",
                  _met(all(v <= 1e-4 or bounded[k] for k, v in gradients.items()))))
+    rows.append(self_check_row(s.device, results))
     return results, rows
+
+
+def self_check_row(device: str, results: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The memory-efficient rules' self-check on `device` (ran already, at the first plan
+    above): how many passed, and why the others are off."""
+    from ftlab.efficient import self_check
+
+    verdicts = self_check(device)
+    results["self_check"] = {name: {"passed": v.passed, "reason": v.reason}
+                             for name, v in verdicts.items()}
+    off = [f"{name}: {v.reason}" for name, v in verdicts.items() if not v.passed]
+    value = f"{len(verdicts) - len(off)} of {len(verdicts)}" + (
+        f" (off: {'; '.join(off)})" if off else "")
+    return ("memory-efficient rules passing their self-check on the device", value, "all",
+            _met(not off))
 
 
 def gradient_check(device: str, batch: int, resolution: int

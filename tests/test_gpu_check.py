@@ -36,6 +36,7 @@ def test_the_gpu_check_runs_every_part_on_cpu(tmp_path):
     assert memory["bias efficient batch 2"]["share_of_stock_full"] < 1.0
     # efficient = stock up to float32: as close to the float64 truth as stock float32 gets
     assert all(memory["gradients_within_fp32"].values()), memory["gradients"]
+    assert memory["self_check"] and all(v["passed"] for v in memory["self_check"].values())
     finetune = parts["finetune"]["results"]
     assert 0 <= finetune["full"]["test_top1"] <= 100 and finetune["full"]["epochs"] == 2
     resume = finetune["resume"]

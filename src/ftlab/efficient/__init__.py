@@ -2,18 +2,24 @@
 
 `apply_memory_plan(model)` transforms a model prepared by a strategy in place (module
 classes only; parameters, buffers and state_dict keys are untouched) and
-`remove_memory_plan(model)` undoes it. Gradients equal stock autograd's.
+`remove_memory_plan(model)` undoes it. Gradients equal stock autograd's: each rewrite is a
+named rule (`RULES`), checked against stock autograd once per process and device type
+before first use (`self_check`); a rule that fails is switched off with a warning.
 """
 
+from ftlab.efficient.apply import apply_memory_plan
 from ftlab.efficient.gates import gated_activation
 from ftlab.efficient.plan import (
     MemoryPlan,
     Wiring,
-    apply_memory_plan,
     observe_wiring,
+    plan_model,
     planned_modules,
     remove_memory_plan,
 )
+from ftlab.efficient.rules import RULES, Rule
+from ftlab.efficient.selfcheck import Verdict, checked_rules, self_check
 
-__all__ = ["MemoryPlan", "Wiring", "apply_memory_plan", "gated_activation", "observe_wiring",
-           "planned_modules", "remove_memory_plan"]
+__all__ = ["RULES", "MemoryPlan", "Rule", "Verdict", "Wiring", "apply_memory_plan",
+           "checked_rules", "gated_activation", "observe_wiring", "plan_model",
+           "planned_modules", "remove_memory_plan", "self_check"]

@@ -15,6 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.grad import conv2d_input
 
+from ftlab.efficient.owned import mark, owned
+
 
 ACTIVATIONS = {"silu": F.silu, "hardswish": F.hardswish, "gelu": F.gelu}
 
@@ -28,6 +30,7 @@ def activation_grad(kind: str, z: torch.Tensor, grad: torch.Tensor) -> torch.Ten
     return torch.ops.aten.hardswish_backward(grad, z)
 
 
+@owned
 class FrozenConv2dFunction(torch.autograd.Function):
     """conv2d(x, weight * scale, bias) with a frozen weight: backward keeps the weight (a
     parameter, no extra memory) and the per-channel scale, never the input.
@@ -40,6 +43,7 @@ class FrozenConv2dFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
                 bias: torch.Tensor | None, stride: Any, padding: Any, dilation: Any,
                 groups: int) -> torch.Tensor:
+        mark(ctx, FrozenConv2dFunction)
         folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
         ctx.save_for_backward(weight, scale)
         ctx.conv = (x.shape, stride, padding, dilation, groups)
@@ -59,12 +63,14 @@ class FrozenConv2dFunction(torch.autograd.Function):
         return grad_x, None, None, grad_bias, None, None, None, None
 
 
+@owned
 class FrozenLinearFunction(torch.autograd.Function):
     """linear(x, weight, bias) with a frozen weight: backward keeps the weight only."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor | None) -> torch.Tensor:
+        mark(ctx, FrozenLinearFunction)
         ctx.save_for_backward(weight)
         return F.linear(x, weight, bias)
 
@@ -76,6 +82,7 @@ class FrozenLinearFunction(torch.autograd.Function):
         return grad_x, None, grad_bias
 
 
+@owned
 class MaskedClampFunction(torch.autograd.Function):
     """In-place clamp(x, low, high) (ReLU: high=None) whose backward keeps a 1-bit mask of
     low < x < high instead of a float copy of x (32x smaller). For an activation whose
@@ -87,6 +94,7 @@ class MaskedClampFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+        mark(ctx, MaskedClampFunction)
         ctx.save_for_backward(pack_inside(x, low, high))  # saved the usual way: hooks see it
         ctx.shape = x.shape
         ctx.mark_dirty(x)
@@ -98,6 +106,7 @@ class MaskedClampFunction(torch.autograd.Function):
         return masked_gradient(grad, packed), None, None
 
 
+@owned
 class SharedClampFunction(torch.autograd.Function):
     """In-place clamp(x, low, high) whose backward reads its own output, for an activation
     whose output the next layer keeps anyway (a training conv): low < y < high exactly
@@ -105,6 +114,7 @@ class SharedClampFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+        mark(ctx, SharedClampFunction)
         ctx.mark_dirty(x)
         y = x.clamp_(low, high)
         ctx.save_for_backward(y)
@@ -155,6 +165,7 @@ class NormClamp:
         return self.rebuilt
 
 
+@owned
 class NormClampFunction(torch.autograd.Function):
     """In-place clamp(y, low, high) of a training-mode BatchNorm's output that keeps nothing
     of its own: backward rebuilds y from the norm's input, which the norm's node keeps
@@ -164,6 +175,7 @@ class NormClampFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, y: torch.Tensor, low: float, high: float | None,
                 kept: tuple[torch.Tensor | None, ...], norm: nn.Module) -> torch.Tensor:
+        mark(ctx, NormClampFunction)
         ctx.mark_dirty(y)
         ctx.kind = NormClamp(low, high, (kept[1] is not None, kept[2] is not None), norm)
         ctx.save_for_backward(*(t for t in kept if t is not None))
@@ -184,6 +196,10 @@ class NormClampFunction(torch.autograd.Function):
 NORM_NODES = {"NativeBatchNormBackward0", "CudnnBatchNormBackward0", "MiopenBatchNormBackward0"}
 """Autograd nodes of batch_norm (CPU and CUDA kernels, cuDNN, MIOpen): each keeps the input,
 the weight and the batch mean and inverse standard deviation as result1 / result2."""
+NORM_SAVED = ("_saved_input", "_saved_weight", "_saved_result1", "_saved_result2")
+"""Those nodes' private names for what they keep. No public API gives a C++ node's saved
+tensors by role; the self-check (`selfcheck.py`, rule relu_rebuild) finds out when a torch
+release renames or repurposes them, and switches the rule off."""
 
 
 def norm_kept(y: torch.Tensor, norms: list[nn.Module]
@@ -193,15 +209,14 @@ def norm_kept(y: torch.Tensor, norms: list[nn.Module]
     node = y.grad_fn
     if node is None or type(node).__name__ not in NORM_NODES:
         return None
-    mean, invstd = node._saved_result1, node._saved_result2
+    x, weight, mean, invstd = (getattr(node, name) for name in NORM_SAVED)
     if mean is None or invstd is None or mean.numel() == 0:  # eval mode: running stats
         return None
-    weight = node._saved_weight
     for norm in norms:
         if (weight is None and norm.weight is None) or (
                 weight is not None and norm.weight is not None
                 and weight.data_ptr() == norm.weight.data_ptr()):
-            return (node._saved_input, weight, norm.bias), norm
+            return (x, weight, norm.bias), norm
     return None
 
 
@@ -253,12 +268,14 @@ def unpack_bits(packed: torch.Tensor, count: int) -> torch.Tensor:
     return words.view(torch.uint8)[:count].clamp_(max=1)
 
 
+@owned
 class BlockAvgPoolFunction(torch.autograd.Function):
     """avg_pool2d with kernel = stride = k and no padding, whose backward keeps only the
     input's shape (stock autograd keeps the whole input to learn its size)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:
+        mark(ctx, BlockAvgPoolFunction)
         ctx.shape, ctx.k = x.shape, k
         return F.avg_pool2d(x, k, k)
 
@@ -271,11 +288,13 @@ class BlockAvgPoolFunction(torch.autograd.Function):
         return grad_x, None
 
 
+@owned
 class GlobalAvgPoolFunction(torch.autograd.Function):
     """adaptive_avg_pool2d(x, 1) whose backward keeps only the input's shape."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        mark(ctx, GlobalAvgPoolFunction)
         ctx.shape = x.shape
         return x.mean(dim=(-2, -1), keepdim=True)
 

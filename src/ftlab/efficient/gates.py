@@ -22,16 +22,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ftlab.efficient.functions import ACTIVATIONS, NormClamp, activation_grad
+from ftlab.efficient.functions import ACTIVATIONS, NormClamp, NormClampFunction, activation_grad
+from ftlab.efficient.owned import made_by, mark, owned
 from ftlab.efficient.recompute import RECOMPUTE, recomputed
 
 
+@owned
 class KeptInputActivation(torch.autograd.Function):
     """act(z) keeping z for backward, as stock autograd does, so that what reads the output
     can find z (`recipe`) instead of keeping the output too."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, kind: str) -> torch.Tensor:
+        mark(ctx, KeptInputActivation)
         ctx.kind = kind
         ctx.save_for_backward(z)
         return ACTIVATIONS[kind](z)
@@ -49,17 +52,13 @@ activation's name, or a clamped batch norm's description."""
 
 def recipe(x: torch.Tensor) -> Recipe | None:
     """How to recompute `x` from what its producer keeps anyway: act(z) after a
-    `KeptInputActivation`, act(z) * gate after a `GateScale`; None otherwise."""
+    `KeptInputActivation`, act(z) * gate after a `GateScale`, a clamped batch norm after a
+    `NormClampFunction`; None otherwise."""
+    maker = made_by(x)
+    if maker not in RECIPE_MAKERS:
+        return None
     node = x.grad_fn
-    name = type(node).__name__ if node is not None else ""
-    if name == "KeptInputActivationBackward":
-        return (node.saved_tensors[0],), node.kind  # type: ignore[union-attr]
-    if name == "GateScaleBackward":
-        z, gate = node.saved_tensors  # type: ignore[union-attr]
-        return (z, gate), node.kind  # type: ignore[union-attr]
-    if name == "NormClampFunctionBackward":
-        return tuple(node.saved_tensors), node.kind  # type: ignore[union-attr]
-    return None
+    return tuple(node.saved_tensors), node.kind  # type: ignore[union-attr]
 
 
 def rebuild(tensors: tuple[torch.Tensor, ...], kind: str | NormClamp) -> torch.Tensor:
@@ -69,6 +68,7 @@ def rebuild(tensors: tuple[torch.Tensor, ...], kind: str | NormClamp) -> torch.T
     return y * tensors[1] if len(tensors) == 2 else y
 
 
+@owned
 class GateScale(torch.autograd.Function):
     """y * gate for y = act(z), keeping z (which y's activation keeps already) and the gate,
     and recomputing y in backward."""
@@ -76,6 +76,7 @@ class GateScale(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, y: torch.Tensor, gate: torch.Tensor, z: torch.Tensor,
                 kind: str) -> torch.Tensor:
+        mark(ctx, GateScale)
         ctx.kind = kind
         ctx.save_for_backward(z, gate)
         return y * gate
@@ -88,6 +89,11 @@ class GateScale(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_gate = (grad * ACTIVATIONS[ctx.kind](z)).sum_to_size(gate.shape)
         return grad_y, grad_gate, None, None
+
+
+RECIPE_MAKERS = (KeptInputActivation, GateScale, NormClampFunction)
+"""Owned functions whose node keeps what their output is rebuilt from (`saved_tensors`) and
+how (`kind`)."""
 
 
 def scale(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -135,6 +141,7 @@ class EfficientGELU(nn.GELU):
         return F.gelu(x, approximate=approximate)
 
 
+@owned
 class RecomputedInputConvFunction(torch.autograd.Function):
     """conv2d of a training weight whose input is recomputable (`recipe`): backward keeps
     the recipe's tensors (kept by the producer anyway) instead of the input, rebuilds the
@@ -144,6 +151,7 @@ class RecomputedInputConvFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 made: Recipe, stride: Any, padding: Any, dilation: Any, groups: int
                 ) -> torch.Tensor:
+        mark(ctx, RecomputedInputConvFunction)
         tensors, ctx.kind = made
         ctx.save_for_backward(*tensors, weight)
         ctx.conv = (None if bias is None else list(bias.shape), stride, padding, dilation,
@@ -164,12 +172,14 @@ class RecomputedInputConvFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
+@owned
 class RecomputedInputLinearFunction(torch.autograd.Function):
     """linear of a training weight whose input is recomputable (see the conv function)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 made: Recipe) -> torch.Tensor:
+        mark(ctx, RecomputedInputLinearFunction)
         tensors, ctx.kind = made
         ctx.save_for_backward(*tensors, weight)
         ctx.has_bias = bias is not None
@@ -223,8 +233,9 @@ class EfficientSqueezeExcite(nn.Module):
 
 
 def squeeze_excite(module: nn.Module) -> bool:
-    """timm's `_efficientnet_blocks.SqueezeExcite`, recognised by its layers."""
-    return type(module).__name__ == "SqueezeExcite" and all(
+    """timm's `_efficientnet_blocks.SqueezeExcite`, recognised by its class and layers."""
+    kind = type(module)
+    return kind.__name__ == "SqueezeExcite" and kind.__module__.startswith("timm.") and all(
         isinstance(getattr(module, name, None), nn.Module)
         for name in ("conv_reduce", "act1", "conv_expand", "gate"))
 

@@ -23,12 +23,13 @@ Rules:
   a frozen ConvNeXt block), the activation keeps the norm's input instead of its own, and
   rebuilds its input in backward, within a budget of extra multiply-adds (`recompute.py`).
 Which module feeds which is observed, not assumed: a probe forward records where each
-module's input tensor came from.
+module's input tensor came from. Each rule has a name (`rules.RULES`) and `plan_model`
+applies only those it is given, so the self-check can switch one off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 import dataclasses
 from dataclasses import dataclass
 
@@ -122,57 +123,69 @@ class Wiring:
         return None
 
 
-def apply_memory_plan(model: nn.Module, probe_size: int = 64) -> MemoryPlan:
-    """Re-plan `model` for its current trainable set and modes; returns what changed."""
+def plan_model(model: nn.Module, rules: Collection[str], probe_size: int = 64,
+               recompute_budget: float | None = None) -> MemoryPlan:
+    """Re-plan `model` for its current trainable set and modes with the rules named in
+    `rules` (`rules.RULES`; the self-checked entry point is `apply_memory_plan`); returns
+    what changed. `recompute_budget` overrides `recompute.RECOMPUTE_BUDGET`."""
     remove_memory_plan(model)
     wiring = observe_wiring(model, probe_size)
     modules = dict(model.named_modules())
     counts = dict.fromkeys(MemoryPlan.__dataclass_fields__, 0)
-    recompute = _recomputed_activations(wiring, modules)
+    recompute = (_recomputed_activations(wiring, modules, recompute_budget)
+                 if "recompute_mlp" in rules else {})
     for name, module in modules.items():
-        if _frozen_conv(module):
+        if _frozen_conv(module) and "frozen_conv" in rules:
             _swap(module, FrozenConv2d)
             counts["frozen_convs"] += 1
             norm = wiring.norm_after(name, modules)
-            if norm is not None and _foldable(norm):
+            if norm is not None and _foldable(norm) and "fold_norm" in rules:
                 module.__dict__[FOLDED_NORM] = norm
                 _swap(norm, FoldedNormAct2d if norm_act(norm) else FoldedBatchNorm2d)
                 counts["folded_norms"] += 1
         elif type(module) is nn.Linear and not module.weight.requires_grad:
-            _swap(module, FrozenLinear)
-            counts["frozen_linears"] += 1
-        elif _training_conv(module):
+            if "frozen_linear" in rules:
+                _swap(module, FrozenLinear)
+                counts["frozen_linears"] += 1
+        elif _training_conv(module) and "kept_input" in rules:
             _swap(module, RecomputedInputConv2d)
-        elif type(module) is nn.Linear:
+        elif type(module) is nn.Linear and "kept_input" in rules:
             _swap(module, RecomputedInputLinear)
-        elif type(module) in ACTIVATIONS:
-            readers = [modules[r] for r in wiring.readers.get(name, [])]
-            share = bool(readers) and all(_keeps_input(r) for r in readers)
-            _swap(module, ACTIVATIONS[type(module)])
-            module.__dict__[SHARE_OUTPUT] = share
-            norms = _batch_stats_norms(wiring.producers(name), modules)
-            if norms:
-                module.__dict__[REBUILD_FROM] = norms
-            kind = "rebuilt" if norms else "shared" if share else "masked"
-            counts[f"{kind}_activations"] += 1
-        elif _block_pool(module) or _global_pool(module):
+        elif type(module) in ACTIVATIONS and "relu" in rules:
+            counts[_plan_relu(name, module, wiring, modules, rules)] += 1
+        elif (_block_pool(module) or _global_pool(module)) and "pools" in rules:
             _swap(module, ShapeAvgPool2d if _block_pool(module) else ShapeGlobalAvgPool2d)
             counts["pools"] += 1
-        elif type(module) is nn.Dropout and module.p == 0:
+        elif type(module) is nn.Dropout and module.p == 0 and "zero_dropout" in rules:
             _swap(module, ZeroDropout)
-        elif gated_activation(module) is not None:
+        elif gated_activation(module) is not None and "kept_input" in rules:
             _swap(module, gated_activation(module))
             if name in recompute:
                 module.__dict__[RECOMPUTE] = recompute[name]
                 counts["recomputed"] += 1
-        elif squeeze_excite(module):
+        elif squeeze_excite(module) and "squeeze_excite" in rules:
             _swap(module, EfficientSqueezeExcite)
             counts["gates"] += 1
     return MemoryPlan(**counts)
 
 
-def _recomputed_activations(wiring: Wiring, modules: dict[str, nn.Module]
-                            ) -> dict[str, tuple[nn.Module, nn.Module]]:
+def _plan_relu(name: str, module: nn.Module, wiring: Wiring, modules: dict[str, nn.Module],
+               rules: Collection[str]) -> str:
+    """Swap a ReLU/ReLU6; returns which count it adds to."""
+    readers = [modules[r] for r in wiring.readers.get(name, [])]
+    share = bool(readers) and all(_keeps_input(r) for r in readers)
+    _swap(module, ACTIVATIONS[type(module)])
+    module.__dict__[SHARE_OUTPUT] = share
+    norms = (_batch_stats_norms(wiring.producers(name), modules)
+             if "relu_rebuild" in rules else [])
+    if norms:
+        module.__dict__[REBUILD_FROM] = norms
+    kind = "rebuilt" if norms else "shared" if share else "masked"
+    return f"{kind}_activations"
+
+
+def _recomputed_activations(wiring: Wiring, modules: dict[str, nn.Module],
+                            budget: float | None) -> dict[str, tuple[nn.Module, nn.Module]]:
     """activation -> (norm, frozen layer) for the activations `recompute.choose` picks among
     those fed by norm -> frozen conv/linear -> activation alone."""
     pairs, candidates = {}, []
@@ -185,7 +198,7 @@ def _recomputed_activations(wiring: Wiring, modules: dict[str, nn.Module]
         pairs[name] = (modules[norm], modules[layer])
         candidates.append((name, *wiring.sizes[layer]))
     total = sum(macs for _, macs in wiring.sizes.values())
-    return {name: pairs[name] for name in choose(candidates, total)}
+    return {name: pairs[name] for name in choose(candidates, total, budget)}
 
 
 def _batch_stats_norms(names: list[str], modules: dict[str, nn.Module]) -> list[nn.Module]:

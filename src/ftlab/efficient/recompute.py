@@ -26,6 +26,7 @@ from ftlab.efficient.functions import (
     FrozenLinearFunction,
     activation_grad,
 )
+from ftlab.efficient.owned import made_by, mark, owned
 
 RECOMPUTE = "_ftlab_recompute"  # on a planned activation: (norm module, fc1 module)
 RECOMPUTE_BUDGET = 0.15
@@ -33,8 +34,12 @@ RECOMPUTE_BUDGET = 0.15
 network's forward pass (a frozen network's step costs about two forward passes, so at most
 ~7 % more time)."""
 
-_PRODUCERS = {f"{f.__name__}Backward" for f in (FrozenLinearFunction, FrozenConv2dFunction)}
+_PRODUCERS = (FrozenLinearFunction, FrozenConv2dFunction)
 _LAYOUT_NODES = {"PermuteBackward0", "ViewBackward0", "ReshapeAliasBackward0"}
+LAYER_NORM_NODE, LAYER_NORM_INPUT = "NativeLayerNormBackward0", "_saved_input"
+"""torch's layer_norm node and its private name for the input it keeps (no public API gives
+a C++ node's saved tensors by role): the self-check's rule recompute_mlp finds out when a
+torch release changes either, and switches the rule off."""
 
 
 def plain_layer_norm(module: nn.Module) -> bool:
@@ -52,23 +57,24 @@ def _module_input(norm: nn.Module, kept: torch.Tensor) -> torch.Tensor:
 def kept_norm_input(h: torch.Tensor) -> torch.Tensor | None:
     """The input that the layer_norm two nodes before `h` (norm -> frozen layer -> h) keeps
     for its backward, or None where the graph is not that."""
-    node = h.grad_fn
-    if node is None or type(node).__name__ not in _PRODUCERS:
+    if made_by(h) not in _PRODUCERS:
         return None
-    node = node.next_functions[0][0]
+    node = h.grad_fn.next_functions[0][0]
     while node is not None and type(node).__name__ in _LAYOUT_NODES:
         node = node.next_functions[0][0]
-    if node is None or type(node).__name__ != "NativeLayerNormBackward0":
+    if node is None or type(node).__name__ != LAYER_NORM_NODE:
         return None
-    return node._saved_input
+    return getattr(node, LAYER_NORM_INPUT)
 
 
+@owned
 class RecomputedActivation(torch.autograd.Function):
     """act(h) keeping, instead of h, the tensor `remake` rebuilds h from."""
 
     @staticmethod
     def forward(ctx: Any, h: torch.Tensor, kept: torch.Tensor, kind: str,
                 remake: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        mark(ctx, RecomputedActivation)
         ctx.kind, ctx.remake = kind, remake
         ctx.autocast = _autocast_state(h.device.type)
         ctx.save_for_backward(kept)
