@@ -41,7 +41,8 @@ def test_weight_decay_skips_norm_and_bias_when_asked():
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
                                        ("sgd", torch.optim.SGD)])
 def test_optimizers_build_with_their_settings(name, cls):
-    config = OptimConfig(name=name, lr=0.02, momentum=0.8, nesterov=True, betas=(0.8, 0.99))
+    config = OptimConfig(name=name, lr=0.02, options={"momentum": 0.8, "nesterov": True,
+                                                     "betas": (0.8, 0.99)})
     _, groups = _groups(config)
     optimizer = build_optimizer(groups, config)
     assert isinstance(optimizer, cls)
@@ -53,20 +54,20 @@ def test_optimizers_build_with_their_settings(name, cls):
 
 
 def test_exponential_decays_once_per_epoch():
-    factor = lr_factor(ScheduleConfig(name="exponential", gamma=0.5), steps_per_epoch=10,
+    factor = lr_factor(ScheduleConfig(name="exponential", options={"gamma": 0.5}), steps_per_epoch=10,
                        epochs=3)
     assert [factor(s) for s in (0, 9, 10, 19, 20, 29)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
 
 
 def test_step_and_constant():
-    step = lr_factor(ScheduleConfig(name="step", step_size=2, step_gamma=0.1), 5, 6)
+    step = lr_factor(ScheduleConfig(name="step", options={"step_size": 2, "step_gamma": 0.1}), 5, 6)
     assert [step(s) for s in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     constant = lr_factor(ScheduleConfig(name="constant"), 5, 6)
     assert {constant(s) for s in range(30)} == {1.0}
 
 
 def test_cosine_ends_at_the_floor_and_warmup_is_linear():
-    config = ScheduleConfig(name="cosine", min_lr_factor=0.1, warmup_epochs=1.0,
+    config = ScheduleConfig(name="cosine", options={"min_lr_factor": 0.1}, warmup_epochs=1.0,
                             warmup_start_factor=0.0)
     factor = lr_factor(config, steps_per_epoch=10, epochs=5)
     assert [factor(s) for s in (0, 5)] == pytest.approx([0.0, 0.5])  # warmup
@@ -81,7 +82,7 @@ def test_scheduler_keeps_absolute_group_ratios_and_resumes():
     params = [nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))]
     optimizer = torch.optim.SGD([{"params": [params[0]], "lr": 0.1},
                                  {"params": [params[1]], "lr": 0.04}], lr=0.1)
-    scheduler = build_scheduler(optimizer, ScheduleConfig(name="exponential", gamma=0.5), 2, 4)
+    scheduler = build_scheduler(optimizer, ScheduleConfig(name="exponential", options={"gamma": 0.5}), 2, 4)
     for _ in range(5):
         optimizer.step()
         scheduler.step()
@@ -90,7 +91,7 @@ def test_scheduler_keeps_absolute_group_ratios_and_resumes():
     fresh = torch.optim.SGD([{"params": [params[0]], "lr": 0.1},
                              {"params": [params[1]], "lr": 0.04}], lr=0.1)
     fresh.load_state_dict(optimizer.state_dict())
-    resumed = build_scheduler(fresh, ScheduleConfig(name="exponential", gamma=0.5), 2, 4)
+    resumed = build_scheduler(fresh, ScheduleConfig(name="exponential", options={"gamma": 0.5}), 2, 4)
     resumed.load_state_dict(state)
     fresh.step()
     resumed.step()

@@ -1,5 +1,6 @@
-"""A strategy from outside the package: one file, installed as a distribution with an
-`ftlab.strategies` entry point, works with every command without editing ftlab."""
+"""A strategy (or an optimizer and a schedule) from outside the package: one file, installed
+as a distribution with an `ftlab.strategies` (`ftlab.optimizers`, `ftlab.schedules`) entry
+point, works with every command without editing ftlab."""
 
 from __future__ import annotations
 
@@ -170,7 +171,10 @@ def test_every_registry_reads_its_entry_point_group(tmp_path, monkeypatch):
     from ftlab.registry import PLUGIN_GROUPS, Registry
     from ftlab.strategies.base import STRATEGIES
 
-    assert [r.plugin_group for r in (STRATEGIES, ADAPTERS, SOURCES)] == list(PLUGIN_GROUPS)
+    from ftlab.optimization import OPTIMIZERS, SCHEDULES
+
+    assert [r.plugin_group for r in (STRATEGIES, ADAPTERS, SOURCES, OPTIMIZERS, SCHEDULES)
+            ] == list(PLUGIN_GROUPS)
     (tmp_path / "ftlab_archplugin.py").write_text(
         "from ftlab.models.adapters import FeaturesClassifierAdapter\n"
         "ADAPTER = FeaturesClassifierAdapter()\n", encoding="utf-8")
@@ -188,3 +192,100 @@ def test_every_registry_reads_its_entry_point_group(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="plugin 'mnasnet0_5' .* is named like the existing "
                                           "model.arch 'mnasnet0_5'; rename the entry point"):
         taken.names()
+
+
+OPTIMIZATION_PLUGIN = '''
+"""A user's optimizer and schedule: sign-SGD (a stand-in for a new optimizer such as an
+8-bit or schedule-free one) and a linear decay, each with its own options."""
+from dataclasses import dataclass
+
+import torch
+
+from ftlab.config.schema import check_number
+from ftlab.optimization import register_optimizer, register_schedule
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    scale: float = 1.0
+    """Step = lr x scale x sign(gradient)."""
+
+    def __post_init__(self) -> None:
+        check_number("optim.scale", self.scale, low=0.0, high=10.0, low_open=True)
+
+
+class SignSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr, weight_decay, scale):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, scale=scale))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"] * group["scale"])
+
+
+@register_optimizer("signsgd", SignOptions)
+def build(groups, lr, weight_decay, options):
+    return SignSGD(groups, lr, weight_decay, options.scale)
+
+
+@dataclass(frozen=True)
+class LinearOptions:
+    end: float = 0.0
+    """Factor reached at the last step."""
+
+
+register_schedule("linear", LinearOptions, lambda o: f"to x{o.end:g}")(
+    lambda o, epoch, progress, total: 1 - (1 - o.end) * min(progress / total, 1.0))
+'''
+
+
+@pytest.fixture(scope="module")
+def optimization_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One module registering an optimizer and a schedule, named by two entry-point groups."""
+    root = tmp_path_factory.mktemp("site")
+    (root / "ftlab_signsgd.py").write_text(OPTIMIZATION_PLUGIN, encoding="utf-8")
+    info = root / "ftlab_signsgd-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ftlab-signsgd\n"
+                                   "Version: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(
+        "[ftlab.optimizers]\nsignsgd = ftlab_signsgd\n\n"
+        "[ftlab.schedules]\nlinear = ftlab_signsgd\n", encoding="utf-8")
+    return root
+
+
+def test_plugin_optimizer_and_schedule_train_with_their_options(optimization_plugin, tmp_path):
+    for command, name in (("optimizers", "signsgd"), ("schedules", "linear")):
+        listed = _ftlab(optimization_plugin, command, cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert re.search(rf"\| {name} +\| (optim.scale|schedule.end) ", listed.stdout)
+    overrides = tiny_overrides(tmp_path / "runs", **{
+        "strategy.name": "linear_probe", "optim.name": "signsgd", "optim.scale": 0.5,
+        "optim.lr": 0.01, "schedule.name": "linear", "schedule.end": 0.25,
+        "train.epochs": 2, "train.run_name": "plugin"})
+    result = _ftlab(optimization_plugin, "train", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "runs" / "plugin"
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["optim"]["name"] == "signsgd" and config["optim"]["scale"] == 0.5
+    assert config["schedule"] == {"name": "linear", "warmup_epochs": 0.0,
+                                  "warmup_start_factor": 0.01, "end": 0.25}
+    # 32 training images, batch 8: 4 steps per epoch, the linear factor 1 - 0.75 x step / 8
+    lrs = [line.split(",")[1] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert [float(lr) for lr in lrs] == pytest.approx([0.01, 0.00625])
+    import torch
+
+    groups = torch.load(run / "last.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert [(g["scale"], g["lr"]) for g in groups] == [(0.5, pytest.approx(0.0025))]
+    wrong = _ftlab(optimization_plugin, "train", *overrides, "optim.momentum=0.5",
+                   "optim.scales=2", "train.run_name=bad", cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines() == [
+        "ftlab: error: unknown config key 'optim.scales' (did you mean 'optim.scale'?); "
+        "valid keys in 'optim': name, lr, weight_decay, exclude_norm_bias_from_decay, scale"]
+    assert not (tmp_path / "runs" / "bad").exists()

@@ -84,7 +84,8 @@ def test_group_lrs_are_absolute_under_every_schedule(name, schedule):
     groups = strategy.param_groups(model, adapter, optim)
     multipliers = [g["lr_multiplier"] for g in groups]
     optimizer = build_optimizer(groups, optim)
-    config = ScheduleConfig(name=schedule, warmup_epochs=0.5, step_size=1, gamma=0.5)
+    config = ScheduleConfig(name=schedule, warmup_epochs=0.5,
+                            options={"step_size": 1, "gamma": 0.5})
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=2, epochs=4)
     _steps(model, strategy, optimizer, scheduler, n=3)
     factor = lr_factor(config, 2, 4)(3)

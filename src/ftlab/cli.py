@@ -73,6 +73,20 @@ def _strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optimizers(args: argparse.Namespace) -> int:
+    from ftlab.cli_tables import choices_table
+
+    print(choices_table("optim"))
+    return 0
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    from ftlab.cli_tables import choices_table
+
+    print(choices_table("schedule"))
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from ftlab.cli_tables import models_table
 
@@ -258,6 +272,9 @@ def _add_listings(sub: argparse._SubParsersAction) -> None:
     strategies.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=10,
                             help="classes of the new head when counting (default 10)")
 
+    _add(sub, "optimizers", _optimizers, "list optimizers (optim.name) and their options")
+    _add(sub, "schedules", _schedules, "list learning-rate schedules (schedule.name) and their "
+         "options")
     _add(sub, "models", _models, "list supported architectures and their torchvision weights")
 
     datasets = _add(sub, "datasets", _datasets, "list datasets, their layout, and what is present")

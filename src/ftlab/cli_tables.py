@@ -1,4 +1,5 @@
-"""The listings printed by `ftlab strategies`, `ftlab models` and `ftlab datasets`."""
+"""The listings printed by `ftlab strategies`, `ftlab optimizers`, `ftlab schedules`,
+`ftlab models` and `ftlab datasets`."""
 
 from __future__ import annotations
 
@@ -42,6 +43,30 @@ def strategy_options_table(name: str) -> str:
             + f"\n\nevery option at its default: {example}"
             + f"\ndefault learning rate (optim.lr when unset): {cls.default_lr:g}"
             + f"\nsearch space (hyperparameter tuning): {searched}")
+
+
+def choices_table(section: str) -> str:
+    """`ftlab optimizers` (section optim) or `ftlab schedules` (schedule): the section's own
+    keys, then each registered entry (plugins included) with its options' type, default and
+    meaning."""
+    import inspect
+
+    from ftlab.config import OptimConfig, ScheduleConfig
+    from ftlab.config.docs import field_defaults, field_docs, field_types
+    from ftlab.optimization import OPTIMIZERS, SCHEDULES
+
+    registry, common = {"optim": (OPTIMIZERS, OptimConfig),
+                        "schedule": (SCHEDULES, ScheduleConfig)}[section]
+    rows = []
+    for owner, schema in [("every", common)] + [(n, registry.get(n).options) for n in registry]:
+        docs, kinds, defaults = field_docs(schema), field_types(schema), field_defaults(schema)
+        keys = [k for k in kinds if k != "options"]
+        for key in keys:
+            rows.append([owner, f"{section}.{key}", kinds[key], _yaml_value(defaults[key]),
+                         docs.get(key, "")])
+        if not keys:
+            rows.append([owner, "–", "", "", (inspect.getdoc(schema) or "").splitlines()[0]])
+    return markdown_table([f"{section}.name", "key", "type", "default", "meaning"], rows)
 
 
 def _settings(cls: type) -> list[tuple[str, str, object, str]]:

@@ -20,8 +20,10 @@ from ftlab.errors import ConfigError
 
 T = TypeVar("T")
 
-PLUGIN_GROUPS = ("ftlab.strategies", "ftlab.architectures", "ftlab.datasets")
-"""The entry-point groups ftlab reads: strategies, architecture adapters, datasets."""
+PLUGIN_GROUPS = ("ftlab.strategies", "ftlab.architectures", "ftlab.datasets", "ftlab.optimizers",
+                 "ftlab.schedules")
+"""The entry-point groups ftlab reads: strategies, architecture adapters, datasets,
+optimizers, learning-rate schedules."""
 
 
 class Registry(Generic[T]):

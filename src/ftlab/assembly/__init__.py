@@ -12,10 +12,10 @@ from ftlab.assembly.experiment import (
 )
 from ftlab.assembly.fits import check_step_fits, stock_step_bytes
 from ftlab.assembly.loaders import Loaders, build_loaders
-from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
-from ftlab.assembly.schedule import SHAPES, build_scheduler, lr_factor
+from ftlab.assembly.optim import build_optimizer
+from ftlab.assembly.schedule import build_scheduler, lr_factor
 from ftlab.assembly.step import StepSettings, TrainStep
 
-__all__ = ["AMP_DTYPES", "OPTIMIZERS", "SHAPES", "Experiment", "Loaders", "StepSettings", "TrainStep",
+__all__ = ["AMP_DTYPES", "Experiment", "Loaders", "StepSettings", "TrainStep",
            "build_experiment", "build_loaders", "build_optimizer", "build_scheduler",
            "check_config", "check_step_fits", "lr_factor", "resolve_config", "stock_step_bytes"]

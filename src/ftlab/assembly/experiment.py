@@ -20,12 +20,18 @@ from ftlab.data import (BatchSource, DataBundle, build_data, check_augment, choo
 from ftlab.data.sources import get_source
 from ftlab.errors import ConfigError
 from ftlab.models import BuiltModel, count_parameters, get_adapter, resolve_weights
+from ftlab.optimization import (
+    optimizer_options,
+    resolved_optim,
+    resolved_schedule,
+    schedule_options,
+)
 from ftlab.strategies import Strategy, get_strategy, prepare_model
 from ftlab.assembly.compiled import CompiledOrEager
 from ftlab.assembly.fits import TRAIN_FACTOR, check_step_fits
 from ftlab.assembly.loaders import build_loaders
-from ftlab.assembly.optim import OPTIMIZERS, build_optimizer
-from ftlab.assembly.schedule import SHAPES, build_scheduler
+from ftlab.assembly.optim import build_optimizer
+from ftlab.assembly.schedule import build_scheduler
 from ftlab.assembly.step import StepSettings, TrainStep
 from ftlab.runtime import Distributed, resolve_amp, resolve_device
 
@@ -104,15 +110,15 @@ def check_config(config: ExperimentConfig) -> Strategy:
     get_adapter(config.model.arch)
     get_source(config.data.name)
     check_augment(config.data)
-    OPTIMIZERS.check(config.optim.name)
-    SHAPES.check(config.schedule.name)
+    optimizer_options(config.optim)
+    schedule_options(config.schedule)
     resolve_device(config.train.device, config.train.amp)
     return get_strategy(config.strategy)
 
 
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     """`config` checked as `check_config` does, with the strategy's options written out in
-    full (defaults included), optim.lr set (the strategy's default when unset) and
+    full (defaults included), the optimizer's and schedule's too, optim.lr set (the strategy's default when unset) and
     data.augment=auto replaced by what it chooses for train.epochs (and an unset
     data.eval_crop_fraction by what goes with that augmentation): the config a run folder
     records, which reruns the same training whatever later defaults become."""
@@ -123,7 +129,9 @@ def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     config = replace(config, data=replace(config.data, augment=chosen.name,
                                           eval_crop_fraction=choose_eval_crop(config.data,
                                                                               chosen)))
-    return replace(config, strategy=strategy.resolved_config())
+    return replace(config, strategy=strategy.resolved_config(),
+                   optim=resolved_optim(config.optim),
+                   schedule=resolved_schedule(config.schedule))
 
 
 def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,13 @@ def load_structured(schema: type, path: str | Path | None = None, overrides: Seq
         layers.append(_from_mapping(base))
     if overrides:
         layers.append(_parse_overrides(overrides))
-    if schema is ExperimentConfig:
-        layers = [_nest_strategy_options(layer) for layer in layers]
-    return _to_object(schema, [OmegaConf.structured(schema), *layers])
+    if schema is not ExperimentConfig:
+        return _to_object(schema, [OmegaConf.structured(schema), *layers])
+    config = _to_object(schema, [OmegaConf.structured(schema), *[_nest_options(layer)
+                                                                 for layer in layers]])
+    for section, check in OPTION_CHECKS.items():
+        check(getattr(config, section))
+    return config
 
 
 def load_section(schema: type, values: Mapping[str, Any], prefix: str) -> Any:
@@ -86,12 +90,14 @@ def load_section(schema: type, values: Mapping[str, Any], prefix: str) -> Any:
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain nested dict (tuples as lists), suitable for YAML, JSON and checkpoints.
 
-    The strategy's options sit beside its name, as they are written in YAML files."""
+    The options of the strategy, optimizer and schedule sit beside their names, as they are
+    written in YAML files."""
     values = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
     assert isinstance(values, dict)
-    strategy = values["strategy"]
-    values["strategy"] = {"name": strategy["name"], "norm_stats": strategy["norm_stats"],
-                          **strategy["options"]}
+    for section in OPTION_SECTIONS:
+        own = values[section]
+        options = own.pop("options")
+        values[section] = {**own, **options}
     return values
 
 
@@ -111,26 +117,47 @@ def config_to_yaml(config: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(config_to_dict(config)))
 
 
-STRATEGY_KEYS = ("name", "norm_stats", "options")
+OPTION_SECTIONS = ("strategy", "optim", "schedule")
+"""Sections whose chosen entry (a strategy, an optimizer, a schedule) has its own options."""
+
+OPTION_CHECKS: dict[str, Callable[[Any], Any]] = {}
+"""section -> the check of its chosen entry's options that `load_config` runs, registered
+by the layer that owns the entries (`ftlab.optimization` for optim and schedule), which
+this layer cannot import. Strategies check theirs in `assembly.check_config`."""
 
 
-def _nest_strategy_options(layer: DictConfig) -> DictConfig:
-    """Move the strategy's own options (every `strategy.*` key but name and norm_stats) under
-    `strategy.options`, where the schema keeps them until the chosen strategy checks them."""
-    section = layer.get("strategy") if isinstance(layer, DictConfig) else None
-    if not isinstance(section, DictConfig):
+def register_option_check(section: str, check: Callable[[Any], Any]) -> None:
+    OPTION_CHECKS[section] = check
+
+
+def _own_keys(section: str) -> set[str]:
+    schema = next(f for f in dataclasses.fields(ExperimentConfig) if f.name == section)
+    return {f.name for f in dataclasses.fields(schema.default_factory())}
+
+
+def _nest_options(layer: DictConfig) -> DictConfig:
+    """Move the chosen entry's own options (every key of the strategy, optim or schedule
+    section that is not the section's own) under `options`, where the schema keeps them
+    until the entry checks them (`strategy.k=5`, `optim.momentum=0.8`)."""
+    if not isinstance(layer, DictConfig):
         return layer
-    moved = [key for key in section.keys() if key not in STRATEGY_KEYS]
-    if not moved:
+    moves = {}
+    for section in OPTION_SECTIONS:
+        values = layer.get(section)
+        if isinstance(values, DictConfig):
+            moved = [key for key in values.keys() if key not in _own_keys(section)]
+            if moved:
+                moves[section] = moved
+    if not moves:
         return layer
     values = OmegaConf.to_container(layer)
     assert isinstance(values, dict)
-    strategy = values["strategy"]
-    options = strategy.setdefault("options", {})
-    if not isinstance(options, dict):
-        return layer  # strategy.options=5: the schema's own type check names it
-    for key in moved:
-        options[key] = strategy.pop(key)
+    for section, moved in moves.items():
+        options = values[section].setdefault("options", {})
+        if not isinstance(options, dict):
+            continue  # strategy.options=5: the schema's own type check names it
+        for key in moved:
+            options[key] = values[section].pop(key)
     return OmegaConf.create(values)
 
 

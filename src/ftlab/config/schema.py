@@ -203,10 +203,18 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """The optimizer; learning rates in param groups are absolute."""
+    """The optimizer; learning rates in param groups are absolute.
+
+    `name`, `lr`, `weight_decay` and `exclude_norm_bias_from_decay` apply to every
+    optimizer. Everything else belongs to the chosen optimizer's options dataclass (`ftlab
+    optimizers` lists them; adam/adamw: betas, eps; sgd: momentum, nesterov): in YAML and
+    overrides they sit beside `name` (`optim.momentum=0.8`) and are kept here as given until
+    `ftlab.optimization.optimizer_options` checks them, since this layer cannot know the
+    optimizers (plugins included).
+    """
 
     name: str = "adam"
-    """adam, adamw or sgd."""
+    """Optimizer name from `ftlab optimizers` (adam, adamw, sgd, and plugins')."""
     lr: Optional[float] = None
     """Base learning rate; strategies may scale it per parameter group. None: the
     strategy's default (`ftlab strategies NAME`), written into the run's config.yaml."""
@@ -214,52 +222,36 @@ class OptimConfig:
     """L2 penalty (adam, sgd) or decoupled decay (adamw)."""
     exclude_norm_bias_from_decay: bool = True
     """Apply no weight decay to biases and normalisation parameters."""
-    momentum: float = 0.9
-    """SGD momentum."""
-    nesterov: bool = False
-    """SGD Nesterov momentum."""
-    betas: tuple[float, ...] = (0.9, 0.999)
-    """Adam/AdamW moment coefficients."""
-    eps: float = 1e-8
-    """Adam/AdamW denominator epsilon."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The chosen optimizer's own options, as written beside `name` (optim.momentum=0.8)."""
 
     def __post_init__(self) -> None:
         if self.lr is not None:
             check_number("optim.lr", self.lr, low=0.0, high=10.0, low_open=True)
         check_number("optim.weight_decay", self.weight_decay, low=0.0, high=1.0)
-        check_number("optim.momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        check_length("optim.betas", self.betas, 2)
-        for beta in self.betas:
-            check_number("optim.betas", beta, low=0.0, high=1.0, high_open=True)
-        check_number("optim.eps", self.eps, low=0.0, high=1.0, low_open=True)
-        if self.nesterov and self.momentum == 0:
-            fail("optim.nesterov", True, "only with optim.momentum > 0")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Learning-rate schedule, applied as a factor on every group's own learning rate."""
+    """Learning-rate schedule, applied as a factor on every group's own learning rate.
+
+    Warmup applies to every schedule; everything else belongs to the chosen schedule's
+    options dataclass (`ftlab schedules` lists them; exponential: gamma; step: step_size,
+    step_gamma; cosine: min_lr_factor), written beside `name` (`schedule.gamma=0.9`) and
+    checked by `ftlab.optimization.schedule_options`.
+    """
 
     name: str = "exponential"
-    """exponential, cosine, step or constant."""
-    gamma: float = 0.95
-    """exponential: factor applied once per epoch."""
-    step_size: int = 10
-    """step: epochs between decays."""
-    step_gamma: float = 0.1
-    """step: factor applied every step_size epochs."""
-    min_lr_factor: float = 0.0
-    """cosine: final learning rate as a fraction of the initial one."""
+    """Schedule name from `ftlab schedules` (exponential, cosine, step, constant, and
+    plugins')."""
     warmup_epochs: float = 0.0
     """Linear warmup length in epochs (fractions allowed; counted in steps)."""
     warmup_start_factor: float = 0.01
     """Learning-rate factor at the first warmup step."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The chosen schedule's own options, as written beside `name` (schedule.gamma=0.9)."""
 
     def __post_init__(self) -> None:
-        check_number("schedule.gamma", self.gamma, low=0.0, high=1.0, low_open=True)
-        check_number("schedule.step_size", self.step_size, low=1, high=1_000_000)
-        check_number("schedule.step_gamma", self.step_gamma, low=0.0, high=1.0, low_open=True)
-        check_number("schedule.min_lr_factor", self.min_lr_factor, low=0.0, high=1.0)
         check_number("schedule.warmup_epochs", self.warmup_epochs, low=0.0, high=10_000)
         check_number("schedule.warmup_start_factor", self.warmup_start_factor, low=0.0,
                       high=1.0)

@@ -49,8 +49,9 @@ class Layer:
 
 def analytic_memory(model: nn.Module, input_size: int, batch_size: int,
                     frozen_bits: int = 32, optimizer_states: int = 2) -> AnalyticMemory:
-    """Count bytes for `batch_size` images of `input_size` px (optimizer_states: Adam 2,
-    SGD with momentum 1, plain SGD 0)."""
+    """Count bytes for `batch_size` images of `input_size` px (optimizer_states: tensors of
+    state per trained parameter, as the optimizer's registration says: Adam 2, SGD with
+    momentum 1, plain SGD 0)."""
     activations = sum(size for _, size in layer_bytes(model, input_size))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)

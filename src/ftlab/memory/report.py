@@ -21,6 +21,7 @@ from ftlab.runfiles import MEMORY_CSV, MEMORY_MD, MemoryRecord, memory_csv
 from ftlab.strategies import Strategy, get_strategy, prepare_model, strategy_names
 from ftlab.tables import markdown_table
 from ftlab.assembly import build_optimizer, check_step_fits
+from ftlab.optimization import OPTIMIZERS, optimizer_options
 from ftlab.runtime import resolve_device
 
 MIB = 2**20
@@ -93,7 +94,10 @@ def measure_row(arch: str, strategy: str, batch_size: int, resolution: int, exec
         raise ConfigError(f"{strategy} at batch {batch_size} and {resolution} px leaves a "
                           "training-mode BatchNorm with one value per channel; use a larger "
                           "--resolution or batch size") from None
-    analytic = analytic_memory(run.model, resolution, batch_size, frozen_bits=frozen_bits)
+    optim = optim or OptimConfig(name="adam")
+    states = OPTIMIZERS.get(optim.name).states(optimizer_options(optim))
+    analytic = analytic_memory(run.model, resolution, batch_size, frozen_bits=frozen_bits,
+                               optimizer_states=states)
     trainable = sum(p.numel() for g in run.optimizer.param_groups for p in g["params"])
     return MemoryRow(strategy, batch_size, execution, trainable, measured, analytic)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import markdown
 
-from ftlab.config import OptimConfig, ScheduleConfig
+from ftlab.config import OptimConfig
+from ftlab.optimization import describe_schedule
 from ftlab.fileio import atomic_write_text, check_writable
 from ftlab.report.collect import (
     Group,
@@ -119,7 +120,7 @@ def _settings(records: list[RunRecord], settings: ReportSettings) -> str:
         ("seeds", ", ".join(str(s) for s in sorted({r.seed for r in records
                                                       if r.seed is not None})) or "–"),
         ("optimizer", _optimizer(config.optim, _learning_rates(complete))),
-        ("schedule", _schedule(config.schedule)),
+        ("schedule", describe_schedule(config.schedule)),
         ("epochs, batch", f"{config.train.epochs}, {config.train.batch_size}"),
         ("input", f"{summary.resolution} px"),
         ("suite overrides", ", ".join(f"`{o}`" for o in settings.overrides) or "–"),
@@ -131,14 +132,6 @@ def _settings(records: list[RunRecord], settings: ReportSettings) -> str:
 def _optimizer(optim: OptimConfig, rates: str) -> str:
     lr = f"lr {rates}" if "," not in rates else "lr per strategy (see Results)"
     return f"{optim.name}, {lr}, weight decay {optim.weight_decay:g}"
-
-
-def _schedule(schedule: ScheduleConfig) -> str:
-    detail = {"exponential": f"gamma {schedule.gamma:g} per epoch",
-              "step": f"x{schedule.step_gamma:g} every {schedule.step_size} epochs",
-              "cosine": f"to x{schedule.min_lr_factor:g}"}.get(schedule.name, "")
-    warmup = f", {schedule.warmup_epochs:g} warmup epochs" if schedule.warmup_epochs else ""
-    return f"{schedule.name} {detail}{warmup}".strip()
 
 
 def _results(records: list[RunRecord], root: Path) -> str:

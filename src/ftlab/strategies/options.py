@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftlab.config.loading import load_section
+from ftlab.config.options import option_values, plain
 from ftlab.errors import ConfigError
+
+__all__ = ["NoOptions", "option_values", "parse_options", "plain"]
 
 
 @dataclass(frozen=True)
@@ -43,22 +46,6 @@ def parse_options(name: str, schema: type, values: Mapping[str, Any],
                           + ", strategy.".join(["name", "norm_stats", *own])
                           + ": remove it or choose another strategy")
     return load_section(schema, kept, "strategy.")
-
-
-def option_values(options: Any) -> dict[str, Any]:
-    """Every field of an options object as plain YAML values (tuples as lists)."""
-    return {f.name: plain(getattr(options, f.name)) for f in dataclasses.fields(options)}
-
-
-def plain(value: Any) -> Any:
-    """A value as YAML/JSON would hold it: dataclasses as mappings, tuples as lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    return value
 
 
 def _has_field(schema: type, key: str) -> bool:

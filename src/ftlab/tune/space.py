@@ -15,6 +15,7 @@ from typing import Any
 from ftlab.config import ExperimentConfig
 from ftlab.config.search import SearchRange, parse_range
 from ftlab.errors import ConfigError
+from ftlab.optimization import OPTIMIZERS, SCHEDULES
 from ftlab.strategies import strategy_class
 
 NOT_SEARCHED = ("strategy.name", "train.seed", "data.split_seed", "train.output_dir",
@@ -54,9 +55,19 @@ def check_key(strategy: str, key: str) -> None:
         return
     sections = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
     if section not in sections or "." in field or field not in {
-            f.name for f in dataclasses.fields(sections[section].default_factory())}:
+            f.name for f in dataclasses.fields(sections[section].default_factory())
+            } | _entry_options(section):
         raise ConfigError(f"tune.space: {key} is not a config key (section.key, for example "
                           "optim.lr or optim.weight_decay)")
+
+
+def _entry_options(section: str) -> set[str]:
+    """The options any registered optimizer (or schedule) declares: which one a trial uses
+    is set in the suite's overrides, and its own check names a key it does not accept."""
+    registry = {"optim": OPTIMIZERS, "schedule": SCHEDULES}.get(section)
+    if registry is None:
+        return set()
+    return {f.name for name in registry for f in dataclasses.fields(registry.get(name).options)}
 
 
 def describe(space: Mapping[str, SearchRange]) -> dict[str, dict[str, Any]]:
