@@ -8,17 +8,14 @@ and the others go on. The index (`suite.json`, `suite.csv`) is rewritten after e
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 from ftlab.config import ExperimentConfig, replace_sections
 from ftlab.errors import Stopped
 from ftlab.suite.schema import SuiteConfig
-from ftlab.runtime import StopFlag
+from ftlab.runtime import StopFlag, cpu_share, start_logged, stop_all
 from ftlab.suite.state import RunState, last_error, ready_to_start, train_command
 
 log = logging.getLogger("ftlab")
@@ -47,10 +44,8 @@ class LocalExecutor:
                 self._collect()
 
     def _stop_all(self, stop: StopFlag) -> None:
-        for process in self.running.values():
-            process.send_signal(signal.SIGTERM)
+        stop_all(self.running.values())
         for name, process in list(self.running.items()):
-            process.wait()
             del self.running[name]
             state = self.states[name]
             self._finish(state, process.returncode, f"stopped by {stop.name}")
@@ -73,15 +68,7 @@ class LocalExecutor:
             self._launch(state, train_command(state))
 
     def _launch(self, state: RunState, command: list[str]) -> None:
-        state.log.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(state.log, "a", encoding="utf-8")
-        handle.write(f"$ {' '.join(command)}\n")
-        handle.flush()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.running[state.spec.name] = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        handle.close()
+        self.running[state.spec.name] = start_logged(command, state.log)
         state.status, state.started = "running", time.monotonic()
         log.info("suite: started %s", state.spec.name)
         self.index()
@@ -111,17 +98,7 @@ def share_cpus(config: ExperimentConfig, parallel: int) -> ExperimentConfig:
     set anywhere (base config, grid entry, overrides) is kept."""
     if parallel == 1:
         return config
-    share = (os.cpu_count() or 1) // parallel
+    share = cpu_share(parallel)
     train = {"num_threads": max(1, share)} if config.train.num_threads is None else {}
     data = {"num_workers": max(0, share - 1)} if config.data.num_workers is None else {}
     return replace_sections(config, train=train, data=data) if train or data else config
-
-
-def _die_with_parent() -> None:
-    """Linux: a run gets SIGTERM when its suite process dies, instead of running on alone."""
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-

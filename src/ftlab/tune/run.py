@@ -17,9 +17,6 @@ suite folder (tune/.lock); a second one on the same folder refuses.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -33,7 +30,7 @@ from ftlab.config import config_to_dict, flatten, load_run_config
 from ftlab.errors import ConfigError, RunDirError, Stopped
 from ftlab.fileio import LockHeld, exclusive_lock
 from ftlab.runfiles import CONFIG, SUITE_LOGS, SUITE_RUNS, SUITE_TUNE, TUNE_LOCK, training_started
-from ftlab.runtime import StopFlag, ensure_console_log
+from ftlab.runtime import StopFlag, cpu_share, ensure_console_log, start_logged, stop_all
 from ftlab.suite import SuiteResult, prepare_folder, run_specs
 from ftlab.suite.expand import RunSpec, expand, load_suite, suite_dir, validate
 from ftlab.suite.schema import GridConfig, SuiteConfig
@@ -135,8 +132,7 @@ def _search(suite: SuiteConfig, suite_file: Path, overrides: list[str],
     tune = tune_config(suite)
     workers = suite.parallel
     if workers > 1 or suite.executor == "submitit":
-        threads = max(1, (os.cpu_count() or 1) // workers) if suite.executor == "local" \
-            else None
+        threads = cpu_share(workers) if suite.executor == "local" else None
         root = suite_dir(suite, suite_file)
         commands = [_worker_command(suite_file, overrides, i, threads) for i in range(workers)]
         logs = [root / SUITE_LOGS / f"tune-worker-{i}.log" for i in range(workers)]
@@ -157,25 +153,13 @@ def _worker_command(suite_file: Path, overrides: list[str], index: int,
 
 def _local(commands: list[list[str]], logs: list[Path]) -> list[int]:
     """Worker processes here; SIGTERM/SIGINT are passed on (each saves its trial)."""
-    processes = []
-    for command, log_file in zip(commands, logs):
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "a", encoding="utf-8") as handle:
-            handle.write(f"$ {' '.join(command)}\n")
-            handle.flush()
-            processes.append(subprocess.Popen(
-                command, stdout=handle, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+    processes = [start_logged(command, log_file) for command, log_file in zip(commands, logs)]
     log.info("tune: %d workers started (logs in %s)", len(processes), logs[0].parent)
     stop = StopFlag()
     with stop.installed():
         while any(p.poll() is None for p in processes):
             if stop.requested:
-                for process in processes:
-                    if process.poll() is None:
-                        process.send_signal(signal.SIGTERM)
-                for process in processes:
-                    process.wait()
+                stop_all(processes)
                 raise Stopped(f"{stop.name} received: the workers saved their trials and "
                               "stopped; run the same ftlab tune command again to continue",
                               stop.signum or 15)
