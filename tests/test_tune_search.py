@@ -137,13 +137,13 @@ def test_pruned_trials_stop_early_and_the_record_counts_the_epochs_saved(tmp_pat
     number instead of its validation top-1 (which on tiny random data ties at chance, never
     prunes, and is a float of this CPU that one image more would change): every trial after
     the first is worse at the first rung and is pruned there."""
-    import ftlab.tune.worker as worker
+    import ftlab.tune.trial as trial_life
 
     def report(self, row):
         self.trial.report(-float(self.trial.number), int(row["epoch"]))
         return self.trial.should_prune()
 
-    monkeypatch.setattr(worker._Reporter, "__call__", report)
+    monkeypatch.setattr(trial_life.Reporter, "__call__", report)
     path = _suite(tmp_path, grid=("full",), seeds=[0], trials=4, run={"train.epochs": 3})
     assert main(["tune", str(path), "--no-report"]) == 0
     record = read_study_record(tmp_path / "out" / "t" / "tune" / "full" / "study.json")
@@ -314,13 +314,12 @@ def test_refit_final_runs_take_the_best_trials_best_epoch_and_its_augmentation(t
     from optuna.trial import create_trial
 
     from ftlab.config import load_config
-    from ftlab.suite import load_suite
-    from ftlab.suite.schema import TuneConfig
+    from ftlab.tune.schema import TuneConfig
     from ftlab.tune.final import final_specs, study_record
-    from ftlab.tune.plan import build_plans
+    from ftlab.tune.plan import build_plans, load_tuned_suite
 
     path = _suite(tmp_path, grid=("full",), run={"train.epochs": 5})
-    plan = build_plans(load_suite(path, []), path)[0]
+    plan = build_plans(load_tuned_suite(path, []), path)[0]
     study = optuna.create_study(direction="maximize")
     lr = FloatDistribution(1e-5, 3e-3, log=True)
     for value, curve in ((55.0, {1: 40.0, 2: 55.0, 3: 55.0, 4: 50.0, 5: 45.0}),

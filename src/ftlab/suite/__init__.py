@@ -26,6 +26,7 @@ from ftlab.suite.execute import LocalExecutor, share_cpus
 from ftlab.suite.expand import (
     RunSpec,
     expand,
+    has_section,
     load_suite,
     suite_dir,
     to_container,
@@ -61,10 +62,13 @@ def run_suite(path: str | Path, overrides: Sequence[str] = (), report: bool = Tr
 
     ensure_console_log()
     suite_file = Path(path)
-    suite = load_suite(suite_file, list(overrides))
-    if suite.tune is not None:
-        raise ConfigError(f"suite {suite_file} has a tune: section; run it with ftlab tune "
-                          f"{suite_file} (ftlab suite trains untuned grids)")
+    try:
+        suite = load_suite(suite_file, list(overrides))
+    except ConfigError:
+        if has_section(suite_file, "tune"):
+            raise ConfigError(f"suite {suite_file} has a tune: section; run it with ftlab "
+                              f"tune {suite_file} (ftlab suite trains untuned grids)") from None
+        raise
     specs = expand(suite, suite_file)
     configs = validate(specs)
     root = prepare_folder(suite, suite_file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -16,6 +17,7 @@ from ftlab.errors import ConfigError, FtlabError
 from ftlab.fileio import user_path
 from ftlab.runfiles import SUITE_RUNS
 from ftlab.suite.schema import SuiteConfig
+from ftlab.yamlfile import read_yaml
 
 OWN_SETTINGS = ("train.epochs", "train.run_name", "train.output_dir", "train.num_threads",
                 "data.num_workers")
@@ -43,13 +45,22 @@ class RunSpec:
                 "seed": self.seed}
 
 
-def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteConfig:
-    """Read a suite file; `${oc.env:VAR,default}` interpolations are resolved."""
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+               schema: type[SuiteConfig] = SuiteConfig) -> SuiteConfig:
+    """Read a suite file as `schema` (SuiteConfig or a subclass with more sections, such as
+    `ftlab tune`'s); `${oc.env:VAR,default}` interpolations are resolved."""
     path = Path(path)
     try:
-        return load_structured(SuiteConfig, path, overrides)
+        return load_structured(schema, path, overrides)
     except ConfigError as err:
         raise ConfigError(f"suite {path}: {err}") from None
+
+
+def has_section(path: str | Path, section: str) -> bool:
+    """Whether the suite file's top level has `section` (before any checking: `ftlab suite`
+    asks this of `tune:` to point at `ftlab tune` instead of calling the key unknown)."""
+    values = read_yaml(Path(path), "suite file")
+    return isinstance(values, Mapping) and section in values
 
 
 def expand(suite: SuiteConfig, suite_file: Path) -> list[RunSpec]:

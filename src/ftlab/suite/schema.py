@@ -9,7 +9,7 @@ unknown key or a wrong type is one clear error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import ClassVar, Optional
 
 from ftlab.config.commands import DiffConfig, EvalConfig, MemoryConfig
 from ftlab.config.schema import check_choice, check_number, check_run_name, fail
@@ -114,83 +114,6 @@ class ReportConfig:
         check_number("report.smoothing", self.smoothing, low=0.0, high=0.99)
 
 
-SAMPLERS = ("tpe", "grid", "random")
-REFIT_ALL = "train+val"
-REFITS = (REFIT_ALL, "train")
-PRUNERS = ("successive_halving", "hyperband", "median", "none")
-
-
-@dataclass(frozen=True)
-class TuneStrategy:
-    """Tuning settings of one strategy of the grid."""
-
-    space: dict[str, Any] = field(default_factory=dict)
-    """Changes to this strategy's search space, after `tune.space` (null drops a key)."""
-    trials: Optional[int] = None
-    """Trials of this strategy. None: tune.trials."""
-
-    def __post_init__(self) -> None:
-        if self.trials is not None:
-            check_number("tune.strategies.trials", self.trials, low=1, high=100_000)
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """`ftlab tune`: search each dataset x strategy on validation data, then retrain the best
-    setting with several seeds and test it once."""
-
-    trials: int = 12
-    """Trials per dataset x strategy that end complete or pruned (failed ones are retried)."""
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    """Seeds of the final runs of each best setting (train.seed and data.split_seed)."""
-    sampler: str = "tpe"
-    """tpe (Optuna's TPE, after `startup_trials` random ones), random, or grid (every
-    combination of the space, which must then be lists of choices or integer ranges)."""
-    startup_trials: int = 4
-    """tpe: random trials before the sampler models the results."""
-    pruner: str = "successive_halving"
-    """Ends poor trials early on per-epoch validation top-1: successive_halving, hyperband,
-    median, or none."""
-    min_epochs: int = 1
-    """Epochs every trial trains before it may be pruned (the first rung)."""
-    reduction_factor: int = 3
-    """successive_halving, hyperband: 1 in this many trials goes on at each rung."""
-    storage: Optional[str] = None
-    """Where the studies live. None: a journal file in the suite folder (tune/journal.log);
-    a path: a journal file there (shared filesystems); a URL (sqlite:///..., postgresql://,
-    mysql://, redis://): an Optuna storage that workers on other machines share."""
-    sampler_seed: int = 0
-    """Seeds the sampler (worker i uses sampler_seed + i), so a search can be repeated."""
-    space: dict[str, Any] = field(default_factory=dict)
-    """Changes to every strategy's search space: key -> [low, high], {low, high, log},
-    {choices: [...]}, or null to drop the key (see `ftlab strategies NAME`)."""
-    strategies: dict[str, TuneStrategy] = field(default_factory=dict)
-    """Per grid strategy: its own space changes and trial count."""
-    refit: str = REFIT_ALL
-    """What the final runs train on once the search has chosen a setting on the validation
-    split: train+val (every labelled image, data.val_fraction=0, for the best trial's best
-    epoch; the last checkpoint is tested) or train (the trials' split and budget, the best
-    validation checkpoint tested)."""
-
-    def __post_init__(self) -> None:
-        check_number("tune.trials", self.trials, low=1, high=100_000)
-        if not self.seeds:
-            fail("tune.seeds", [], "at least one seed for the final runs")
-        if len(set(self.seeds)) != len(self.seeds):
-            fail("tune.seeds", list(self.seeds), "distinct seeds")
-        for seed in self.seeds:
-            check_number("tune.seeds", seed, low=0, high=2**31 - 1)
-        check_choice("tune.sampler", self.sampler, SAMPLERS)
-        check_number("tune.startup_trials", self.startup_trials, low=0, high=100_000)
-        check_choice("tune.pruner", self.pruner, PRUNERS)
-        check_choice("tune.refit", self.refit, REFITS)
-        check_number("tune.min_epochs", self.min_epochs, low=1, high=100_000)
-        check_number("tune.reduction_factor", self.reduction_factor, low=2, high=100)
-        check_number("tune.sampler_seed", self.sampler_seed, low=0, high=2**31 - 1)
-        if self.storage is not None and not self.storage.strip():
-            fail("tune.storage", self.storage, "a storage URL or journal file path, or null")
-
-
 EXECUTORS = ("local", "submitit")
 
 
@@ -219,9 +142,6 @@ class SuiteConfig:
     """`ftlab eval` runs after training (e.g. the pretrained network on ImageNet with
     model.head=keep); each adds a row to the results table."""
     report: ReportConfig = field(default_factory=ReportConfig)
-    tune: Optional[TuneConfig] = None
-    """Tune each dataset x strategy of the grid before its final runs (`ftlab tune`); also
-    what `ftlab tune` uses, with its defaults, for a suite without this section."""
 
     def __post_init__(self) -> None:
         check_run_name(self.name, "name")

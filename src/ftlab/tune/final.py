@@ -22,10 +22,10 @@ from ftlab.errors import ConfigError
 from ftlab.fileio import atomic_write_text
 from ftlab.runfiles import STUDY_RECORD, StudyRecord, TrialRecord
 from ftlab.suite.expand import RunSpec
-from ftlab.suite.schema import REFIT_ALL, TuneConfig
+from ftlab.tune.schema import REFIT_ALL, TuneConfig
 from ftlab.tune.plan import StudyPlan, decoded
 from ftlab.tune.space import overrides_for
-from ftlab.tune.study import ERROR_ATTR, RUN_ATTR, SURPLUS
+from ftlab.tune.trial import ERROR_ATTR, RUN_ATTR, SURPLUS
 
 log = logging.getLogger("ftlab")
 

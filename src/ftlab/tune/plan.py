@@ -10,6 +10,7 @@ before anything is written, so a bad key or range stops the command at once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from ftlab.config import ExperimentConfig, config_to_dict, flatten, load_config
 from ftlab.config.search import Choice, FloatRange, IntRange, SearchRange
 from ftlab.errors import ConfigError, FtlabError
 from ftlab.runfiles import SUITE_TUNE
-from ftlab.suite.expand import suite_dir
-from ftlab.suite.schema import SuiteConfig, TuneConfig
+from ftlab.suite.expand import load_suite, suite_dir
+from ftlab.tune.schema import TunedSuiteConfig, TuneConfig
 from ftlab.tune.space import describe, overrides_for, strategy_space
 
 NOT_COMPARED = ("train.output_dir", "train.run_name", "train.num_threads", "train.device",
@@ -89,13 +90,14 @@ class StudyPlan:
         return json.loads(json.dumps(describe(self.space)))
 
 
-def tune_config(suite: SuiteConfig) -> TuneConfig:
-    return suite.tune if suite.tune is not None else TuneConfig()
+def load_tuned_suite(path: str | Path, overrides: Sequence[str] = ()) -> TunedSuiteConfig:
+    """A suite file with its `tune:` section (tuned with the defaults where it has none)."""
+    return load_suite(path, list(overrides), TunedSuiteConfig)
 
 
-def build_plans(suite: SuiteConfig, suite_file: Path) -> list[StudyPlan]:
+def build_plans(suite: TunedSuiteConfig, suite_file: Path) -> list[StudyPlan]:
     """The studies of a suite, in grid order (datasets, then strategies), all checked."""
-    tune = tune_config(suite)
+    tune = suite.tune
     grid = suite.grid
     for axis in ("variants", "seeds"):
         if getattr(grid, axis):
@@ -115,7 +117,7 @@ def build_plans(suite: SuiteConfig, suite_file: Path) -> list[StudyPlan]:
             for dataset in datasets for strategy in grid.strategies]
 
 
-def _plan(suite: SuiteConfig, tune: TuneConfig, base: str | None, root: Path,
+def _plan(suite: TunedSuiteConfig, tune: TuneConfig, base: str | None, root: Path,
           dataset: str | None, strategy: str) -> StudyPlan:
     grid = suite.grid
     overrides = [*suite.overrides, *(grid.datasets[dataset] if dataset else [])]

@@ -32,11 +32,12 @@ from ftlab.fileio import LockHeld, exclusive_lock
 from ftlab.runfiles import CONFIG, SUITE_LOGS, SUITE_RUNS, SUITE_TUNE, TUNE_LOCK, training_started
 from ftlab.runtime import StopFlag, cpu_share, ensure_console_log, start_logged, stop_all
 from ftlab.suite import SuiteResult, prepare_folder, run_specs
-from ftlab.suite.expand import RunSpec, expand, load_suite, suite_dir, validate
-from ftlab.suite.schema import GridConfig, SuiteConfig
+from ftlab.suite.expand import RunSpec, expand, suite_dir, validate
+from ftlab.suite.schema import GridConfig
 from ftlab.suite.state import last_error
 from ftlab.tune.final import describe_best, final_specs, study_record, write_record
-from ftlab.tune.plan import NOT_COMPARED, StudyPlan, build_plans, tune_config
+from ftlab.tune.schema import TunedSuiteConfig
+from ftlab.tune.plan import NOT_COMPARED, StudyPlan, build_plans, load_tuned_suite
 from ftlab.tune.journal import check_journal_path
 from ftlab.tune.study import journal_path, open_storage, open_study
 from ftlab.tune.worker import work
@@ -49,8 +50,8 @@ def run_tune(path: str | Path, overrides: Sequence[str] = (), report: bool = Tru
     """Tune the suite file's grid, run the final runs, write the report (see the module)."""
     ensure_console_log()
     suite_file = Path(path)
-    suite = load_suite(suite_file, list(overrides))
-    tune = tune_config(suite)
+    suite = load_tuned_suite(suite_file, overrides)
+    tune = suite.tune
     plans = build_plans(suite, suite_file)
     listed = _listed_runs(suite, suite_file)
     tune_dir = suite_dir(suite, suite_file) / SUITE_TUNE
@@ -91,8 +92,8 @@ def run_worker(path: str | Path, overrides: Sequence[str], index: int,
     nothing else (no final runs, no report); the storage must exist already."""
     ensure_console_log()
     suite_file = Path(path)
-    suite = load_suite(suite_file, list(overrides))
-    tune = tune_config(suite)
+    suite = load_tuned_suite(suite_file, overrides)
+    tune = suite.tune
     plans = build_plans(suite, suite_file)
     tune_dir = suite_dir(suite, suite_file) / SUITE_TUNE
     if not _is_url(tune.storage) and not tune_dir.is_dir():
@@ -105,7 +106,7 @@ def _is_url(storage: str | None) -> bool:
     return storage is not None and "://" in storage
 
 
-def _listed_runs(suite: SuiteConfig, suite_file: Path) -> list[RunSpec]:
+def _listed_runs(suite: TunedSuiteConfig, suite_file: Path) -> list[RunSpec]:
     """The suite's explicitly listed runs, run untuned beside the final runs."""
     if not suite.runs:
         return []
@@ -125,11 +126,11 @@ def _owned(lock_file: Path) -> Iterator[None]:
                           "search with ftlab tune FILE --worker") from None
 
 
-def _search(suite: SuiteConfig, suite_file: Path, overrides: list[str],
+def _search(suite: TunedSuiteConfig, suite_file: Path, overrides: list[str],
             plans: list[StudyPlan], storage: optuna.storages.BaseStorage) -> None:
     """Workers until every study has its trials; then this process finishes whatever dead
     workers left (their trials were enqueued again)."""
-    tune = tune_config(suite)
+    tune = suite.tune
     workers = suite.parallel
     if workers > 1 or suite.executor == "submitit":
         threads = cpu_share(workers) if suite.executor == "local" else None
@@ -167,7 +168,7 @@ def _local(commands: list[list[str]], logs: list[Path]) -> list[int]:
     return [p.returncode for p in processes]
 
 
-def _submitit(suite: SuiteConfig, root: Path, commands: list[list[str]], logs: list[Path]
+def _submitit(suite: TunedSuiteConfig, root: Path, commands: list[list[str]], logs: list[Path]
               ) -> list[int]:
     """Worker jobs through submitit (Slurm): they share the storage, which must be one
     every node reaches (a journal file on a shared filesystem, or a URL)."""

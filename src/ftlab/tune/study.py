@@ -1,16 +1,13 @@
-"""Studies in their storage: opening one (and refusing one of another experiment), counting
-its trials, and handing the trials of dead workers to the living.
+"""Studies in their storage: opening one (and refusing one of another experiment), and its
+sampler (reseeded per trial) and pruner.
 
 The storage is Optuna's: by default a journal file in the suite folder (no server), or any
-storage URL that workers on several machines share. Every trial of a study is an ftlab run
-folder below the study's folder; the worker running a trial holds a lock file for it
-(`<study>/.trials/<number>.lock`), so a trial left RUNNING by a worker that died is known by
-its free lock, failed, and enqueued again with the same hyperparameters to resume its folder.
+storage URL that workers on several machines share. What happens to one trial of a study,
+dead workers' trials included, is `ftlab.tune.trial`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import re
@@ -18,31 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
 
 from ftlab.errors import ConfigError
-from ftlab.fileio import lock_in_use
-from ftlab.runfiles import TUNE_JOURNAL, TUNE_LOCKS
-from ftlab.suite.schema import TuneConfig
+from ftlab.runfiles import TUNE_JOURNAL
 from ftlab.tune.journal import JournalFile
+from ftlab.tune.schema import TuneConfig
 from ftlab.tune.plan import StudyPlan, grid_values
 
 log = logging.getLogger("ftlab")
 
 STUDY_ATTR = "ftlab"
 """The study's user attribute recording its suite, space and experiment."""
-RESUME_ATTR = "ftlab_resume"
-"""A retried trial's user attribute: the run folder it continues."""
-RUN_ATTR = "run"
-ERROR_ATTR = "error"
-SURPLUS = "surplus"
-"""ERROR_ATTR of a trial asked after the study had its trials (a race between workers)."""
-ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
-STARTUP_GRACE_S = 600.0
-"""A RUNNING trial with no lock file yet is taken for dead only after this long (its worker
-may be between asking for it and locking it)."""
-
 
 def open_storage(spec: str | None, tune_dir: Path) -> optuna.storages.BaseStorage:
     """The studies' storage: None -> tune/journal.log; a URL -> that Optuna storage; any
@@ -171,61 +154,3 @@ def _pruner(plan: StudyPlan, tune: TuneConfig) -> optuna.pruners.BasePruner:
                                            n_warmup_steps=tune.min_epochs - 1)
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=tune.min_epochs,
                                                   reduction_factor=tune.reduction_factor)
-
-
-# --- counting ----------------------------------------------------------------------------
-def counts(study: optuna.Study) -> tuple[int, list[int]]:
-    """(trials ended complete or pruned, numbers of the RUNNING trials)."""
-    trials = study.get_trials(deepcopy=False)
-    return (sum(t.state in ENDED for t in trials),
-            sorted(t.number for t in trials if t.state == TrialState.RUNNING))
-
-
-def has_waiting(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
-
-def is_surplus(study: optuna.Study, plan: StudyPlan, number: int) -> bool:
-    """Whether trial `number`, just asked, goes past the study's trials: workers that asked
-    at the same moment keep the lower numbers."""
-    done, running = counts(study)
-    return number in running and running.index(number) >= plan.trials - done
-
-
-# --- dead workers ------------------------------------------------------------------------
-def trial_lock(plan: StudyPlan, number: int) -> Path:
-    return plan.folder / TUNE_LOCKS / f"{number}.lock"
-
-
-def recover_stale(study: optuna.Study, plan: StudyPlan) -> list[int]:
-    """Fail every RUNNING trial whose worker is gone and enqueue it again; returns their
-    numbers. Failing is a compare-and-set in the storage, so of several workers that find
-    the same dead trial exactly one enqueues it."""
-    recovered = []
-    now = dt.datetime.now()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        lock = trial_lock(plan, trial.number)
-        if lock.exists():
-            if lock_in_use(lock):
-                continue
-        elif trial.datetime_start and \
-                (now - trial.datetime_start).total_seconds() < STARTUP_GRACE_S:
-            continue
-        run = trial.user_attrs.get(RUN_ATTR) or trial.user_attrs.get(RESUME_ATTR)
-        if requeue(study, trial.number, trial.params, run, "its worker is gone"):
-            recovered.append(trial.number)
-    return recovered
-
-
-def requeue(study: optuna.Study, number: int, params: dict[str, Any], run: str | None,
-            why: str) -> bool:
-    """Fail trial `number` and enqueue its hyperparameters again, to resume its run folder
-    `run`. False when the trial had already ended (another worker got there first)."""
-    try:
-        study.tell(number, state=TrialState.FAIL)
-    except (UpdateFinishedTrialError, RuntimeError, ValueError):
-        return False
-    study.enqueue_trial(params, user_attrs={RESUME_ATTR: run} if run else None)
-    log.info("tune %s: trial %d %s; enqueued again%s", study.study_name, number, why,
-             f" to resume {run}" if run else "")
-    return True
