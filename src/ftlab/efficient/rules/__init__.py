@@ -1,0 +1,41 @@
+"""The rewrites memory-efficient execution makes, one file per rule (see `base.Rule`).
+
+`RULES` is the order the self-check tries them in (a rule after those it requires: its
+pattern is planned with them on); `PLAN_ORDER` the order the plan tries them on a module
+(a rule before those it builds on: it matches a narrower pattern of the same modules, a
+frozen conv with a foldable norm before any frozen conv). Some rules read what a torch
+autograd node keeps under private names (`Rule.internals`); those are the ones a torch
+release can break without an error, which is why every rule is checked against stock
+autograd before first use in a process.
+"""
+
+from __future__ import annotations
+
+from ftlab.efficient.rules import (
+    fold_norm,
+    frozen_conv,
+    frozen_linear,
+    kept_input,
+    pools,
+    recompute_mlp,
+    relu,
+    relu_rebuild,
+    squeeze_excite,
+    zero_dropout,
+)
+from ftlab.efficient.rules.base import PATTERN_SIZE, Rule, Site, planned, restore
+
+RULES: dict[str, Rule] = {module.RULE.name: module.RULE for module in [
+    frozen_conv, fold_norm, frozen_linear, relu, relu_rebuild, pools, zero_dropout,
+    kept_input, squeeze_excite, recompute_mlp]}
+"""Every rule, in the order the self-check tries them (a rule after those it requires)."""
+
+
+def _depth(rule: Rule) -> int:
+    return 1 + max((_depth(RULES[r]) for r in rule.requires), default=-1)
+
+
+PLAN_ORDER: tuple[Rule, ...] = tuple(sorted(RULES.values(), key=lambda r: -_depth(r)))
+"""The rules as the plan tries them on each module: those that build on others first."""
+
+__all__ = ["PATTERN_SIZE", "PLAN_ORDER", "RULES", "Rule", "Site", "planned", "restore"]

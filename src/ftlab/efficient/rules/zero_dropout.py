@@ -1,0 +1,27 @@
+"""Dropout with p = 0 is the identity: stock autograd still draws and keeps a mask, and its
+output hides the producer of its input from the layer after it."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ftlab.efficient.modules import ZeroDropout as ZeroDropoutModule
+from ftlab.efficient.rules.base import Rule, Site, conv, head, swap
+
+
+class ZeroDropout(Rule):
+    name = "zero_dropout"
+    summary = "dropout with p = 0 is the identity"
+    swaps = (ZeroDropoutModule,)
+
+    def pattern(self) -> nn.Module:
+        return nn.Sequential(conv(3, 4), nn.Dropout(0.0), conv(4, 4), *head(4))
+
+    def install(self, name: str, module: nn.Module, site: Site) -> tuple[str, ...] | None:
+        if type(module) is not nn.Dropout or module.p != 0:
+            return None
+        swap(module, ZeroDropoutModule)
+        return ()
+
+
+RULE = ZeroDropout()
