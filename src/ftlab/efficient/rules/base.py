@@ -79,6 +79,23 @@ class Rule:
             module.__dict__.pop(key, None)
 
 
+class SwapRule(Rule):
+    """A rule that gives each module it matches one class and counts it once (or not at
+    all): subclasses set `target` and `counted` and implement `matches`."""
+
+    target: ClassVar[type[nn.Module]]
+    counted: ClassVar[tuple[str, ...]] = ()
+
+    def matches(self, module: nn.Module) -> bool:
+        raise NotImplementedError
+
+    def install(self, name: str, module: nn.Module, site: Site) -> tuple[str, ...] | None:
+        if not self.matches(module):
+            return None
+        swap(module, self.target)
+        return self.counted
+
+
 def swap(module: nn.Module, cls: type[nn.Module]) -> None:
     """Give `module` the class `cls` (a subclass that runs the same parameters and buffers
     another way), remembering the one it had."""

@@ -6,7 +6,7 @@ from torch import nn
 
 from ftlab.efficient.functions import FrozenConv2dFunction
 from ftlab.efficient.modules import FrozenConv2d
-from ftlab.efficient.rules.base import Rule, Site, conv, head, swap
+from ftlab.efficient.rules.base import SwapRule, conv, head
 
 
 def frozen_conv(module: nn.Module) -> bool:
@@ -15,19 +15,17 @@ def frozen_conv(module: nn.Module) -> bool:
             and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
 
 
-class FrozenConv(Rule):
+class FrozenConv(SwapRule):
     name = "frozen_conv"
     summary = "a Conv2d with a frozen weight keeps no input"
     engages = (FrozenConv2dFunction,)
+    target, counted = FrozenConv2d, ("frozen_convs",)
 
     def pattern(self) -> nn.Module:
         return nn.Sequential(conv(3, 4), conv(4, 4, weight=False), *head(4))
 
-    def install(self, name: str, module: nn.Module, site: Site) -> tuple[str, ...] | None:
-        if not frozen_conv(module):
-            return None
-        swap(module, FrozenConv2d)
-        return ("frozen_convs",)
+    def matches(self, module: nn.Module) -> bool:
+        return frozen_conv(module)
 
 
 RULE = FrozenConv()

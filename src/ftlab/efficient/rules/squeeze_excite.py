@@ -8,15 +8,16 @@ import sys
 from torch import nn
 
 from ftlab.efficient.gates import EfficientSqueezeExcite, GateScale, squeeze_excite
-from ftlab.efficient.rules.base import Rule, Site, conv, head, swap
+from ftlab.efficient.rules.base import SwapRule, conv, head
 
 
-class SqueezeExcite(Rule):
+class SqueezeExcite(SwapRule):
     name = "squeeze_excite"
     summary = "a squeeze-and-excitation gate keeps its activation's input"
     engages = (GateScale,)
     swaps = (EfficientSqueezeExcite,)
     requires = ("kept_input",)
+    target, counted = EfficientSqueezeExcite, ("gates",)
 
     def pattern(self) -> nn.Module | None:
         """timm's SqueezeExcite (the class `gates.squeeze_excite` matches), once timm is
@@ -28,11 +29,8 @@ class SqueezeExcite(Rule):
         return nn.Sequential(conv(3, 8), nn.SiLU(), TimmSqueezeExcite(8, rd_ratio=0.25),
                              conv(8, 4), *head(4))
 
-    def install(self, name: str, module: nn.Module, site: Site) -> tuple[str, ...] | None:
-        if not squeeze_excite(module):
-            return None
-        swap(module, EfficientSqueezeExcite)
-        return ("gates",)
+    def matches(self, module: nn.Module) -> bool:
+        return squeeze_excite(module)
 
 
 RULE = SqueezeExcite()
