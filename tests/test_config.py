@@ -134,7 +134,8 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
 
 
 def test_every_shipped_config_is_valid(monkeypatch, tmp_path):
-    from ftlab.suite.expand import expand, load_suite, validate
+    from ftlab.suite.expand import expand, has_section, load_suite, validate
+    from ftlab.tune.plan import load_tuned_suite
 
     monkeypatch.setenv("FTLAB_MIRROR", str(tmp_path / "mirror"))
     shipped = sorted((REPO / "configs").glob("*.yaml"))
@@ -143,7 +144,8 @@ def test_every_shipped_config_is_valid(monkeypatch, tmp_path):
     for path in shipped:
         text = path.read_text()
         if "\ngrid:" in text or "\nruns:" in text:  # a suite: every run must validate
-            specs = expand(load_suite(path), path)
+            load = load_tuned_suite if has_section(path, "tune") else load_suite
+            specs = expand(load(path, []), path)
             assert specs and len(validate(specs)) == len(specs)
             suites += 1
         else:
