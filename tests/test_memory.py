@@ -15,6 +15,7 @@ from ftlab.cli import main
 from ftlab.config import StrategyConfig
 from ftlab.efficient import apply_memory_plan, planned_modules, remove_memory_plan
 from ftlab.efficient.functions import MaskedClampFunction, SharedClampFunction
+from ftlab.efficient.wiring import WIRING
 from ftlab.memory import analytic_memory, saved_activation_bytes
 from ftlab.memory.report import measure_row
 from ftlab.models import build_model
@@ -135,6 +136,35 @@ def test_plan_keeps_state_dict_and_is_removable():
     remove_memory_plan(model)
     assert {n: type(m) for n, m in model.named_modules()} == classes
     assert not dict(planned_modules(model))
+
+
+def test_removing_a_plan_removes_its_hooks():
+    """The training BatchNorms feeding rebuilt ReLUs tag their outputs by forward hooks;
+    the plan's removal takes the hooks and every reference it left away."""
+    model, _ = _prepared("full", "mobilenet_v2", torch.float32)
+    plan = apply_memory_plan(model)
+    assert plan.rebuilt_activations == 35
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 35
+    remove_memory_plan(model)
+    assert all(not m._forward_hooks for m in model.modules())
+    left = {k for m in model.modules() for k in m.__dict__ if k.startswith("_ftlab")}
+    assert left <= {WIRING}  # the wiring observed stays cached with the model
+
+
+def test_a_rebuilt_relu_takes_only_an_unchanged_norm_output():
+    """A user's forward hook shifts the BatchNorm's output in place: rebuilding the ReLU's
+    input from the norm's input would drop the shift (and move the ReLU's mask), so the ReLU
+    keeps a mask instead and the gradients stay stock's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                          nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).double()
+    model[1].register_forward_hook(lambda module, args, y: y.sub_(0.5))
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    _, stock, _ = _gradients(model, x)
+    plan = apply_memory_plan(model, probe_size=8)
+    assert plan.rebuilt_activations == 1  # planned: the wiring shows bn -> relu
+    _, ours, _ = _gradients(model, x)
+    assert all(torch.allclose(ours[k], g, rtol=0, atol=1e-12) for k, g in stock.items())
 
 
 def test_replanning_follows_the_trainable_set():

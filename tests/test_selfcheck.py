@@ -96,11 +96,14 @@ def test_a_wrong_gradient_switches_its_rule_and_those_built_on_it_off(
     remove_memory_plan(model)
 
 
-def test_a_renamed_internal_switches_its_rule_off_and_training_goes_on(
+def test_a_missing_op_switches_its_rule_off_and_training_goes_on(
         fresh_check, monkeypatch, caplog):
-    """As if torch renamed the batch-norm node's saved mean: the rule raises in its check."""
-    monkeypatch.setattr(functions, "NORM_SAVED", ("_saved_input", "_saved_weight",
-                                                  "_saved_mean_renamed", "_saved_result2"))
+    """As if torch dropped the op the rule rebuilds a batch norm's output with: the rule
+    raises in its check."""
+    def missing(self, kept):
+        raise AttributeError("'_OpNamespace' 'aten' object has no attribute 'batch_norm'")
+
+    monkeypatch.setattr(functions.NormClamp, "normalized", missing)
     with caplog.at_level(logging.WARNING, logger="ftlab"):
         verdicts = self_check("cpu")
     assert {n for n, v in verdicts.items() if not v.passed} == {"relu_rebuild"}
@@ -118,11 +121,12 @@ def test_a_renamed_internal_switches_its_rule_off_and_training_goes_on(
 
 
 def test_an_unrecognised_pattern_switches_its_rule_off(fresh_check, monkeypatch):
-    """As if torch renamed the layer-norm node: the MLP rule silently stops matching, which
-    only the missing function in its pattern's graph shows."""
+    """As if torch changed a node the MLP rule recognises its input by (the tagged norm
+    output's `grad_fn`): the rule silently stops matching, which only the missing function
+    in its pattern's graph shows."""
     from ftlab.efficient import recompute
 
-    monkeypatch.setattr(recompute, "LAYER_NORM_NODE", "NativeLayerNormBackward1")
+    monkeypatch.setattr(recompute, "tag_of", lambda *args: None)
     verdict = self_check("cpu")["recompute_mlp"]
     assert not verdict.passed
     assert verdict.reason == "its pattern was not recognised: no RecomputedActivation"

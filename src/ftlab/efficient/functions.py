@@ -131,8 +131,8 @@ class SharedClampFunction(torch.autograd.Function):
 
 
 class NormClamp:
-    """clamp(batch_norm(x), low, high) rebuilt from the norm's input (which its node keeps)
-    by running the norm's own kernel again: the same input, weight, bias and eps give the
+    """clamp(batch_norm(x), low, high) rebuilt from the norm's input (which its node keeps;
+    `tags.py` finds it) by running the norm's own kernel again: the same input, weight, bias and eps give the
     same batch statistics and the same output, bit for bit. The running statistics are not
     touched (copies are passed, so that the same kernel is chosen).
 
@@ -191,33 +191,6 @@ class NormClampFunction(torch.autograd.Function):
         else:
             torch.ops.aten.hardtanh_backward.grad_input(grad, y, low, high, grad_input=y)
         return y, None, None, None, None
-
-
-NORM_NODES = {"NativeBatchNormBackward0", "CudnnBatchNormBackward0", "MiopenBatchNormBackward0"}
-"""Autograd nodes of batch_norm (CPU and CUDA kernels, cuDNN, MIOpen): each keeps the input,
-the weight and the batch mean and inverse standard deviation as result1 / result2."""
-NORM_SAVED = ("_saved_input", "_saved_weight", "_saved_result1", "_saved_result2")
-"""Those nodes' private names for what they keep. No public API gives a C++ node's saved
-tensors by role; the self-check (`selfcheck.py`, rule relu_rebuild) finds out when a torch
-release renames or repurposes them, and switches the rule off."""
-
-
-def norm_kept(y: torch.Tensor, norms: list[nn.Module]
-              ) -> tuple[tuple[torch.Tensor | None, ...], nn.Module] | None:
-    """((input, weight, bias), norm) of the training-mode batch_norm of one of `norms` that
-    made `y`, from what its node keeps; None if `y` came from anything else."""
-    node = y.grad_fn
-    if node is None or type(node).__name__ not in NORM_NODES:
-        return None
-    x, weight, mean, invstd = (getattr(node, name) for name in NORM_SAVED)
-    if mean is None or invstd is None or mean.numel() == 0:  # eval mode: running stats
-        return None
-    for norm in norms:
-        if (weight is None and norm.weight is None) or (
-                weight is not None and norm.weight is not None
-                and weight.data_ptr() == norm.weight.data_ptr()):
-            return (x, weight, norm.bias), norm
-    return None
 
 
 CHUNK = 1 << 20  # elements per chunk of mask work: 1 MiB of bools, 4 MiB of floats

@@ -19,12 +19,13 @@ from ftlab.efficient.functions import (
     MaskedClampFunction,
     NormClampFunction,
     SharedClampFunction,
-    norm_kept,
 )
+from ftlab.efficient.tags import tag_of
 
 FOLDED_NORM = "_ftlab_folded_norm"  # kept in __dict__, so it is not registered as a child
 SHARE_OUTPUT = "_ftlab_share_output"
 REBUILD_FROM = "_ftlab_rebuild_from"  # on a ReLU: the training-mode BatchNorms feeding it
+# (each tags its output with its input: tags.py)
 
 
 class FrozenConv2d(nn.Conv2d):
@@ -100,11 +101,12 @@ class EfficientReLU6(nn.ReLU6):
 def _clamp(module: nn.Module, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
     share = module.__dict__.get(SHARE_OUTPUT)
     norms = module.__dict__.get(REBUILD_FROM)
-    kept = norm_kept(x, norms) if norms else None
+    made = tag_of(x, norms) if norms else None
     if not module.inplace:  # the caller may still need x: work on a copy, as stock would
         x = x.clone()
-    if kept is not None:  # after a training-mode BatchNorm: keep nothing, rebuild in backward
-        return NormClampFunction.apply(x, low, high, *kept)
+    if made is not None:  # after a training-mode BatchNorm: keep nothing, rebuild in backward
+        norm = made.norm
+        return NormClampFunction.apply(x, low, high, (made.input, norm.weight, norm.bias), norm)
     function = SharedClampFunction if share else MaskedClampFunction
     return function.apply(x, low, high)
 

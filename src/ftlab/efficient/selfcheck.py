@@ -1,8 +1,9 @@
 """Check each rule against stock autograd before first use, and switch off what fails.
 
-Memory-efficient execution reads some of what torch's autograd nodes keep under private
-names, and finds its patterns by what the nodes say about themselves. A torch release can
-move either without an error, and the lock's torch is not the GPU machine's. So, once per
+Memory-efficient execution relies on what torch's ops keep for backward, which kernels
+they run and how their graphs are shaped (all through public API, but none of it promised
+to stay). A torch release can change any of it without an error, and the lock's torch is
+not the GPU machine's. So, once per
 process, torch version and device type, each rule (`rules.RULES`) runs one step of a tiny
 model of its pattern under stock autograd and under the plan, and the gradients of every
 trained parameter are compared: float64 on the CPU (equal to round-off), float32 with TF32
@@ -91,7 +92,7 @@ def check_rule(rule: Rule, others: set[str], device: torch.device) -> Verdict | 
         return None
     try:
         return _compare(rule, model, others | {rule.name}, device)
-    except Exception as error:  # a moved internal surfaces as any error: switch off, go on
+    except Exception as error:  # a changed op or API surfaces as any error: switch off, go on
         return Verdict(rule.name, False, f"{type(error).__name__}: {error}")
     finally:
         remove_memory_plan(model)

@@ -3,10 +3,11 @@
 `RULES` is the order the self-check tries them in (a rule after those it requires: its
 pattern is planned with them on); `PLAN_ORDER` the order the plan tries them on a module
 (a rule before those it builds on: it matches a narrower pattern of the same modules, a
-frozen conv with a foldable norm before any frozen conv). Some rules read what a torch
-autograd node keeps under private names (`Rule.internals`); those are the ones a torch
-release can break without an error, which is why every rule is checked against stock
-autograd before first use in a process.
+frozen conv with a foldable norm before any frozen conv). The rules use public autograd
+API only (custom functions, their nodes' `saved_tensors`, `grad_fn` identity, module
+forward hooks), but they depend on what torch's ops keep and how its graphs are shaped,
+which a torch release can change without an error: so every rule is checked against stock
+autograd before first use in a process (`selfcheck.py`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from ftlab.efficient.wiring import Wiring
 
@@ -53,11 +54,10 @@ class Rule:
     """Module classes the plan must have installed in the pattern."""
     requires: ClassVar[tuple[str, ...]] = ()
     """Rules it builds on; it is off when one of them is, and tried before them."""
-    internals: ClassVar[str] = ""
-    """The private torch internals it reads, if any."""
     keeps: ClassVar[tuple[str, ...]] = ()
     """The `__dict__` keys it sets on planned modules (plain attributes: no state_dict
-    entry, no child module), dropped when the plan is removed."""
+    entry, no child module), dropped when the plan is removed; a hook's handle kept under
+    one is removed with it."""
 
     def pattern(self) -> nn.Module | None:
         """A tiny model in which the rule applies, trainable set and modes set as a strategy
@@ -76,7 +76,9 @@ class Rule:
 
     def undo(self, module: nn.Module) -> None:
         for key in self.keeps:
-            module.__dict__.pop(key, None)
+            kept = module.__dict__.pop(key, None)
+            if isinstance(kept, RemovableHandle):
+                kept.remove()
 
 
 class SwapRule(Rule):

@@ -1,7 +1,8 @@
 """Where a LayerNorm feeds a frozen layer whose only reader is a smooth activation (the MLP
 of a frozen ConvNeXt block), the activation keeps the norm's input instead of its own and
 rebuilds its input in backward, within a budget of extra multiply-adds (`recompute.py`:
-the kernels and the choice)."""
+the kernels and the choice; `tags.py`: how the norm's input is found from the activation's
+input)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,11 @@ import torch
 from torch import nn
 
 from ftlab.efficient.gates import gated_activation
-from ftlab.efficient.recompute import (
-    LAYER_NORM_INPUT,
-    LAYER_NORM_NODE,
-    RECOMPUTE,
-    RecomputedActivation,
-    choose,
-    plain_layer_norm,
-)
+from ftlab.efficient.recompute import RECOMPUTE, RecomputedActivation, choose, plain_layer_norm
 from ftlab.efficient.rules.base import Rule, Site, swap, trainable
 from ftlab.efficient.rules.frozen_conv import frozen_conv
 from ftlab.efficient.rules.frozen_linear import frozen_linear
+from ftlab.efficient.tags import TAG_HOOK, carry_tags, tag_norm_outputs
 
 
 class _TokenMLP(nn.Module):
@@ -45,8 +40,7 @@ class RecomputeMlp(Rule):
     summary = "the GELU of a frozen MLP rebuilds its input from its LayerNorm's"
     engages = (RecomputedActivation,)
     requires = ("frozen_linear", "kept_input")
-    internals = f"the layer_norm node ({LAYER_NORM_NODE})'s {LAYER_NORM_INPUT}"
-    keeps = (RECOMPUTE,)
+    keeps = (RECOMPUTE, TAG_HOOK)
 
     def pattern(self) -> nn.Module:
         return _TokenMLP()
@@ -74,6 +68,9 @@ class RecomputeMlp(Rule):
             return None
         swap(module, gated_activation(module))
         module.__dict__[RECOMPUTE] = pair
+        norm, layer = pair
+        tag_norm_outputs(norm)
+        carry_tags(layer)
         return ("recomputed",)
 
 

@@ -2,18 +2,19 @@
 running the norm's kernel again on the input the norm keeps anyway, and a training conv
 reading its output rebuilds it the same way instead of keeping it (`gates.recipe`).
 
-The kernels: `functions.NormClamp` / `NormClampFunction` and `functions.norm_kept`, which
-reads what the batch_norm node keeps (the internals below).
+The kernels: `functions.NormClamp` / `NormClampFunction`; the norm's input is found from
+its output by a forward hook's tag (`tags.py`).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ftlab.efficient.functions import NORM_SAVED, NormClampFunction
+from ftlab.efficient.functions import NormClampFunction
 from ftlab.efficient.modules import REBUILD_FROM
 from ftlab.efficient.rules.base import Rule, Site, conv, head
 from ftlab.efficient.rules.relu import ACTIVATIONS, swap_relu
+from ftlab.efficient.tags import TAG_HOOK, tag_norm_outputs
 
 
 def batch_stats_norms(names: list[str], modules: dict[str, nn.Module]) -> list[nn.Module]:
@@ -28,8 +29,7 @@ class ReluRebuild(Rule):
     summary = "a ReLU after a training BatchNorm keeps nothing and rebuilds its input"
     engages = (NormClampFunction,)
     requires = ("relu",)
-    internals = "the batch_norm node's " + ", ".join(NORM_SAVED)
-    keeps = (REBUILD_FROM,)
+    keeps = (REBUILD_FROM, TAG_HOOK)
 
     def pattern(self) -> nn.Module:
         return nn.Sequential(conv(3, 4), nn.BatchNorm2d(4), nn.ReLU6(inplace=True),
@@ -44,6 +44,8 @@ class ReluRebuild(Rule):
             return None
         swap_relu(name, module, site)
         module.__dict__[REBUILD_FROM] = norms
+        for norm in norms:
+            tag_norm_outputs(norm)
         return ("rebuilt_activations",)
 
 
