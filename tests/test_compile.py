@@ -1,5 +1,6 @@
 """`train.compile` with memory-efficient execution: a real torch.compile once (inductor, on
-CPU, in its own process and cache folder), and the eager fallback when compiling fails."""
+CPU, in its own process and cache folder): the gradients, every rewrite engaged and the
+layers between compiled; and the eager fallback when compiling fails."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ CHILD = textwrap.dedent("""
     import json, torch
     from torch import nn
     from ftlab.assembly.compiled import CompiledOrEager
-    from ftlab.efficient import apply_memory_plan
+    from ftlab.efficient import apply_memory_plan, self_check
+    from ftlab.efficient.owned import OWNER
 
     torch.manual_seed(0)
 
@@ -48,18 +50,41 @@ CHILD = textwrap.dedent("""
     y = torch.tensor([0, 1, 2, 3])
 
     def gradients(model, call):
-        nn.functional.cross_entropy(call(x), y).backward()
-        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        out = call(x)
+        nn.functional.cross_entropy(out, y).backward()
+        return out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
-    expected = gradients(stock, stock)
+    def nodes(out):  # the backward graph's nodes: ftlab's functions by name, others by class
+        seen, found, stack = set(), set(), [out.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            owner = made_by_node(node)
+            found.add(owner.__name__ if owner is not None else type(node).__name__)
+            stack.extend(next_node for next_node, _ in node.next_functions)
+        return sorted(found)
+
+    def made_by_node(node):
+        return getattr(node, OWNER, None)
+
+    _, expected = gradients(stock, stock)
     compiled = CompiledOrEager(planned)
-    got = gradients(planned, compiled)
+    out, got = gradients(planned, compiled)
     print(json.dumps({
-        "plan": plan.describe(), "failed": compiled.failed,
+        "plan": plan.describe(), "failed": compiled.failed, "nodes": nodes(out),
+        "rules_off": sorted(v.rule for v in self_check().values() if not v.passed),
         "names_equal": sorted(expected) == sorted(got),
         "max_error": max((expected[n] - got[n]).abs().max().item() for n in expected),
         "scale": max(g.abs().max().item() for g in expected.values())}))
 """)
+
+ENGAGED = ("FrozenConv2dFunction", "NormClampFunction", "SharedClampFunction",
+           "KeptInputActivation", "RecomputedInputConvFunction", "BlockAvgPoolFunction",
+           "GlobalAvgPoolFunction")
+"""The plan's functions for CHILD's network: a rule that did not engage under compile, or
+that the self-check switched off, is missing."""
 
 
 def test_memory_efficient_execution_under_a_real_torch_compile(tmp_path):
@@ -71,8 +96,13 @@ def test_memory_efficient_execution_under_a_real_torch_compile(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert "1 frozen convs keep no input (1 with their BatchNorm folded in)" in report["plan"]
     assert "1 rebuild their input" in report["plan"] and "2 average pools" in report["plan"]
+    assert report["rules_off"] == []  # the self-check passed every rule
+    # ftlab's functions run (eagerly, at graph breaks: they read autograd nodes at run time)
+    assert set(ENGAGED) <= set(report["nodes"]), report["nodes"]
     if report["failed"] is not None:  # no working compiler here: the eager fallback, said so
         assert "train.compile: torch.compile failed" in result.stderr
+    else:  # the stock layers between them were compiled
+        assert "CompiledFunctionBackward" in report["nodes"], report["nodes"]
     assert report["names_equal"]
     assert report["max_error"] <= 1e-10 * report["scale"]  # float64: equal up to round-off
 
