@@ -35,7 +35,7 @@ demo: $(STAMP)
 # Re-pin after changing dependencies: installs the ranges from pyproject into .venv and freezes them.
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" -e ".[test,cluster,tune,export,timm]"
+	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" -e ".[test,cluster,tune,export,timm,peft]"
 	{ echo '# Exact pins for .venv (make lock regenerates them from the ranges in pyproject.toml).'; \
 	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -vE '^(-e|pip==)'; } > requirements.lock
 

@@ -23,6 +23,7 @@ from ftlab.strategies import (
     strategy_names,
 )
 from ftlab.strategies.base import STRATEGIES
+from ftlab.strategies.peft_base import PeftStrategy
 from ftlab.assembly.optim import build_optimizer
 from ftlab.assembly.schedule import build_scheduler, lr_factor
 
@@ -67,6 +68,8 @@ def test_frozen_stay_bit_identical_and_trainable_move(name, arch):
         assert all(n.startswith(adapter.head_name(model)) for n in trainable)
     else:
         assert sorted(optimized) == sorted(trainable)
+    if isinstance(strategy, PeftStrategy):
+        _start_updates_off_zero(model, trainable)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     _steps(model, strategy, torch.optim.Adam(groups))
     for n, p in model.named_parameters():
@@ -74,6 +77,17 @@ def test_frozen_stay_bit_identical_and_trainable_move(name, arch):
             assert not torch.equal(before[n], p), f"{n} should have trained"
         else:
             assert torch.equal(before[n], p), f"{n} should be frozen"
+
+
+def _start_updates_off_zero(model: nn.Module, trainable: list[str]) -> None:
+    """LoRA-style updates start at zero (B = 0: the network starts as pretrained), so the
+    other factor's gradient is zero until B moves, and in a random-init network too small
+    for Adam to move it within three steps. Started off zero, every factor must move."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in trainable and not p.any():
+                p.normal_(0.0, 0.01)
 
 
 @pytest.mark.parametrize("schedule", ["exponential", "cosine", "step", "constant"])

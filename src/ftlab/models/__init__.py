@@ -1,6 +1,12 @@
 """Backbones: architecture adapters, weight sources, and the model factory."""
 
-from ftlab.models.adapters import ArchAdapter, architectures, count_parameters, get_adapter
+from ftlab.models.adapters import (
+    LAYER_ROLES,
+    ArchAdapter,
+    architectures,
+    count_parameters,
+    get_adapter,
+)
 from ftlab.models.factory import BuiltModel, block_names, build_model, head_name, skeleton
 from ftlab.models.weights import (
     WeightsSource,
@@ -11,6 +17,7 @@ from ftlab.models.weights import (
 )
 
 __all__ = [
+    "LAYER_ROLES",
     "ArchAdapter",
     "BuiltModel",
     "WeightsSource",

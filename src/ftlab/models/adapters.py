@@ -47,6 +47,12 @@ class ArchAdapter(ABC):
         return [name for name, module in model.named_modules()
                 if types and isinstance(module, types)]
 
+    def layer_roles(self, model: nn.Module) -> dict[str, list[str]]:
+        """The backbone's convolutions and linear layers by role (`LAYER_ROLES`), each
+        input to output: what parameter-efficient strategies target (`strategy.target`).
+        The head is no role's: every strategy trains it whole."""
+        return classify_layers(model, self.head_name(model))
+
     def head(self, model: nn.Module) -> nn.Linear:
         module = model.get_submodule(self.head_name(model))
         assert isinstance(module, nn.Linear), f"{self.family} head is {type(module).__name__}"
@@ -130,6 +136,46 @@ class ResNetAdapter(ArchAdapter):
             layer = model.get_submodule(stage)
             blocks.extend((f"{stage}.{i}",) for i in range(len(layer)))  # type: ignore[arg-type]
         return blocks
+
+
+LAYER_ROLES: dict[str, str] = {
+    "pointwise": "1x1 convolutions (expansions, projections, bottleneck ends)",
+    "conv": "dense k x k convolutions (stems, ResNet 3x3s, downsampling)",
+    "depthwise": "grouped and depthwise convolutions (groups > 1)",
+    "qkv": "attention input projections (query, key, value)",
+    "proj": "attention output projections",
+    "mlp": "other linear layers (transformer and ConvNeXt MLPs)",
+}
+"""What `strategy.target` can name (joined with `+`; `all` is every role, `auto` every role
+but depthwise), and what each means."""
+
+QKV_NAMES = ("qkv", "q", "k", "v", "q_proj", "k_proj", "v_proj", "query", "key", "value")
+"""A linear layer with one of these names inside an attention module is an input
+projection; any other linear layer there is its output projection."""
+
+
+def classify_layers(model: nn.Module, head: str) -> dict[str, list[str]]:
+    """`LAYER_ROLES` -> the dotted names of `model`'s layers in that role, head left out.
+
+    Convolutions by their geometry; linear layers by the module that holds them: one whose
+    class is an attention (timm's `Attention`, `WindowAttention`, ...) holds projections."""
+    roles: dict[str, list[str]] = {role: [] for role in LAYER_ROLES}
+    attention = {name for name, module in model.named_modules()
+                 if "attention" in type(module).__name__.lower()}
+    for name, module in model.named_modules():
+        if name == head:
+            continue
+        if isinstance(module, nn.Conv2d):
+            role = ("depthwise" if module.groups > 1 else
+                    "pointwise" if tuple(module.kernel_size) == (1, 1) else "conv")
+        elif isinstance(module, nn.Linear):
+            parent, _, leaf = name.rpartition(".")
+            role = ("mlp" if parent not in attention else
+                    "qkv" if leaf in QKV_NAMES else "proj")
+        else:
+            continue
+        roles[role].append(name)
+    return roles
 
 
 ADAPTERS: Registry[ArchAdapter] = Registry("model.arch", "ftlab.architectures")

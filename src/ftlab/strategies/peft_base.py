@@ -1,0 +1,192 @@
+"""What the strategies built on Hugging Face PEFT share: choosing layers by role, wrapping them
+through peft's own `inject_adapter_in_model`, and what trains.
+
+peft (an optional extra) wraps each targeted `nn.Conv2d`/`nn.Linear` in a layer of its own
+that keeps the original as `base_layer` and adds the method's parameters beside it (LoRA's
+`lora_A`/`lora_B`, IA3's scaling vector, ...). ftlab chooses the layers from the
+architecture adapter's roles (`strategy.target`), never from module names, checks the
+method's settings against each layer before peft sees them, and turns peft's refusals into
+one line naming the option. The wrapped base layers are ordinary frozen convolutions and
+linear layers, so memory-efficient execution makes them keep nothing, as any frozen layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from ftlab.config.schema import fail
+from ftlab.errors import ConfigError
+from ftlab.models.adapters import LAYER_ROLES, ArchAdapter
+from ftlab.strategies.base import ParamInfo, Strategy
+
+log = logging.getLogger(__name__)
+
+PEFT_EXTRA = "pip install 'ftlab[peft]'"
+GROUPS = {"all": tuple(LAYER_ROLES), "auto": tuple(r for r in LAYER_ROLES if r != "depthwise")}
+"""Names that stand for several roles in `strategy.target`."""
+
+
+def peft_module(strategy: str) -> Any:
+    """peft, or one line saying how to install it."""
+    try:
+        import peft
+    except ImportError:
+        raise ConfigError(f"strategy.name={strategy} needs peft, which is not installed: "
+                          f"{PEFT_EXTRA}") from None
+    return peft
+
+
+def target_roles(target: str) -> tuple[str, ...]:
+    """The roles `strategy.target` names (`pointwise+conv`, `auto`, `all`), checked."""
+    roles: list[str] = []
+    for part in target.split("+"):
+        part = part.strip()
+        if part not in GROUPS and part not in LAYER_ROLES:
+            fail("strategy.target", target, "roles joined with +, each one of "
+                 + ", ".join([*LAYER_ROLES, *GROUPS]))
+        roles.extend(r for r in GROUPS.get(part, (part,)) if r not in roles)
+    return tuple(roles)
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Which layers a PEFT method adapts, and what trains beside its adapters."""
+
+    target: str = "auto"
+    """Backbone layers that get an adapter, by role joined with `+`: pointwise, conv,
+    depthwise, qkv, proj, mlp; `auto` is every role but depthwise (whose adapters can
+    outweigh the layer), `all` every role. `ftlab arch` shows the roles of a model."""
+    bias: bool = False
+    """Also train every bias (norm β included): the method combined with BitFit."""
+    norm: bool = False
+    """Also train the norm layers' γ and β (their statistics stay fixed unless
+    strategy.norm_stats=update)."""
+
+    def __post_init__(self) -> None:
+        target_roles(self.target)
+
+
+def layer_width(module: nn.Module) -> int:
+    """The largest rank a low-rank update of `module`'s weight can have."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return min(module.out_channels, module.in_channels // module.groups * kh * kw)
+    return min(module.in_features, module.out_features)  # type: ignore[arg-type]
+
+
+class PeftStrategy(Strategy):
+    """A PEFT method on the layers `strategy.target` names, plus the head (and biases or
+    norms where asked). Subclasses give peft's config for the chosen layers."""
+
+    method: ClassVar[str]
+    """The method's name in peft's terms, for messages."""
+    freezes_pretrained_norm_stats = True
+    """The backbone is frozen: its norm statistics are part of what it learned."""
+
+    def peft_config(self, peft: Any, targets: list[str]) -> Any:
+        """peft's config of this method for the layers named `targets`."""
+        raise NotImplementedError
+
+    def check_layer(self, name: str, module: nn.Module) -> None:
+        """Refuse, in one line, settings that cannot suit `module` (a rank above its width,
+        say). Default: nothing to check."""
+
+    def insert_modules(self, model: nn.Module, adapter: ArchAdapter, input_size: int
+                       ) -> list[str]:
+        peft = peft_module(self.name)
+        targets = self.adaptable(model, self.targets(model, adapter))
+        try:
+            peft.inject_adapter_in_model(self.peft_config(peft, targets), model)
+        except (ValueError, TypeError, NotImplementedError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"strategy {self.name} cannot adapt the layers of "
+                              f"strategy.target={self.options.target}: peft says: {reason}; "
+                              "choose other roles or settings") from None
+        inserted = adapter_modules(model)
+        self._report_depthwise(model, adapter)
+        return inserted
+
+    def targets(self, model: nn.Module, adapter: ArchAdapter) -> dict[str, bool]:
+        """The layers of the roles `strategy.target` names, input to output, each with
+        whether its role was named explicitly; a role the model lacks is an error naming the
+        roles it has."""
+        available = adapter.layer_roles(model)
+        explicit = [p.strip() for p in self.options.target.split("+") if p.strip() not in GROUPS]
+        missing = [role for role in explicit if not available[role]]
+        if missing:
+            have = ", ".join(f"{r} ({len(v)})" for r, v in available.items() if v)
+            raise ConfigError(f"strategy.target={self.options.target}: "
+                              f"{type(model).__name__} has no {missing[0]} layers; it has "
+                              f"{have}")
+        chosen = {name: role in explicit for role in target_roles(self.options.target)
+                  for name in available[role]}
+        if not chosen:
+            raise ConfigError(f"strategy.target={self.options.target} selects no layer of "
+                              f"{type(model).__name__}; choose roles it has")
+        order = list(dict(model.named_modules()))
+        return dict(sorted(chosen.items(), key=lambda item: order.index(item[0])))
+
+    def adaptable(self, model: nn.Module, targets: dict[str, bool]) -> list[str]:
+        """The layers of `targets` (name -> named by an explicit role) that this method can
+        adapt. A layer of an explicit role that it cannot is an error; one that `auto` or
+        `all` brought in is left out, with a warning."""
+        chosen, skipped = [], []
+        for name, explicit in targets.items():
+            try:
+                self.check_layer(name, model.get_submodule(name))
+            except ConfigError as err:
+                if explicit or len(skipped) + 1 == len(targets):
+                    raise
+                skipped.append((name, str(err)))
+                continue
+            chosen.append(name)
+        if skipped:
+            log.warning("strategy %s leaves %d of the layers strategy.target=%s selects "
+                        "unadapted (first: %s)", self.name, len(skipped), self.options.target,
+                        skipped[0][1].partition(";")[0])
+        return chosen
+
+    def is_trainable(self, param: ParamInfo) -> bool:
+        return (param.is_head or param.is_new or (self.options.bias and param.is_bias)
+                or (self.options.norm and param.is_norm))
+
+    def _report_depthwise(self, model: nn.Module, adapter: ArchAdapter) -> None:
+        """Depthwise convolutions are tiny: say what adapting them costs against them."""
+        if "depthwise" not in target_roles(self.options.target):
+            return
+        own = added = 0
+        for name, module in model.named_modules():
+            base = getattr(module, "base_layer", None)
+            if isinstance(base, nn.Conv2d) and base.groups > 1:
+                own += sum(p.numel() for p in base.parameters())
+                added += sum(p.numel() for n, p in module.named_parameters()
+                             if not n.startswith("base_layer."))
+        if own:
+            log.info("%s on depthwise convolutions adds %d parameters against their own %d "
+                     "(%.1fx)", self.name, added, own, added / own)
+
+
+def adapter_modules(model: nn.Module) -> list[str]:
+    """Dotted names of the modules peft added (holding the method's parameters), beside
+    each wrapped layer's `base_layer`."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, BaseTunerLayer):
+            found.extend(f"{name}.{child}" for child, sub in module.named_children()
+                         if child != "base_layer" and any(True for _ in sub.parameters()))
+    return found
+
+
+def check_rank(strategy: str, rank: int, name: str, module: nn.Module) -> None:
+    """A rank above the layer's width adds parameters and no expressiveness: refused."""
+    width = layer_width(module)
+    if rank > width:
+        raise ConfigError(f"strategy.r={rank} is larger than the width of layer {name} "
+                          f"({width}) that strategy {strategy} adapts; use strategy.r <= "
+                          f"{width} or leave that role out of strategy.target")
