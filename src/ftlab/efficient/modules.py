@@ -64,6 +64,29 @@ class FoldedNormAct2d(nn.BatchNorm2d):
         return self.act(self.drop(x))
 
 
+class AffineBatchNorm2d(nn.BatchNorm2d):
+    """An eval-mode BatchNorm2d with a frozen (or no) γ, run as the per-channel affine map
+    it is: x * γ/σ + (β - μγ/σ). The multiplication keeps only the scale for backward and
+    the addition nothing, where stock batch_norm keeps its whole input. β keeps its exact
+    gradient. timm's BatchNormAct2d runs its dropout and activation after it, as before."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.rsqrt(self.running_var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.detach()
+        shift = -self.running_mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
+        y = x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+        if NORM_ACT in self.__dict__:
+            y = self.act(self.drop(y))
+        return y
+
+
+NORM_ACT = "_ftlab_norm_act"
+"""On an `AffineBatchNorm2d` that was timm's BatchNormAct2d: run its dropout and activation."""
+
+
 class ZeroDropout(nn.Dropout):
     """Dropout with p = 0: the identity. Stock autograd still draws and keeps a mask, and
     its output hides the producer of its input from the layer after it."""

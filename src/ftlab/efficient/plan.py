@@ -37,6 +37,7 @@ class MemoryPlan:
     pools: int = 0
     gates: int = 0
     recomputed: int = 0
+    frozen_norms: int = 0
 
     def describe(self) -> str:
         gates = (f", {self.gates} squeeze-excitation gates keep their activation's input "
@@ -44,6 +45,9 @@ class MemoryPlan:
         if self.recomputed:
             gates += (f", {self.recomputed} MLP activations rebuild their input from their "
                       "norm's in backward")
+        if self.frozen_norms:
+            gates += (f", {self.frozen_norms} frozen BatchNorms no conv absorbs keep only "
+                      "their scale")
         return (f"{self.frozen_convs} frozen convs keep no input ({self.folded_norms} with their "
                 f"BatchNorm folded in), {self.frozen_linears} frozen linears, "
                 f"{self.masked_activations} ReLUs keep 1-bit masks and "

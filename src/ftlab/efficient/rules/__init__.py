@@ -16,6 +16,7 @@ from ftlab.efficient.rules import (
     fold_norm,
     frozen_conv,
     frozen_linear,
+    frozen_norm,
     kept_input,
     pools,
     recompute_mlp,
@@ -27,7 +28,7 @@ from ftlab.efficient.rules import (
 from ftlab.efficient.rules.base import PATTERN_SIZE, Rule, Site, planned, restore
 
 RULES: dict[str, Rule] = {module.RULE.name: module.RULE for module in [
-    frozen_conv, fold_norm, frozen_linear, relu, relu_rebuild, pools, zero_dropout,
+    frozen_conv, fold_norm, frozen_linear, frozen_norm, relu, relu_rebuild, pools, zero_dropout,
     kept_input, squeeze_excite, recompute_mlp]}
 """Every rule, in the order the self-check tries them (a rule after those it requires)."""
 
