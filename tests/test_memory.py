@@ -20,9 +20,11 @@ from ftlab.memory import analytic_memory, saved_activation_bytes
 from ftlab.memory.report import measure_row
 from ftlab.models import build_model
 from ftlab.strategies import get_strategy, strategy_names
+from extras import needs_extra
 
 
 def _prepared(name: str, arch: str, dtype: torch.dtype, size: int = 64):
+    needs_extra(name)
     built = build_model(arch, None, 5, pretrained=False, seed=0)
     strategy = get_strategy(StrategyConfig(name=name))
     torch.manual_seed(1)

@@ -26,12 +26,14 @@ from ftlab.strategies.base import STRATEGIES
 from ftlab.strategies.peft_base import PeftStrategy
 from ftlab.assembly.optim import build_optimizer
 from ftlab.assembly.schedule import build_scheduler, lr_factor
+from extras import needs_extra
 
 ARCHS = ["mobilenet_v2", "resnet18"]
 
 
 def _prepared(name: str, arch: str = "mobilenet_v2", classes: int = 5, size: int = 64,
               **options):
+    needs_extra(name)
     built = build_model(arch, None, classes, pretrained=False, seed=0)
     norm_stats = options.pop("norm_stats", "auto")
     strategy = get_strategy(StrategyConfig(name=name, norm_stats=norm_stats, options=options))
@@ -314,6 +316,7 @@ STRATEGY_RUNS["last_k"] = {"strategy.k": 2}
 
 @pytest.mark.parametrize("name", strategy_names())
 def test_resume_restores_trainable_sets_and_lrs(name, tiny):
+    needs_extra(name)
     extra = {"strategy.name": name, "data.synthetic.train_per_class": 6, "data.val_fraction": 0.3,
              **{k: v for k, v in STRATEGY_RUNS[name].items()}}
     first = ftlab.train(None, overrides=tiny(**extra, **{"train.epochs": 2,

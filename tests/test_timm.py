@@ -17,6 +17,7 @@ from ftlab.config import StrategyConfig
 from ftlab.errors import ConfigError, WeightsError
 from ftlab.models import build_model, get_adapter, resolve_weights, skeleton
 from ftlab.strategies import prepare_model, strategy_names
+from extras import needs_extra
 
 timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")
 
@@ -70,6 +71,7 @@ def test_blocks_head_and_branch_points_come_from_timms_metadata(arch):
     *[("timm:convnext_atto", name) for name in strategy_names()],
     *[(arch, name) for arch in FAMILIES[2:] for name in ("full", "bias", "tinytl")]])
 def test_every_strategy_trains_on_timm_families(tiny, arch, strategy):
+    needs_extra(strategy)
     summary = ftlab.train(None, overrides=tiny(**{"model.arch": arch, "strategy.name": strategy,
                                                   "train.epochs": 1}))
     assert summary["arch"] == arch and summary["test_top1"] is not None

@@ -35,6 +35,7 @@ from ftlab.inference.predict import ImageFiles, image_files
 from ftlab.inference.target import Target, build_network, load_target
 from ftlab.registry import Registry
 from ftlab.runfiles import EXPORT_SIDECAR_SUFFIX, READ_BACK
+from ftlab.strategies import get_strategy
 from ftlab.version import __version__
 
 TOLERANCE = 1e-4
@@ -95,6 +96,7 @@ def export(target: str | Target, fmt: str, output: str | Path | None = None, *,
     images, inputs = _check_batch(target, check_images)
     with torch.no_grad():
         reference = model(images)
+    model = plain_network(target, model, exporter.name)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         _quietly(lambda: exporter.write(model, images, temporary))
@@ -107,6 +109,22 @@ def export(target: str | Target, fmt: str, output: str | Path | None = None, *,
     atomic_write_text(sidecar, json.dumps(describe(target, exporter, path, check), indent=1)
                       + "\n")
     return ExportResult(path, sidecar, check)
+
+
+def plain_network(target: Target, model: nn.Module, fmt: str) -> nn.Module:
+    """`model` as its strategy exports it (PEFT adapters merged into their weights), checked
+    with the rest of the export against the unmerged network's logits. Where merging is
+    impossible, the formats that run the graph (onnx, torchscript) keep the adapters as
+    side paths; safetensors, whose file is only weights, needs the merge."""
+    if target.kind == "pretrained":
+        return model
+    try:
+        return get_strategy(target.config.strategy).export_network(model)
+    except ExportError as err:
+        if fmt == "safetensors":
+            raise
+        warnings.warn(f"{err}; the {fmt} file keeps the adapters", stacklevel=2)
+        return build_network(target)
 
 
 def _umask() -> int:
@@ -253,8 +271,10 @@ def _run_torchscript(path: Path, images: torch.Tensor, target: Target
     with tempfile.TemporaryDirectory() as folder:
         inputs, outputs = Path(folder) / "images.pt", Path(folder) / "logits.pt"
         torch.save(images, inputs)
-        done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(path), str(inputs),
-                               str(outputs)], capture_output=True, text=True, cwd=folder)
+        # absolute: the child runs in the temporary folder, and the output may be relative
+        done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(path.resolve()),
+                               str(inputs), str(outputs)], capture_output=True, text=True,
+                              cwd=folder)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise ExportError(f"the TorchScript file does not load in a fresh process ({last}); "

@@ -106,6 +106,13 @@ class Strategy:
         """A term added to the training loss (regularisers). Default: none."""
         return None
 
+    def export_network(self, model: nn.Module) -> nn.Module:
+        """The trained network as plain modules for export, where the strategy can fold its
+        own into them (PEFT methods merge their adapters into the weights they adapt);
+        raises ExportError where it cannot. Default: the network as it is (TinyTL's
+        branches are ordinary modules, traced like any)."""
+        return model
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must hold to continue this strategy exactly."""
         return {}

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from ftlab.config.schema import fail
-from ftlab.errors import ConfigError
+from ftlab.errors import ConfigError, ExportError
 from ftlab.models.adapters import LAYER_ROLES, ArchAdapter
 from ftlab.strategies.base import ParamInfo, Strategy
 
@@ -149,6 +149,27 @@ class PeftStrategy(Strategy):
                         "unadapted (first: %s)", self.name, len(skipped), self.options.target,
                         skipped[0][1].partition(";")[0])
         return chosen
+
+    def export_network(self, model: nn.Module) -> nn.Module:
+        """Every adapter merged into the weight it adapts (peft's `merge`, checked for
+        non-finite results) and each wrapper replaced by its base layer: the architecture's
+        own modules and state_dict keys, loadable without ftlab or peft."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for name, module in list(model.named_modules()):
+            if not isinstance(module, BaseTunerLayer):
+                continue
+            try:
+                module.merge(safe_merge=True)
+            except (ValueError, NotImplementedError, RuntimeError) as err:
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise ExportError(f"strategy {self.name}'s adapter on {name} cannot be merged "
+                                  f"into its weights (peft: {reason}); export to onnx or "
+                                  "torchscript, which keep it as a side path") from None
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child,
+                    module.get_base_layer())
+        return model
 
     def is_trainable(self, param: ParamInfo) -> bool:
         return (param.is_head or param.is_new or (self.options.bias and param.is_bias)
