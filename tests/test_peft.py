@@ -109,8 +109,8 @@ def test_adapting_depthwise_convolutions_says_what_it_adds_against_their_weights
         if base is not None:
             own += base.weight.numel()
             added += base.out_channels  # one scale per output channel
-    assert f"ia3 on depthwise convolutions adds {added} parameters against their own {own}" \
-        in caplog.text
+    assert f"ia3 on depthwise convolutions adds {added:,} parameters against their own " \
+        f"{own:,}" in caplog.text
 
 
 def test_a_missing_peft_is_one_line_naming_the_extra(tiny, tmp_path, monkeypatch):

@@ -16,7 +16,17 @@ from typing import Any
 
 def field_docs(schema: type) -> dict[str, str]:
     """Field name -> its docstring (one paragraph, whitespace folded), for every documented
-    field of the dataclass `schema`."""
+    field of the dataclass `schema`, inherited fields included (a subclass's own docstring
+    wins)."""
+    docs: dict[str, str] = {}
+    for cls in reversed(schema.__mro__[:-1]):
+        if dataclasses.is_dataclass(cls):
+            docs.update(_own_field_docs(cls))
+    return docs
+
+
+def _own_field_docs(schema: type) -> dict[str, str]:
+    """The field docstrings written in `schema`'s own class body."""
     try:
         source = textwrap.dedent(inspect.getsource(schema))
     except (OSError, TypeError):

@@ -59,7 +59,7 @@ class TargetOptions:
     target: str = "auto"
     """Backbone layers that get an adapter, by role joined with `+`: pointwise, conv,
     depthwise, qkv, proj, mlp; `auto` is every role but depthwise (whose adapters can
-    outweigh the layer), `all` every role. `ftlab arch` shows the roles of a model."""
+    outweigh the layer), `all` every role (docs/strategies.md, PEFT methods)."""
     bias: bool = False
     """Also train every bias (norm β included): the method combined with BitFit."""
     norm: bool = False
@@ -187,8 +187,8 @@ class PeftStrategy(Strategy):
                 added += sum(p.numel() for n, p in module.named_parameters()
                              if not n.startswith("base_layer."))
         if own:
-            log.info("%s on depthwise convolutions adds %d parameters against their own %d "
-                     "(%.1fx)", self.name, added, own, added / own)
+            log.info("%s on depthwise convolutions adds %s parameters against their own %s "
+                     "(%.2fx)", self.name, f"{added:,}", f"{own:,}", added / own)
 
 
 def adapter_modules(model: nn.Module) -> list[str]:
