@@ -155,3 +155,28 @@ def test_export_refuses_in_one_line_where_peft_cannot_merge(tiny, tmp_path, monk
                                           r"this layer\); export to onnx or torchscript"):
         ftlab.export(run["run_dir"], "safetensors", output)
     assert not output.exists()
+
+
+def test_diff_compares_a_peft_run_through_its_merged_weights(tiny):
+    pytest.importorskip("peft", reason=f"needs peft ({PEFT_EXTRA})")
+    from ftlab.analysis.diff import diff
+    from ftlab.analysis.sources import load_network
+    from ftlab.config import DiffConfig
+
+    lora = ftlab.train(None, overrides=tiny(**{"strategy.name": "lora", "train.epochs": 1,
+                                               "train.run_name": "lora"}))
+    bias = ftlab.train(None, overrides=tiny(**{"strategy.name": "bias", "train.epochs": 1,
+                                               "train.run_name": "bias"}))
+    result = diff(DiffConfig(a=lora["run_dir"], b=bias["run_dir"], probe_size=8))
+    layers = {row.layer for row in result.rows}
+    plain = {row.layer for row in diff(DiffConfig(a=bias["run_dir"], b=bias["run_dir"],
+                                                  probe_size=8)).rows}
+    assert layers == plain and not any("base_layer" in n or "lora_" in n for n in layers)
+    assert result.cka is not None  # the representations were compared too
+    merged = load_network(lora["run_dir"]).state
+    trained = torch.load(Path(lora["run_dir"]) / "best.pt", weights_only=True)["model"]
+    bases = [k.replace(".base_layer.weight", ".weight") for k in trained
+             if k.endswith(".base_layer.weight")]
+    assert bases and any(not torch.equal(merged[k], trained[k.replace(".weight",
+                                                                      ".base_layer.weight")])
+                         for k in bases)  # the update is in the weights compared

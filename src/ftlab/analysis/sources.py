@@ -21,7 +21,7 @@ from ftlab.fileio import torch_load_safely
 from ftlab.models import build_model, head_name, read_weights_file
 from ftlab.models.weights import load_pretrained, resolve_weights
 from ftlab.runfiles import BEST, LAST, Checkpoint, checkpoint_version
-from ftlab.strategies import prepare_model
+from ftlab.strategies import Strategy, get_strategy, prepare_model
 
 PRETRAINED = "pretrained:"
 
@@ -64,9 +64,31 @@ def _checkpoint(path: Path, label: str) -> Network:
     obj = torch_load_safely(path, "checkpoint", WeightsError)
     if checkpoint_version(obj, path) is not None:
         checkpoint = Checkpoint.from_dict(obj, path)
-        return Network(label, dict(checkpoint.model), checkpoint.arch,
-                       config_from_dict(checkpoint.config))
+        config = config_from_dict(checkpoint.config)
+        state = _exported_state(dict(checkpoint.model), checkpoint.arch, config)
+        return Network(label, state, checkpoint.arch, config)
     return Network(label, read_weights_file(path), None)
+
+
+def _exported_state(state: dict[str, torch.Tensor], arch: str, config: ExperimentConfig
+                    ) -> dict[str, torch.Tensor]:
+    """The weights as the strategy exports them: a PEFT run's adapters merged into the
+    weights they adapt, so that it compares layer by layer with any run of the
+    architecture; other strategies' checkpoints as they are."""
+    strategy = get_strategy(config.strategy)
+    if type(strategy).export_network is Strategy.export_network:
+        return state
+    model = _prepared(arch, config.strategy, state)
+    model.load_state_dict(state, strict=True)
+    return dict(strategy.export_network(model).state_dict())
+
+
+def _prepared(arch: str, strategy: StrategyConfig, state: dict[str, torch.Tensor],
+              input_size: int = 64) -> nn.Module:
+    """`arch` with `strategy`'s modules, for a checkpoint whose head is in `state`."""
+    weight = state.get(f"{head_name(arch)}.weight")
+    classes = 1000 if weight is None else int(weight.shape[0])
+    return prepare_model(arch, None, strategy, classes, input_size, load_weights=False).model
 
 
 def _pretrained(weights: str, arch: str | None, label: str) -> Network:
@@ -85,13 +107,14 @@ def rebuild(network: Network, arch: str, input_size: int) -> nn.Module:
     """The network as a module: with its strategy's inserted modules when it has a config."""
     head = network.head_size(head_name(arch)) or 1000
     strategy = network.config.strategy if network.config is not None else StrategyConfig()
-    built = prepare_model(arch, None, strategy, head, input_size, load_weights=False).built
-    missing, _ = built.model.load_state_dict(network.state, strict=False)
+    prepared = prepare_model(arch, None, strategy, head, input_size, load_weights=False)
+    model = prepared.strategy.export_network(prepared.model)  # as `network.state` holds it
+    missing, _ = model.load_state_dict(network.state, strict=False)
     backbone_missing = [k for k in missing if not k.endswith("num_batches_tracked")
                         and not k.startswith(head_name(arch) + ".")]
     if backbone_missing:
         raise WeightsError(f"{network.label} lacks '{backbone_missing[0]}' of {arch}")
-    return built.model.eval()
+    return model.eval()
 
 
 def describe(network: Network) -> dict[str, Any]:
