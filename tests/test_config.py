@@ -84,7 +84,7 @@ def test_bad_value_names_key_and_allowed(override, expected):
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("strategy.name", "nope", "strategy.name=.nope. is unknown; choose one of: bias, full,"),
+    ("strategy.name", "nope", "strategy.name=.nope. is unknown; choose one of: bias, dora, full,"),
     ("model.arch", "vgg99", "model.arch='vgg99' is unknown; choose one of:"),
     ("data.name", "mnist", "data.name='mnist' is unknown; choose one of:"),
     ("optim.name", "lamb", "optim.name='lamb' is unknown; choose one of: adam, adamw, sgd"),

@@ -20,11 +20,11 @@ from ftlab.memory import analytic_memory, saved_activation_bytes
 from ftlab.memory.report import measure_row
 from ftlab.models import build_model
 from ftlab.strategies import get_strategy, strategy_names
-from extras import needs_extra
+from extras import VIT, needs_extra
 
 
 def _prepared(name: str, arch: str, dtype: torch.dtype, size: int = 64):
-    needs_extra(name)
+    needs_extra(name, arch)
     built = build_model(arch, None, 5, pretrained=False, seed=0)
     strategy = get_strategy(StrategyConfig(name=name))
     torch.manual_seed(1)
@@ -54,7 +54,7 @@ TIMM_FAMILIES = ["timm:efficientnet_b0", "timm:convnext_atto", "timm:resnet18d",
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18", "mobilenet_v3_small",
-                                  *TIMM_FAMILIES])
+                                  *TIMM_FAMILIES, VIT])
 @pytest.mark.parametrize("name", strategy_names())
 def test_gradients_equal_stock_autograd_float64(name, arch):
     if arch.startswith("timm:"):

@@ -33,7 +33,7 @@ ARCHS = ["mobilenet_v2", "resnet18"]
 
 def _prepared(name: str, arch: str = "mobilenet_v2", classes: int = 5, size: int = 64,
               **options):
-    needs_extra(name)
+    needs_extra(name, arch)
     built = build_model(arch, None, classes, pretrained=False, seed=0)
     norm_stats = options.pop("norm_stats", "auto")
     strategy = get_strategy(StrategyConfig(name=name, norm_stats=norm_stats, options=options))
@@ -316,7 +316,7 @@ STRATEGY_RUNS["last_k"] = {"strategy.k": 2}
 
 @pytest.mark.parametrize("name", strategy_names())
 def test_resume_restores_trainable_sets_and_lrs(name, tiny):
-    needs_extra(name)
+    needs_extra(name, "mobilenet_v2")
     extra = {"strategy.name": name, "data.synthetic.train_per_class": 6, "data.val_fraction": 0.3,
              **{k: v for k, v in STRATEGY_RUNS[name].items()}}
     first = ftlab.train(None, overrides=tiny(**extra, **{"train.epochs": 2,

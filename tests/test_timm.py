@@ -17,7 +17,7 @@ from ftlab.config import StrategyConfig
 from ftlab.errors import ConfigError, WeightsError
 from ftlab.models import build_model, get_adapter, resolve_weights, skeleton
 from ftlab.strategies import prepare_model, strategy_names
-from extras import needs_extra
+from extras import VIT, needs_extra
 
 timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")
 
@@ -69,9 +69,10 @@ def test_blocks_head_and_branch_points_come_from_timms_metadata(arch):
 @pytest.mark.parametrize("arch, strategy", [
     *[("timm:efficientnet_b0", name) for name in strategy_names()],
     *[("timm:convnext_atto", name) for name in strategy_names()],
+    *[(VIT, name) for name in strategy_names()],
     *[(arch, name) for arch in FAMILIES[2:] for name in ("full", "bias", "tinytl")]])
 def test_every_strategy_trains_on_timm_families(tiny, arch, strategy):
-    needs_extra(strategy)
+    needs_extra(strategy, arch)
     summary = ftlab.train(None, overrides=tiny(**{"model.arch": arch, "strategy.name": strategy,
                                                   "train.epochs": 1}))
     assert summary["arch"] == arch and summary["test_top1"] is not None
@@ -145,7 +146,7 @@ def test_unknown_and_unadaptable_names_are_refused_in_one_line(capsys):
     with pytest.raises(ConfigError, match="did you mean timm:convnext_tiny"):
         get_adapter("timm:convnxt_tiny")
     with pytest.raises(ConfigError, match="a timm model ftlab cannot adapt yet"):
-        get_adapter("timm:vit_tiny_patch16_224")
+        get_adapter("timm:levit_128")  # a hybrid CNN-transformer family
     with pytest.raises(ConfigError, match="give the pretrained tag as model.weights"):
         get_adapter("timm:convnext_tiny.fb_in1k")
     assert main(["memory", "--model", "timm:efficientnet_b9", "--strategies", "bias"]) == 2

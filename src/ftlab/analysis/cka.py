@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ftlab.models import block_modules
+
 
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Centred linear Gram matrix (n x n, float64) of n examples' flattened features."""
@@ -38,7 +40,7 @@ def block_grams(model: nn.Module, blocks: list[tuple[str, ...]], images: torch.T
     grams: list[torch.Tensor | None] = [None] * len(blocks)
     handles = []
     for index, prefixes in enumerate(blocks):
-        module = model.get_submodule(prefixes[-1])
+        module = block_modules(model, prefixes)[-1]
         handles.append(module.register_forward_hook(
             lambda m, args, out, index=index: grams.__setitem__(index, gram(out))))
     try:

@@ -21,7 +21,7 @@ from torch import nn
 from ftlab.config import ExperimentConfig, OptimConfig, StrategyConfig
 from ftlab.memory.analytic import NORMS, layer_bytes
 from ftlab.memory.report import StepSetup, check_fits, setup_step
-from ftlab.models import input_size
+from ftlab.models import block_modules, input_size
 from ftlab.models.probe import probe_forward
 from ftlab.runfiles import ArchitectureRecord, BlockRecord
 from ftlab.runtime import resolve_device
@@ -119,7 +119,7 @@ def _structure(setup: StepSetup, blocks: list[tuple[str, ...]], resolution: int
     inserted = setup.strategy.inserted
     rows = []
     for i, prefixes in enumerate(blocks):
-        modules = [model.get_submodule(p) for p in prefixes]
+        modules = block_modules(model, prefixes)
         in_shape, out_shape = shapes[i]
         own = [n for n in inserted if any(n.startswith(p + ".") for p in prefixes)]
         rows.append({
@@ -144,7 +144,8 @@ def _shapes(model: nn.Module, blocks: list[tuple[str, ...]], resolution: int
 
     handles = []
     for i, prefixes in enumerate(blocks):
-        first, last = model.get_submodule(prefixes[0]), model.get_submodule(prefixes[-1])
+        modules = block_modules(model, prefixes)
+        first, last = modules[0], modules[-1]
         handles.append(first.register_forward_pre_hook(
             lambda m, args, i=i: entered(f"in{i}", args)))
         handles.append(last.register_forward_hook(

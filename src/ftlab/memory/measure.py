@@ -13,6 +13,8 @@ All in bytes, float32, one warmed-up step (the optimizer state exists).
 
 from __future__ import annotations
 
+import weakref
+
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -44,19 +46,26 @@ def unique_bytes(tensors: Iterable[torch.Tensor]) -> int:
 
 def saved_activation_bytes(forward: Callable[[], torch.Tensor], model: nn.Module
                            ) -> tuple[torch.Tensor, int]:
-    """Run `forward` and count what autograd saves for backward (parameters excluded)."""
+    """Run `forward` and count what autograd saves for backward (parameters excluded):
+    each storage once, and only while something still holds it when `forward` returns. A
+    tensor saved by a part of the graph that the forward discarded (a weight norm computed
+    and then detached, as DoRA does) is freed with that part, and its address may be
+    reused by a later tensor: counting addresses alone would count it too, by chance."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
+    saved: dict[int, list[tuple[int, weakref.ref]]] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in parameters and storage.device.type != "meta":
-            saved[storage.data_ptr()] = storage.nbytes()
+            saved.setdefault(storage.data_ptr(), []).append((storage.nbytes(),
+                                                             weakref.ref(tensor)))
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = forward()
-    return output, sum(saved.values())
+    alive = [max(size for size, ref in refs if ref() is not None)
+             for refs in saved.values() if any(ref() is not None for _, ref in refs)]
+    return output, sum(alive)
 
 
 def measure_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,

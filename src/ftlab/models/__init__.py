@@ -4,6 +4,7 @@ from ftlab.models.adapters import (
     LAYER_ROLES,
     ArchAdapter,
     architectures,
+    block_modules,
     count_parameters,
     get_adapter,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "BuiltModel",
     "WeightsSource",
     "architectures",
+    "block_modules",
     "block_names",
     "build_model",
     "count_parameters",

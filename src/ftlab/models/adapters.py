@@ -47,6 +47,21 @@ class ArchAdapter(ABC):
         return [name for name, module in model.named_modules()
                 if types and isinstance(module, types)]
 
+    def input_size_error(self, model: nn.Module, size: int) -> str | None:
+        """Why `model` cannot take `size` x `size` px inputs (a transformer's patch size
+        must divide it), or None. CNNs take any size."""
+        return None
+
+    def token_blocks(self, model: nn.Module) -> list[str]:
+        """Dotted names of the transformer blocks that read and return the token sequence
+        (batch, tokens, channels), input to output, where visual prompts can join it; none
+        for CNNs."""
+        return []
+
+    def prefix_tokens(self, model: nn.Module) -> int:
+        """How many tokens (class, register) lead the sequence before the patch tokens."""
+        return 0
+
     def layer_roles(self, model: nn.Module) -> dict[str, list[str]]:
         """The backbone's convolutions and linear layers by role (`LAYER_ROLES`), each
         input to output: what parameter-efficient strategies target (`strategy.target`).
@@ -85,7 +100,7 @@ class ArchAdapter(ABC):
             if param_name.startswith(head):
                 return len(blocks)
             for i, prefixes in enumerate(blocks):
-                if any(param_name.startswith(p + ".") for p in prefixes):
+                if any(param_name.startswith(p + ".") or param_name == p for p in prefixes):
                     return i
             raise KeyError(f"parameter {param_name} is in no block of {self.family}")
 
@@ -216,6 +231,13 @@ register_adapter(["efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]
 register_adapter(["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                   "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
                   "wide_resnet50_2", "wide_resnet101_2"], ResNetAdapter())
+
+
+def block_modules(model: nn.Module, prefixes: Iterable[str]) -> list[nn.Module]:
+    """The modules a block's prefixes name, input to output; a prefix that names a
+    parameter of the model itself (a ViT's class token, position embedding) is left out."""
+    modules = dict(model.named_modules())
+    return [modules[p] for p in prefixes if p in modules]
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """timm backbones: `model.arch=timm:<name>` (ConvNeXt, EfficientNet/V2, MobileNetV3/V4,
-ResNet-D/RS, RegNet and the rest of those families), with timm as an optional extra.
+ResNet-D/RS, RegNet and the rest of those families; Vision Transformers: ViT, DeiT, DeiT
+III, DINOv2, EVA-02), with timm as an optional extra.
 
 One adapter serves every model: it reads timm's own metadata rather than a table per model
 — the head from `get_classifier()`, the blocks from `group_matcher(coarse=False)` (the
@@ -30,8 +31,19 @@ FAMILIES = {
                    "bottlenecks",
     "regnet": "RegNetX/Y/Z: bottleneck blocks (group convolutions, SE)",
     "resnet": "ResNet, ResNet-D, ResNet-RS, SE-ResNeXt, ...: basic and bottleneck blocks",
+    "vision_transformer": "Vision Transformers (ViT, DINOv2, ...): patch embedding, "
+                          "transformer blocks (attention, MLP)",
+    "deit": "DeiT and DeiT III: Vision Transformers trained on ImageNet-1k alone",
+    "eva": "EVA-02: Vision Transformers with rotary position embeddings and SwiGLU MLPs",
 }
 """timm modules (families) ftlab adapts and has tested; others are refused by name."""
+TRANSFORMERS = ("vision_transformer", "deit", "eva")
+"""Families built with `dynamic_img_size=True`: the pretrained position embedding is
+resampled to the input's patch grid by timm at every forward, so `data.resolution` can be
+any multiple of the patch size."""
+REFUSED = {"distilled": "a distilled DeiT has two heads (class and distillation token); "
+                        "use the plain DeiT of the same size"}
+"""Name parts of supported families that ftlab refuses, and why."""
 EXTRA = "pip install 'ftlab[timm]'"
 
 
@@ -66,10 +78,13 @@ def model_name(arch: str) -> str:
                           f"(model.arch=timm:{name.split('.')[0]} "
                           f"model.weights={name.split('.', 1)[1]})")
     if name in supported_names():
+        refused = [why for part, why in REFUSED.items() if part in name]
+        if refused:
+            raise ConfigError(f"model.arch={arch!r}: {refused[0]}")
         return name
     if timm.is_model(name):
-        raise ConfigError(f"model.arch={arch!r} is a timm model ftlab cannot adapt yet (not a "
-                          "CNN of a family it knows: " + ", ".join(FAMILIES) + "); use one "
+        raise ConfigError(f"model.arch={arch!r} is a timm model ftlab cannot adapt yet (not "
+                          "of a family it knows: " + ", ".join(FAMILIES) + "); use one "
                           "of those families, see ftlab models")
     close = difflib.get_close_matches(name, list(supported_names()), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else \
@@ -78,8 +93,14 @@ def model_name(arch: str) -> str:
 
 
 def construct(arch: str) -> nn.Module:
-    """The timm model of `arch` with random weights and timm's own 1000-class head."""
-    return timm_module().create_model(model_name(arch), pretrained=False)
+    """The timm model of `arch` with random weights and timm's own 1000-class head (a
+    transformer's position embedding resampled to any input: `TRANSFORMERS`)."""
+    name = model_name(arch)
+    extra = {"dynamic_img_size": True} if supported_names()[name] in TRANSFORMERS else {}
+    model = timm_module().create_model(name, pretrained=False, **extra)
+    if not isinstance(model.get_classifier(), nn.Linear):  # a headless (self-supervised)
+        model.reset_classifier(1000)  # model: a Linear head to replace, as for the others
+    return model
 
 
 class TimmAdapter(ArchAdapter):
@@ -100,6 +121,30 @@ class TimmAdapter(ArchAdapter):
         """timm's fine parameter groups, input to output, the head's Linear left out (a
         pre-logits norm or conv of the last group stays a block of its own)."""
         return list(_blocks(model, self.head_name(model)))
+
+    def input_size_error(self, model: nn.Module, size: int) -> str | None:
+        patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+        if patch is None:
+            return None
+        height, width = (patch, patch) if isinstance(patch, int) else tuple(patch)
+        if size % height or size % width:
+            lower, upper = size // height * height, (size // height + 1) * height
+            return (f"data.resolution={size} is not a multiple of {type(model).__name__}'s "
+                    f"patch size {height}; use {lower or height} or {upper}")
+        return None
+
+    def token_blocks(self, model: nn.Module) -> list[str]:
+        """A Vision Transformer's `blocks`, where the token sequence keeps its positions
+        free for prompts: models whose attention rotates tokens by position (EVA-02's
+        rotary embedding) have none."""
+        blocks = getattr(model, "blocks", None)
+        if not hasattr(model, "num_prefix_tokens") or not isinstance(blocks, nn.Sequential) \
+                or getattr(model, "rope", None) is not None:
+            return []
+        return [f"blocks.{i}" for i in range(len(blocks))]
+
+    def prefix_tokens(self, model: nn.Module) -> int:
+        return int(getattr(model, "num_prefix_tokens", 0))
 
     def residual_blocks(self, model: nn.Module) -> list[str]:
         """The modules of the blocks after the stem that compute on a feature map (MBConv,
@@ -149,13 +194,17 @@ def _blocks(model: nn.Module, head: str) -> tuple[tuple[str, ...], ...]:
 
 def _covering_prefixes(model: nn.Module, names: list[str], mine: Callable[[str], bool]
                        ) -> tuple[str, ...]:
-    """The fewest module prefixes that hold `names` and no parameter of another group."""
+    """The fewest module prefixes that hold `names` and no parameter of another group (a
+    parameter of the model itself, such as a ViT's class token, is its own prefix)."""
     modules = dict(model.named_modules())
     prefixes: list[str] = []
     for name in names:
         if any(name.startswith(p + ".") for p in prefixes):
             continue
         parts = name.split(".")[:-1]
+        if not parts:  # the model's own parameter (a ViT's cls_token, pos_embed): itself
+            prefixes.append(name)
+            continue
         for depth in range(1, len(parts) + 1):
             candidate = ".".join(parts[:depth])
             inside = [f"{candidate}.{n}" for n, _ in modules[candidate].named_parameters()]

@@ -23,7 +23,9 @@ from ftlab.strategies import (  # noqa: F401  (registration side effect)
     oft,
     scratch,
     separate_lr,
+    ssf,
     tinytl,
+    vpt,
 )
 from ftlab.strategies.base import (
     ParamInfo,

@@ -7,7 +7,8 @@ from typing import Any
 
 from ftlab.config.search import FloatRange
 from ftlab.strategies.base import register_strategy
-from ftlab.strategies.peft_base import PeftStrategy, TargetOptions
+from ftlab.strategies.peft_base import PeftStrategy
+from ftlab.strategies.targets import TargetOptions
 
 
 @register_strategy

@@ -11,7 +11,8 @@ from torch import nn
 from ftlab.config.schema import check_number
 from ftlab.config.search import Choice, FloatRange
 from ftlab.strategies.base import register_strategy
-from ftlab.strategies.peft_base import PeftStrategy, TargetOptions, check_rank
+from ftlab.strategies.peft_base import PeftStrategy, check_rank
+from ftlab.strategies.targets import TargetOptions
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from ftlab.config.schema import check_number
 from ftlab.config.search import Choice, FloatRange
 from ftlab.errors import ConfigError
 from ftlab.strategies.base import register_strategy
-from ftlab.strategies.peft_base import PeftStrategy, TargetOptions
+from ftlab.strategies.peft_base import PeftStrategy
+from ftlab.strategies.targets import TargetOptions
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,18 @@ linear layers, so memory-efficient execution makes them keep nothing, as any fro
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import nn
 
-from ftlab.config.schema import fail
 from ftlab.errors import ConfigError, ExportError
-from ftlab.models.adapters import LAYER_ROLES, ArchAdapter
+from ftlab.models.adapters import ArchAdapter
 from ftlab.strategies.base import ParamInfo, Strategy
+from ftlab.strategies.targets import TargetOptions, role_layers, target_roles
 
 log = logging.getLogger(__name__)
 
 PEFT_EXTRA = "pip install 'ftlab[peft]'"
-GROUPS = {"all": tuple(LAYER_ROLES), "auto": tuple(r for r in LAYER_ROLES if r != "depthwise")}
-"""Names that stand for several roles in `strategy.target`."""
 
 
 def peft_module(strategy: str) -> Any:
@@ -38,36 +35,6 @@ def peft_module(strategy: str) -> Any:
         raise ConfigError(f"strategy.name={strategy} needs peft, which is not installed: "
                           f"{PEFT_EXTRA}") from None
     return peft
-
-
-def target_roles(target: str) -> tuple[str, ...]:
-    """The roles `strategy.target` names (`pointwise+conv`, `auto`, `all`), checked."""
-    roles: list[str] = []
-    for part in target.split("+"):
-        part = part.strip()
-        if part not in GROUPS and part not in LAYER_ROLES:
-            fail("strategy.target", target, "roles joined with +, each one of "
-                 + ", ".join([*LAYER_ROLES, *GROUPS]))
-        roles.extend(r for r in GROUPS.get(part, (part,)) if r not in roles)
-    return tuple(roles)
-
-
-@dataclass(frozen=True)
-class TargetOptions:
-    """Which layers a PEFT method adapts, and what trains beside its adapters."""
-
-    target: str = "auto"
-    """Backbone layers that get an adapter, by role joined with `+`: pointwise, conv,
-    depthwise, qkv, proj, mlp; `auto` is every role but depthwise (whose adapters can
-    outweigh the layer), `all` every role (docs/strategies.md, PEFT methods)."""
-    bias: bool = False
-    """Also train every bias (norm β included): the method combined with BitFit."""
-    norm: bool = False
-    """Also train the norm layers' γ and β (their statistics stay fixed unless
-    strategy.norm_stats=update)."""
-
-    def __post_init__(self) -> None:
-        target_roles(self.target)
 
 
 def layer_width(module: nn.Module) -> int:
@@ -111,24 +78,7 @@ class PeftStrategy(Strategy):
         return inserted
 
     def targets(self, model: nn.Module, adapter: ArchAdapter) -> dict[str, bool]:
-        """The layers of the roles `strategy.target` names, input to output, each with
-        whether its role was named explicitly; a role the model lacks is an error naming the
-        roles it has."""
-        available = adapter.layer_roles(model)
-        explicit = [p.strip() for p in self.options.target.split("+") if p.strip() not in GROUPS]
-        missing = [role for role in explicit if not available[role]]
-        if missing:
-            have = ", ".join(f"{r} ({len(v)})" for r, v in available.items() if v)
-            raise ConfigError(f"strategy.target={self.options.target}: "
-                              f"{type(model).__name__} has no {missing[0]} layers; it has "
-                              f"{have}")
-        chosen = {name: role in explicit for role in target_roles(self.options.target)
-                  for name in available[role]}
-        if not chosen:
-            raise ConfigError(f"strategy.target={self.options.target} selects no layer of "
-                              f"{type(model).__name__}; choose roles it has")
-        order = list(dict(model.named_modules()))
-        return dict(sorted(chosen.items(), key=lambda item: order.index(item[0])))
+        return role_layers(model, adapter, self.options.target)
 
     def adaptable(self, model: nn.Module, targets: dict[str, bool]) -> list[str]:
         """The layers of `targets` (name -> named by an explicit role) that this method can

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ftlab.config.schema import StrategyConfig
+from ftlab.errors import ConfigError
 from ftlab.models import ArchAdapter, BuiltModel, WeightsSource, build_model
 from ftlab.strategies.base import Strategy, get_strategy
 
@@ -48,6 +49,9 @@ def prepare_model(arch: str, weights: WeightsSource | str | None, strategy: Stra
     chosen = get_strategy(strategy)
     built = build_model(arch, weights, num_classes,
                         pretrained=chosen.pretrained and load_weights, seed=seed)
+    refused = built.adapter.input_size_error(built.model, input_size)
+    if refused:
+        raise ConfigError(refused)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         chosen.prepare(built.model, built.adapter, input_size=input_size)

@@ -1,0 +1,127 @@
+"""Vision Transformers from timm (random-init small models) and the two ViT-native
+strategies, SSF and VPT. The walks of every strategy over a ViT are in test_memory.py
+(gradients under memory-efficient execution) and test_timm.py (training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ftlab.config import StrategyConfig
+from ftlab.errors import ConfigError
+from ftlab.models import build_model
+from ftlab.strategies import prepare_model
+
+timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")
+
+VIT = "timm:vit_tiny_patch16_224"
+
+
+def _prepared(strategy: str, arch: str = VIT, size: int = 32, **options):
+    return prepare_model(arch, None, StrategyConfig(name=strategy, options=options), 5, size,
+                         load_weights=False)
+
+
+def test_a_vit_takes_another_resolution_and_numbers_its_blocks_from_timm():
+    built = build_model(VIT, None, 5, pretrained=False)
+    model, adapter = built.model, built.adapter
+    assert model(torch.randn(2, 3, 48, 48)).shape == (2, 5)  # 3 x 3 patches, pos-embed resampled
+    blocks = adapter.block_names(model)
+    assert len(blocks) == len(model.blocks) + 1  # stem (tokens, patch embedding), blocks
+    assert {"cls_token", "pos_embed"} <= set(blocks[0])
+    index = adapter.block_indexer(model)
+    assert index("cls_token") == 0 and index("blocks.0.attn.qkv.weight") == 1
+    assert index("norm.weight") == len(blocks) - 1  # timm groups the final norm with the last
+    assert index("head.weight") == len(blocks)
+    roles = adapter.layer_roles(model)
+    assert len(roles["qkv"]) == len(roles["proj"]) == len(model.blocks)
+    assert len(roles["mlp"]) == 2 * len(model.blocks) and roles["conv"] == ["patch_embed.proj"]
+
+
+def test_a_resolution_the_patch_size_does_not_divide_is_one_line():
+    with pytest.raises(ConfigError, match=r"data.resolution=40 is not a multiple of "
+                                          r"VisionTransformer's patch size 16; use 32 or 48"):
+        _prepared("bias", size=40)
+
+
+def test_distilled_deit_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match="a distilled DeiT has two heads"):
+        build_model("timm:deit_tiny_distilled_patch16_224", None, 5, pretrained=False)
+
+
+@pytest.mark.parametrize("arch", [VIT, "mobilenet_v2"])
+def test_ssf_folds_into_the_layers_it_follows_on_export(arch):
+    prepared = _prepared("ssf", arch, size=32)
+    model = prepared.model.double().eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained-looking SSF: away from its initialisation
+        for name, param in model.named_parameters():
+            if ".ssf." in name:
+                param.add_(torch.randn_like(param) * 0.2)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    expected = model(x)
+    plain = prepared.strategy.export_network(model)
+    assert not any(".ssf." in k or "base_layer" in k for k in plain.state_dict())
+    assert torch.allclose(plain(x), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_ssf_trains_only_its_scales_shifts_and_the_head():
+    prepared = _prepared("ssf")
+    trainable = [n for n, p in prepared.model.named_parameters() if p.requires_grad]
+    head = prepared.adapter.head_name(prepared.model)
+    assert all(".ssf." in n or n.startswith(head + ".") for n in trainable)
+    wrapped = [n for n, m in prepared.model.named_modules() if hasattr(m, "ssf")]
+    norms = [n for n, m in prepared.model.named_modules() if isinstance(m, nn.LayerNorm)]
+    assert len(wrapped) == 4 * len(prepared.model.blocks) + 1 + len(norms)  # + patch conv
+
+
+@pytest.mark.parametrize("deep", [True, False])
+def test_vpt_prompts_join_every_block_or_the_first_and_leave_before_the_head(deep):
+    prepared = _prepared("vpt", tokens=3, deep=deep, dropout=0.0)
+    model = prepared.model.eval()
+    depth, width = len(model.blocks), model.embed_dim
+    assert model.vpt.prompts.shape == ((depth if deep else 1), 3, width)
+    seen = []
+    hooks = [block.register_forward_hook(lambda m, a, out: seen.append(out.shape[1]))
+             for block in model.blocks]
+    logits = model(torch.randn(2, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    patches = (32 // 16) ** 2
+    # prompts inside every block; the last block's hook saw them removed (after ftlab's)
+    assert seen[:-1] == [1 + 3 + patches] * (depth - 1) and seen[-1] == 1 + patches
+    logits.sum().backward()
+    grad = model.vpt.prompts.grad
+    assert grad is not None and bool((grad.abs().sum(dim=(1, 2)) > 0).all())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"vpt.prompts", "head.weight", "head.bias"}
+
+
+def test_vpt_refuses_a_cnn_and_rotary_transformers():
+    with pytest.raises(ConfigError, match="strategy vpt needs a Vision Transformer"):
+        _prepared("vpt", "mobilenet_v2")
+    with pytest.raises(ConfigError, match="strategy vpt needs a Vision Transformer"):
+        _prepared("vpt", "timm:eva02_tiny_patch14_224", size=28)
+
+
+@pytest.mark.parametrize("name", ["vpt", "ssf", "lora", "bias"])
+def test_a_vit_run_resumes_to_the_same_weights_as_a_straight_one(name, tiny):
+    from pathlib import Path
+
+    import ftlab
+    from extras import needs_extra
+
+    needs_extra(name, VIT)
+    extra = {"strategy.name": name, "model.arch": VIT, "data.synthetic.train_per_class": 6}
+    first = ftlab.train(None, overrides=tiny(**extra, **{"train.epochs": 1,
+                                                           "train.run_name": "resumed"}))
+    resumed = ftlab.train(resume=Path(first["run_dir"]), overrides=["train.epochs=2"])
+    straight = ftlab.train(None, overrides=tiny(**extra, **{"train.epochs": 2,
+                                                              "train.run_name": "straight"}))
+    a = torch.load(Path(first["run_dir"]) / "last.pt", weights_only=True)["model"]
+    b = torch.load(Path(straight["run_dir"]) / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in b:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["test_top1"] == straight["test_top1"]
