@@ -18,6 +18,22 @@ FAMILY_ONLY = {
                                          "blocks"),
 }
 """Strategies that apply to one kind of backbone: which archs, and why."""
+BY_ROLE = ("lora", "dora", "loha", "lokr", "ia3", "oft", "ssf", "vpt")
+"""Strategies that adapt layers by role (`strategy.target`) or tokens: the walks check them
+on one model per family (torchvision CNNs, a timm CNN, a ViT), not on every model, to keep
+the suite within its time."""
+ONE_PER_FAMILY = ("mobilenet_v2", "resnet18", "timm:convnext_atto", VIT)
+VIT_STRATEGIES = ("full", "bias", "last_k", "linear_probe", "norm_last", "layer_decay",
+                  *BY_ROLE)
+"""The strategies the walks train on a ViT: those the ViT work names, and the new ones."""
+
+
+def walk(names: list[str], archs: list[str]) -> list[tuple[str, str]]:
+    """(strategy, arch) pairs for a walk over `archs`: role-based strategies on
+    `ONE_PER_FAMILY` only, the ViT with `VIT_STRATEGIES` only."""
+    return [(name, arch) for name in names for arch in archs
+            if (name not in BY_ROLE or arch in ONE_PER_FAMILY)
+            and (arch != VIT or name in VIT_STRATEGIES)]
 
 
 def needs_extra(strategy: str, arch: str | None = None) -> None:

@@ -20,7 +20,7 @@ from ftlab.memory import analytic_memory, saved_activation_bytes
 from ftlab.memory.report import measure_row
 from ftlab.models import build_model
 from ftlab.strategies import get_strategy, strategy_names
-from extras import VIT, needs_extra
+from extras import VIT, needs_extra, walk
 
 
 def _prepared(name: str, arch: str, dtype: torch.dtype, size: int = 64):
@@ -53,9 +53,8 @@ TIMM_FAMILIES = ["timm:efficientnet_b0", "timm:convnext_atto", "timm:resnet18d",
 """One small model of each timm family ftlab adapts (random weights)."""
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18", "mobilenet_v3_small",
-                                  *TIMM_FAMILIES, VIT])
-@pytest.mark.parametrize("name", strategy_names())
+@pytest.mark.parametrize("name, arch", walk(strategy_names(), [
+    "mobilenet_v2", "resnet18", "mobilenet_v3_small", *TIMM_FAMILIES, VIT]))
 def test_gradients_equal_stock_autograd_float64(name, arch):
     if arch.startswith("timm:"):
         pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")

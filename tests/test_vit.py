@@ -105,7 +105,7 @@ def test_vpt_refuses_a_cnn_and_rotary_transformers():
         _prepared("vpt", "timm:eva02_tiny_patch14_224", size=28)
 
 
-@pytest.mark.parametrize("name", ["vpt", "ssf", "lora", "bias"])
+@pytest.mark.parametrize("name", ["vpt", "ssf", "lora"])
 def test_a_vit_run_resumes_to_the_same_weights_as_a_straight_one(name, tiny):
     from pathlib import Path
 

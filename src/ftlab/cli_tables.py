@@ -16,9 +16,16 @@ def strategies_table(model: str | None, num_classes: int) -> str:
     if model is None:
         return markdown_table(["strategy", "what trains"],
                               [[n, strategy_class(n).summary] for n in strategy_names()])
+    from ftlab.errors import ConfigError
+
     rows = []
     for name in strategy_names():
-        trainable, total = _count_for_strategy(model, num_classes, StrategyConfig(name=name))
+        try:
+            trainable, total = _count_for_strategy(model, num_classes,
+                                                   StrategyConfig(name=name))
+        except ConfigError as err:  # made for another family (VPT on a CNN), or its extra
+            rows.append([name, "-", "-", "-", f"does not apply: {err}"])  # is missing
+            continue
         rows.append([name, f"{trainable:,}", f"{total:,}", f"{100 * trainable / total:.2f}%",
                      strategy_class(name).summary])
     table = markdown_table(["strategy", "trainable", "total", "share", "what trains"], rows)
@@ -146,6 +153,10 @@ EXAMPLES = {
                     "mobilenetv4_conv_small", "mobilenetv4_conv_medium"],
     "regnet": ["regnetx_016", "regnety_016", "regnety_032"],
     "resnet": ["resnet50", "resnet50d", "resnetrs50", "seresnext50_32x4d"],
+    "vision_transformer": ["vit_tiny_patch16_224", "vit_small_patch16_224",
+                           "vit_base_patch16_224", "vit_small_patch14_dinov2"],
+    "deit": ["deit_tiny_patch16_224", "deit_small_patch16_224", "deit3_small_patch16_224"],
+    "eva": ["eva02_tiny_patch14_224", "eva02_small_patch14_224"],
 }
 
 
