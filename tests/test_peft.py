@@ -180,3 +180,22 @@ def test_diff_compares_a_peft_run_through_its_merged_weights(tiny):
     assert bases and any(not torch.equal(merged[k], trained[k.replace(".weight",
                                                                       ".base_layer.weight")])
                          for k in bases)  # the update is in the weights compared
+
+
+def test_dora_leaves_out_layers_with_dead_channels_which_it_would_divide_by_zero(caplog):
+    pytest.importorskip("peft", reason=f"needs peft ({PEFT_EXTRA})")
+    built = build_model("mobilenet_v2", None, 5, pretrained=False, seed=0)
+    with torch.no_grad():
+        built.model.features[0][0].weight[:2].zero_()  # two dead stem filters, as pretrained
+    strategy = get_strategy(StrategyConfig(name="dora", options={"target": "conv"}))
+    with pytest.raises(ConfigError, match=r"strategy dora cannot adapt layer features\.0\.0: "
+                                          r"2 of its output channels have all-zero weights"):
+        strategy.prepare(built.model, built.adapter, input_size=64)
+    built = build_model("mobilenet_v2", None, 5, pretrained=False, seed=0)
+    with torch.no_grad():
+        built.model.features[0][0].weight[:2].zero_()
+    with caplog.at_level(logging.WARNING):
+        get_strategy(StrategyConfig(name="dora")).prepare(built.model, built.adapter, 64)
+    assert "strategy dora leaves 1 of the layers strategy.target=auto selects unadapted" \
+        in caplog.text
+    assert torch.isfinite(built.model(torch.randn(2, 3, 64, 64))).all()

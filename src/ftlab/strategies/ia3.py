@@ -21,7 +21,7 @@ class Ia3(PeftStrategy):
     method = "IA3"
     summary = "IA3: a trained scale per output channel of the targeted layers, + head"
     Options = TargetOptions
-    default_lr = 3e-3  # as bias and tinytl; benchmarks/lr_sweep_peft_mirror.yaml measures it
+    default_lr = 3e-3  # measured: docs/strategies.md, Default learning rates
     search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True)}
 
     def peft_config(self, peft: Any, targets: list[str]) -> Any:

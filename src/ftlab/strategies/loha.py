@@ -40,7 +40,7 @@ class Loha(PeftStrategy):
     method = "LoHa"
     summary = "LoHa: Hadamard product of two low-rank updates of the targeted layers, + head"
     Options = LohaOptions
-    default_lr = 3e-3  # as bias and tinytl; benchmarks/lr_sweep_peft_mirror.yaml measures it
+    default_lr = 3e-3  # measured: docs/strategies.md, Default learning rates
     search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True),
                     "strategy.r": Choice((4, 8, 16))}
 

@@ -40,8 +40,8 @@ class Lokr(PeftStrategy):
     method = "LoKr"
     summary = "LoKr: Kronecker product of a small and a low-rank factor per layer, + head"
     Options = LokrOptions
-    default_lr = 3e-3  # as bias and tinytl; benchmarks/lr_sweep_peft_mirror.yaml measures it
-    search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True),
+    default_lr = 1e-3  # measured: docs/strategies.md, Default learning rates
+    search_space = {"optim.lr": FloatRange(1e-4, 1e-2, log=True),
                     "strategy.r": Choice((4, 8, 16))}
 
     def peft_config(self, peft: Any, targets: list[str]) -> Any:

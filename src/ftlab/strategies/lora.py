@@ -42,8 +42,8 @@ class Lora(PeftStrategy):
     method = "LoRA"
     summary = "LoRA: low-rank updates (strategy.r) of the targeted frozen layers, + head"
     Options = LoraOptions
-    default_lr = 3e-3  # as bias and tinytl; benchmarks/lr_sweep_peft_mirror.yaml measures it
-    search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True),
+    default_lr = 1e-3  # measured: docs/strategies.md, Default learning rates
+    search_space = {"optim.lr": FloatRange(1e-4, 1e-2, log=True),
                     "strategy.r": Choice((4, 8, 16))}
     use_dora: ClassVar[bool] = False
     """DoRA (dora.py) is LoRA with this set."""

@@ -42,8 +42,8 @@ class Oft(PeftStrategy):
     method = "OFT"
     summary = "OFT: block-orthogonal rotations of the targeted layers' inputs, + head"
     Options = OftOptions
-    default_lr = 3e-3  # as bias and tinytl; benchmarks/lr_sweep_peft_mirror.yaml measures it
-    search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True),
+    default_lr = 1e-3  # measured: docs/strategies.md, Default learning rates
+    search_space = {"optim.lr": FloatRange(1e-4, 1e-2, log=True),
                     "strategy.block_size": Choice((4, 8, 16))}
 
     def peft_config(self, peft: Any, targets: list[str]) -> Any:

@@ -61,7 +61,7 @@ class Vpt(Strategy):
     name = "vpt"
     summary = "VPT: learned prompt tokens at each block (deep) or the first (shallow), + head"
     Options = VptOptions
-    default_lr = 3e-3  # as bias and tinytl; benchmarks/lr_sweep_peft_mirror.yaml measures it
+    default_lr = 3e-3  # as bias and tinytl: not measured (the mirror has no ViT weights)
     search_space = {"optim.lr": FloatRange(1e-4, 3e-2, log=True),
                     "strategy.tokens": IntRange(1, 50)}
     freezes_pretrained_norm_stats = True
