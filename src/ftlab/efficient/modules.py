@@ -37,16 +37,23 @@ class FrozenConv2d(nn.Conv2d):
         norm: nn.BatchNorm2d | None = self.__dict__.get(FOLDED_NORM)
         scale, bias = None, self.bias
         if norm is not None:
-            scale = torch.rsqrt(norm.running_var + norm.eps)
-            if norm.weight is not None:
-                scale = scale * norm.weight.detach()
-            bias = -norm.running_mean * scale
-            if norm.bias is not None:
-                bias = bias + norm.bias
+            scale, bias = norm_affine(norm)
             if self.bias is not None:
                 bias = bias + self.bias * scale
         return FrozenConv2dFunction.apply(x, self.weight.detach(), scale, bias, self.stride,
                                           self.padding, self.dilation, self.groups)
+
+
+def norm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as the affine map it is: (γ/σ, β - μγ/σ), γ detached (it is
+    frozen), β not (it may train)."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight.detach()
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):
@@ -71,12 +78,7 @@ class AffineBatchNorm2d(nn.BatchNorm2d):
     gradient. timm's BatchNormAct2d runs its dropout and activation after it, as before."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.rsqrt(self.running_var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight.detach()
-        shift = -self.running_mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias
+        scale, shift = norm_affine(self)
         y = x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
         if NORM_ACT in self.__dict__:
             y = self.act(self.drop(y))

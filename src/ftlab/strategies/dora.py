@@ -8,7 +8,7 @@ from torch import nn
 from ftlab.config.search import Choice, FloatRange
 from ftlab.errors import ConfigError
 from ftlab.strategies.base import register_strategy
-from ftlab.strategies.lora import Lora, LoraOptions
+from ftlab.strategies.lora import Lora
 
 
 @register_strategy
@@ -22,7 +22,6 @@ class Dora(Lora):
     name = "dora"
     method = "DoRA"
     summary = "DoRA: LoRA on the weights' directions plus trained magnitudes, + head"
-    Options = LoraOptions
     default_lr = 1e-3  # measured: docs/strategies.md, Default learning rates
     search_space = {"optim.lr": FloatRange(1e-4, 1e-2, log=True),
                     "strategy.r": Choice((4, 8, 16))}

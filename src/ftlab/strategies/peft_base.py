@@ -13,10 +13,12 @@ linear layers, so memory-efficient execution makes them keep nothing, as any fro
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import nn
 
+from ftlab.config.schema import check_number
 from ftlab.errors import ConfigError, ExportError
 from ftlab.models.adapters import ArchAdapter
 from ftlab.strategies.base import ParamInfo, Strategy
@@ -139,6 +141,35 @@ class PeftStrategy(Strategy):
         if own:
             log.info("%s on depthwise convolutions adds %s parameters against their own %s "
                      "(%.2fx)", self.name, f"{added:,}", f"{own:,}", added / own)
+
+
+@dataclass(frozen=True)
+class RankOptions(TargetOptions):
+    """The settings of the low-rank methods (LoRA, DoRA, LoHa, LoKr)."""
+
+    r: int = 8
+    """Rank of the update's factors (LoHa: of each of its two, whose product reaches r²;
+    LoKr: of its larger Kronecker factor); at most the layer's width."""
+    alpha: float = 16.0
+    """The update is scaled by alpha / r, so changing r keeps the update's size."""
+    dropout: float = 0.0
+    """LoRA, DoRA: dropout on the adapter's input (the frozen path sees it unchanged);
+    LoHa, LoKr: the share of the update's rank components dropped each step."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number("strategy.r", self.r, low=1, high=4096)
+        check_number("strategy.alpha", self.alpha, low=0.0, low_open=True)
+        check_number("strategy.dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+
+
+class RankedPeftStrategy(PeftStrategy):
+    """A low-rank method: its rank is refused above a targeted layer's width."""
+
+    Options = RankOptions
+
+    def check_layer(self, name: str, module: nn.Module) -> None:
+        check_rank(self.name, self.options.r, name, module)
 
 
 def adapter_modules(model: nn.Module) -> list[str]:
