@@ -239,6 +239,23 @@ def test_measured_efficient_activations_match_the_analytic_count(name):
     assert stock.measured.peak > row.measured.peak > row.measured.parameters
 
 
+def test_cpu_peak_counts_the_tensors_alive_before_the_step_once():
+    """A step whose memory is known: one 4 MiB trained weight, plain SGD (no state). Alive
+    before: the weight; the step adds its 4 MiB gradient and the update's temporaries are
+    small. Counting the weight twice (the profiler's timeline already holds it as
+    pre-existing) would give at least 12 MiB."""
+    from ftlab.memory import measure_step
+
+    model = nn.Linear(1024, 1024, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    images, labels = torch.randn(2, 1024), torch.randint(0, 1024, (2,))
+    memory = measure_step(model, optimizer, images, labels)
+    if memory.peak is None:
+        pytest.skip("this torch's profiler gives no memory timeline")
+    weight = 4 * 1024 * 1024
+    assert 2 * weight <= memory.peak < 2.5 * weight
+
+
 def test_memory_command_writes_markdown_and_csv(tmp_path, capsys):
     code = main(["memory", "--strategies", "full,linear_probe", "--batch-sizes", "1,2",
                  "--resolution", "64", "--output-dir", str(tmp_path)])

@@ -5,9 +5,11 @@
   saved twice count once), parameters excluded;
 - parameters, gradients, optimizer state: the storages of those tensors after the step;
 - peak: the most memory the step held at once. On CUDA, the caching allocator's
-  `max_memory_allocated` over the step. On CPU, the bytes alive before the step (parameters,
-  buffers, optimizer state, the batch) plus the highest point of the allocations the step
-  itself makes, from the PyTorch profiler's memory timeline.
+  `max_memory_allocated` over the step. On CPU, the highest point of the PyTorch profiler's
+  memory timeline of the step, which counts the tensors alive before the step that the step
+  uses (as pre-existing) and those it allocates; plus any tensor alive before the step
+  (parameters, buffers, optimizer state, the batch) that the step never touched, so that
+  nothing is counted twice.
 All in bytes, float32, one warmed-up step (the optimizer state exists).
 """
 
@@ -92,9 +94,10 @@ def measure_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: tor
         peak, method, activations = _cuda_peak(lambda: step(True), images.device)
     else:
         persistent = _persistent_bytes(model, optimizer, images, labels)
-        step_peak, activations = _cpu_step_peak(lambda: step(True))
-        peak = None if step_peak is None else persistent + step_peak
-        method = "cpu: alive before the step + profiler memory-timeline peak of the step"
+        (step_peak, seen_before), activations = _cpu_step_peak(lambda: step(True))
+        peak = None if step_peak is None else step_peak + max(0, persistent - seen_before)
+        method = ("cpu: profiler memory-timeline peak of the step (tensors alive before it "
+                  "included once)")
     return MeasuredMemory(
         activations=activations,
         parameters=unique_bytes(model.parameters()),
@@ -120,8 +123,11 @@ def _cuda_peak(run: Callable[[], int], device: torch.device) -> tuple[int, str, 
             "cuda: caching-allocator max_memory_allocated over the step", activations)
 
 
-def _cpu_step_peak(run: Callable[[], int]) -> tuple[int | None, int]:
-    """(highest total of the step's own live allocations, activations) via the profiler."""
+def _cpu_step_peak(run: Callable[[], int]) -> tuple[tuple[int | None, int], int]:
+    """((highest total of the timeline, bytes it counts as alive before the step),
+    activations) via the profiler. The timeline counts a tensor allocated before profiling
+    began as pre-existing from the first instant: the parameters, optimizer state and batch
+    the step uses are in its total already (adding them again counted them twice)."""
     from torch.profiler import ProfilerActivity, profile
 
     with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU],
@@ -129,13 +135,15 @@ def _cpu_step_peak(run: Callable[[], int]) -> tuple[int | None, int]:
                                          with_stack=True) as profiler:
         activations = run()
     try:  # a private API: if a torch release moves it, measure without a peak
-        from torch.profiler._memory_profiler import MemoryProfileTimeline
+        from torch.profiler._memory_profiler import Action, MemoryProfileTimeline
 
         timeline = MemoryProfileTimeline(profiler._memory_profile())
         _, sizes = timeline._coalesce_timeline(torch.device("cpu"))
-    except (ImportError, AttributeError, RuntimeError, TypeError):
-        return None, activations
-    return (max(sum(row) for row in sizes) if sizes else 0), activations
+        before = sum(size for _, action, (key, _), size in timeline.timeline
+                     if action == Action.PREEXISTING and key.device.type == "cpu")
+    except (ImportError, AttributeError, RuntimeError, TypeError, ValueError):
+        return (None, 0), activations
+    return ((max(sum(row) for row in sizes) if sizes else 0), before), activations
 
 
 @contextmanager

@@ -208,8 +208,8 @@ def _mib(value: int | None) -> str:
 METHOD = """Measured: one warmed-up Adam step on random data. *activations*: tensors autograd
 saves for backward, once per storage, parameters excluded. *params*, *grads*, *optimizer*:
 storages of those tensors. *peak*: on CUDA the allocator's max_memory_allocated over the step;
-on CPU the bytes alive before the step plus the highest point of the step's own allocations
-in the PyTorch profiler's memory timeline. *stock* runs torchvision's modules as they are;
+on CPU the highest point of the PyTorch profiler's memory timeline of the step (tensors alive
+before it counted once). *stock* runs torchvision's modules as they are;
 *efficient* is `train.memory_efficient` (frozen convs keep no input, frozen BatchNorms fold
 into them, ReLUs keep 1-bit masks). Analytic: TinyTL's per-layer count of what backward needs
 (see docs/memory.md); *analytic total* adds parameters, gradients and Adam's two moments."""
