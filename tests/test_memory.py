@@ -59,6 +59,11 @@ def test_gradients_equal_stock_autograd_float64(name, arch):
     if arch.startswith("timm:"):
         pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")
     model, _ = _prepared(name, arch, torch.float64)
+    with torch.no_grad():  # a zero-initialised factor (LoRA's B) would zero the other's gradient
+        generator = torch.Generator().manual_seed(3)
+        for parameter in model.parameters():
+            if parameter.requires_grad and not parameter.any():
+                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
     x = torch.randn(3, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     stock_out, stock_grads, stock_saved = _gradients(model, x)
     apply_memory_plan(model)

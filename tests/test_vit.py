@@ -125,3 +125,46 @@ def test_a_vit_run_resumes_to_the_same_weights_as_a_straight_one(name, tiny):
     for key in b:
         assert torch.equal(a[key], b[key]), key
     assert resumed["test_top1"] == straight["test_top1"]
+
+
+@pytest.mark.parametrize("name, options", [("full", {}), ("lora", {"target": "qkv"})])
+def test_training_layers_after_a_layernorm_keep_nothing_and_gradients_stay_stock(name, options):
+    """Memory-efficient execution on a ViT: the first layer of each sub-block (qkv and fc1
+    in full fine-tuning, LoRA's lora_A beside a frozen qkv) keeps no input of its own and
+    rebuilds it from its LayerNorm's, which the norm keeps anyway; one token-wide tensor
+    less per such layer, gradients equal to stock autograd's in float64."""
+    from extras import needs_extra
+    from ftlab.efficient import apply_memory_plan, remove_memory_plan
+    from ftlab.efficient.rules import RULES
+    from ftlab.memory import saved_activation_bytes
+
+    needs_extra(name, VIT)
+    prepared = _prepared(name, **options)
+    model, strategy = prepared.built.model.double(), prepared.strategy
+    strategy.set_train_mode(model)
+    for key, parameter in model.named_parameters():  # B = 0 would zero lora_A's gradient
+        if "lora_B" in key:
+            nn.init.normal_(parameter, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def step() -> tuple[int, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        out, saved = saved_activation_bytes(lambda: model(x), model)
+        out.square().sum().backward()
+        return saved, {n: p.grad.clone() for n, p in model.named_parameters()
+                       if p.grad is not None}
+
+    _, stock = step()
+    apply_memory_plan(model, rules=set(RULES) - {"norm_input"})
+    saved_without, _ = step()
+    plan = apply_memory_plan(model, rules=set(RULES))
+    saved, grads = step()
+    remove_memory_plan(model)
+    depth = len(model.blocks)
+    assert plan.rebuilt_inputs == (2 * depth if name == "full" else depth)
+    token_tensor = 2 * (4 + 1) * model.embed_dim * 8  # batch x (patches + class) x width
+    rebuilt = {"full": 2 * depth, "lora": depth - 1}[name]  # block 0's norm: no graph in LoRA
+    assert saved_without - saved == rebuilt * token_tensor
+    assert grads.keys() == stock.keys()
+    for key in stock:
+        torch.testing.assert_close(grads[key], stock[key], rtol=1e-10, atol=1e-12)

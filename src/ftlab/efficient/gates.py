@@ -24,7 +24,8 @@ from torch.nn import functional as F
 
 from ftlab.efficient.functions import ACTIVATIONS, NormClamp, NormClampFunction, activation_grad
 from ftlab.efficient.owned import made_by, mark, owned
-from ftlab.efficient.recompute import RECOMPUTE, recomputed
+from ftlab.efficient.recompute import RECOMPUTE, NormRebuild, norm_recipe, recomputed
+from ftlab.efficient.tags import REBUILD_FROM
 
 
 @owned
@@ -45,9 +46,9 @@ class KeptInputActivation(torch.autograd.Function):
         return activation_grad(ctx.kind, z, grad), None
 
 
-Recipe = tuple[tuple[torch.Tensor, ...], "str | NormClamp"]
+Recipe = tuple[tuple[torch.Tensor, ...], "str | NormClamp | NormRebuild"]
 """Tensors already kept for backward, and how `rebuild` makes a layer's input from them: an
-activation's name, or a clamped batch norm's description."""
+activation's name, a clamped batch norm's description, or a LayerNorm to run again."""
 
 
 def recipe(x: torch.Tensor) -> Recipe | None:
@@ -61,8 +62,9 @@ def recipe(x: torch.Tensor) -> Recipe | None:
     return tuple(node.saved_tensors), node.kind  # type: ignore[union-attr]
 
 
-def rebuild(tensors: tuple[torch.Tensor, ...], kind: str | NormClamp) -> torch.Tensor:
-    if isinstance(kind, NormClamp):
+def rebuild(tensors: tuple[torch.Tensor, ...], kind: str | NormClamp | NormRebuild
+            ) -> torch.Tensor:
+    if not isinstance(kind, str):  # a clamped batch norm, a LayerNorm: they rebuild it
         return kind(tensors)
     y = ACTIVATIONS[kind](tensors[0])
     return y * tensors[1] if len(tensors) == 2 else y
@@ -200,12 +202,20 @@ class RecomputedInputLinearFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+def _input_recipe(layer: nn.Module, x: torch.Tensor) -> Recipe | None:
+    """How a training layer rebuilds its input `x`: from the activation, gate or clamped
+    norm that made it, or from the LayerNorm it reads (`rules/norm_input.py`)."""
+    if not (torch.is_grad_enabled() and layer.weight.requires_grad):
+        return None
+    return recipe(x) or norm_recipe(x, layer.__dict__.get(REBUILD_FROM))
+
+
 class RecomputedInputConv2d(nn.Conv2d):
     """A Conv2d with a training weight that, when its input is an activation's (or gate's)
     recomputable output, keeps what that producer keeps instead of the input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        made = recipe(x) if torch.is_grad_enabled() and self.weight.requires_grad else None
+        made = _input_recipe(self, x)
         if made is None:
             return super().forward(x)
         return RecomputedInputConvFunction.apply(x, self.weight, self.bias, made, self.stride,
@@ -213,10 +223,11 @@ class RecomputedInputConv2d(nn.Conv2d):
 
 
 class RecomputedInputLinear(nn.Linear):
-    """A Linear with a training weight that keeps its recomputable input's recipe."""
+    """A Linear with a training weight that keeps its recomputable input's recipe (an
+    activation's, or a LayerNorm's input where it reads one: `REBUILD_FROM`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        made = recipe(x) if torch.is_grad_enabled() and self.weight.requires_grad else None
+        made = _input_recipe(self, x)
         if made is None:
             return super().forward(x)
         return RecomputedInputLinearFunction.apply(x, self.weight, self.bias, made)

@@ -20,12 +20,10 @@ from ftlab.efficient.functions import (
     NormClampFunction,
     SharedClampFunction,
 )
-from ftlab.efficient.tags import tag_of
+from ftlab.efficient.tags import REBUILD_FROM, tag_of
 
 FOLDED_NORM = "_ftlab_folded_norm"  # kept in __dict__, so it is not registered as a child
 SHARE_OUTPUT = "_ftlab_share_output"
-REBUILD_FROM = "_ftlab_rebuild_from"  # on a ReLU: the training-mode BatchNorms feeding it
-# (each tags its output with its input: tags.py)
 
 
 class FrozenConv2d(nn.Conv2d):

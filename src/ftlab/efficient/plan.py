@@ -38,6 +38,7 @@ class MemoryPlan:
     gates: int = 0
     recomputed: int = 0
     frozen_norms: int = 0
+    rebuilt_inputs: int = 0
 
     def describe(self) -> str:
         gates = (f", {self.gates} squeeze-excitation gates keep their activation's input "
@@ -48,6 +49,9 @@ class MemoryPlan:
         if self.frozen_norms:
             gates += (f", {self.frozen_norms} frozen BatchNorms no conv absorbs keep only "
                       "their scale")
+        if self.rebuilt_inputs:
+            gates += (f", {self.rebuilt_inputs} training linears rebuild their input from "
+                      "the LayerNorm they read")
         return (f"{self.frozen_convs} frozen convs keep no input ({self.folded_norms} with their "
                 f"BatchNorm folded in), {self.frozen_linears} frozen linears, "
                 f"{self.masked_activations} ReLUs keep 1-bit masks and "

@@ -60,6 +60,30 @@ class RecomputedActivation(torch.autograd.Function):
         return activation_grad(ctx.kind, h, grad), None, None, None
 
 
+class NormRebuild:
+    """A norm layer's output rebuilt from the input its node keeps: the module's own forward
+    (F.layer_norm over the same tensor and parameters, under the forward's autocast state),
+    hence the same tensor bit for bit. A `gates.Recipe` kind."""
+
+    def __init__(self, norm: nn.Module, device: str) -> None:
+        self.norm, self.autocast = norm, _autocast_state(device)
+
+    def __call__(self, kept: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        device, enabled, dtype = self.autocast
+        with torch.no_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
+            return self.norm.forward(kept[0])
+
+
+def norm_recipe(x: torch.Tensor, norms: list[nn.Module] | None
+                ) -> tuple[tuple[torch.Tensor, ...], NormRebuild] | None:
+    """How to rebuild `x` from the input of the LayerNorm among `norms` that made it (its
+    tag, `tags.py`, left on `x` for other readers); None where `x` is not that output."""
+    made = tag_of(x, norms, take=False) if norms else None
+    if made is None:
+        return None
+    return (made.input,), NormRebuild(made.norm, x.device.type)
+
+
 def _autocast_state(device: str) -> tuple[str, bool, torch.dtype]:
     """Autocast as the forward ran it: backward runs outside the forward's context, and the
     rebuilt h must match the forward's dtype to be the same h."""

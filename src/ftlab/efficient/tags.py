@@ -1,8 +1,9 @@
 """What a norm layer was given, found again from what it returned, through public API only.
 
-Two rules rebuild a tensor in backward from the input of the norm layer that made it: a
-ReLU after a training BatchNorm (`rules/relu_rebuild.py`) and the GELU of a frozen MLP
-(`rules/recompute_mlp.py`). The norm's autograd node keeps that input anyway, but torch
+Three rules rebuild a tensor in backward from the input of the norm layer that made it: a
+ReLU after a training BatchNorm (`rules/relu_rebuild.py`), the GELU of a frozen MLP
+(`rules/recompute_mlp.py`) and a training layer reading a LayerNorm
+(`rules/norm_input.py`). The norm's autograd node keeps that input anyway, but torch
 offers no public way to read a C++ node's saved tensors by role. So the norm gets a forward
 hook that tags its output tensor with its input (a Python attribute of the output, which
 lives and dies with it), and a reader accepts the tag only while the tensor is still that
@@ -23,6 +24,9 @@ from torch import nn
 
 TAG = "_ftlab_norm_input"
 """The attribute, on a tagged tensor, holding its `NormInput`."""
+REBUILD_FROM = "_ftlab_rebuild_from"
+"""On a ReLU or a training layer: the norms (each tagging its output) whose output it
+rebuilds in backward instead of keeping it."""
 TAG_HOOK = "_ftlab_tag_hook"
 """On a norm module or a frozen layer after one: the handle of its tagging hook."""
 
@@ -51,11 +55,12 @@ def carry_tags(layer: nn.Module) -> None:
         layer.__dict__[TAG_HOOK] = layer.register_forward_hook(_carry_tag, prepend=True)
 
 
-def tag_of(x: torch.Tensor, norms: Iterable[nn.Module], layer: nn.Module | None = None
-           ) -> NormInput | None:
-    """The tag on `x`, taken off it, if one of `norms` (then `layer`) made `x` and nothing
+def tag_of(x: torch.Tensor, norms: Iterable[nn.Module], layer: nn.Module | None = None,
+           take: bool = True) -> NormInput | None:
+    """The tag on `x` (taken off it, unless `take` is false: several layers reading one
+    norm output each rebuild it), if one of `norms` (then `layer`) made `x` and nothing
     changed it since; None otherwise."""
-    found = _take(x)
+    found = _take(x) if take else _peek(x)
     if found is None or found.layer is not layer:
         return None
     return found if any(found.norm is norm for norm in norms) else None
@@ -85,4 +90,10 @@ def _carry_tag(layer: nn.Module, args: tuple[Any, ...], output: Any) -> None:
 def _take(x: Any) -> NormInput | None:
     """The tag on `x`, taken off it (it holds the norm's input), if `x` is unchanged since."""
     found = x.__dict__.pop(TAG, None) if isinstance(x, torch.Tensor) else None
+    return found if found is not None and x.grad_fn is found.node else None
+
+
+def _peek(x: Any) -> NormInput | None:
+    """The tag on `x`, left on it, if `x` is unchanged since."""
+    found = x.__dict__.get(TAG) if isinstance(x, torch.Tensor) else None
     return found if found is not None and x.grad_fn is found.node else None

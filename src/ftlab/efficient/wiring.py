@@ -38,6 +38,11 @@ class Wiring:
         found = self.producers(name)
         return found[0] if len(found) == 1 else None
 
+    def source(self, name: str) -> str | None:
+        """The one module whose output `name` reads (others may read it too), if known."""
+        found = [p for p, names in self.readers.items() if name in names]
+        return found[0] if len(found) == 1 else None
+
     def norm_after(self, conv: str, modules: dict[str, nn.Module]) -> nn.Module | None:
         """The BatchNorm2d that alone reads `conv`'s output, if any."""
         names = self.readers.get(conv, [])

@@ -18,6 +18,7 @@ from ftlab.efficient.rules import (
     frozen_linear,
     frozen_norm,
     kept_input,
+    norm_input,
     pools,
     recompute_mlp,
     relu,
@@ -29,7 +30,7 @@ from ftlab.efficient.rules.base import PATTERN_SIZE, Rule, Site, planned, restor
 
 RULES: dict[str, Rule] = {module.RULE.name: module.RULE for module in [
     frozen_conv, fold_norm, frozen_linear, frozen_norm, relu, relu_rebuild, pools, zero_dropout,
-    kept_input, squeeze_excite, recompute_mlp]}
+    kept_input, norm_input, squeeze_excite, recompute_mlp]}
 """Every rule, in the order the self-check tries them (a rule after those it requires)."""
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from torch import nn
 
 from ftlab.efficient.functions import NormClampFunction
-from ftlab.efficient.modules import REBUILD_FROM
 from ftlab.efficient.rules.base import Rule, Site, conv, head
 from ftlab.efficient.rules.relu import ACTIVATIONS, swap_relu
-from ftlab.efficient.tags import TAG_HOOK, tag_norm_outputs
+from ftlab.efficient.tags import REBUILD_FROM, TAG_HOOK, tag_norm_outputs
 
 
 def batch_stats_norms(names: list[str], modules: dict[str, nn.Module]) -> list[nn.Module]:
