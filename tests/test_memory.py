@@ -348,3 +348,24 @@ def test_relus_after_training_batchnorms_rebuild_exactly_in_float32(name):
     assert plan.rebuilt_activations == 35 and plan.masked_activations == 0
     assert all(torch.equal(ours[k], g) for k, g in stock.items())
     assert saved < 0.75 * stock_saved
+
+
+def test_max_pool_keeps_one_byte_per_output_and_stock_gradients():
+    """ResNet's stem pool (3x3, stride 2, padding 1) keeps where each window's maximum was,
+    one byte per output, instead of its input and int64 indices; the gradient it scatters
+    is stock's, bit for bit in float32 (the other rules on in both, folded norms round
+    differently from stock)."""
+    from ftlab.efficient.rules import RULES
+
+    model, _ = _prepared("bias", "resnet18", torch.float32)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    apply_memory_plan(model, rules=set(RULES) - {"max_pool"})
+    _, stock, saved_without = _gradients(model, x)
+    apply_memory_plan(model, rules=set(RULES))
+    _, grads, saved = _gradients(model, x)
+    assert type(model.maxpool).__name__ == "WindowMaxPool2d"
+    pooled = 2 * 64 * 16 * 16  # outputs of the pool: batch x channels x 16 x 16
+    assert saved_without - saved == 4 * pooled * 4 + 8 * pooled - pooled  # input, indices
+    assert grads.keys() == stock.keys()
+    for key in stock:
+        assert torch.equal(grads[key], stock[key]), key

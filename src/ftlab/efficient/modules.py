@@ -19,6 +19,7 @@ from ftlab.efficient.functions import (
     MaskedClampFunction,
     NormClampFunction,
     SharedClampFunction,
+    WindowMaxPoolFunction,
 )
 from ftlab.efficient.tags import REBUILD_FROM, tag_of
 
@@ -154,3 +155,18 @@ class ShapeGlobalAvgPool2d(nn.AdaptiveAvgPool2d):
 
 def _single(value: int | tuple[int, ...]) -> int:
     return value if isinstance(value, int) else value[0]
+
+
+class WindowMaxPool2d(nn.MaxPool2d):
+    """MaxPool2d that keeps one byte per output for backward (where in its window the
+    maximum was) instead of its input and 8-byte indices."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return WindowMaxPoolFunction.apply(x, pair(self.kernel_size), pair(self.stride),
+                                               pair(self.padding), self.ceil_mode)
+        return super().forward(x)
+
+
+def pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])

@@ -18,6 +18,7 @@ from ftlab.efficient.rules import (
     frozen_linear,
     frozen_norm,
     kept_input,
+    max_pool,
     norm_input,
     pools,
     recompute_mlp,
@@ -29,8 +30,8 @@ from ftlab.efficient.rules import (
 from ftlab.efficient.rules.base import PATTERN_SIZE, Rule, Site, planned, restore
 
 RULES: dict[str, Rule] = {module.RULE.name: module.RULE for module in [
-    frozen_conv, fold_norm, frozen_linear, frozen_norm, relu, relu_rebuild, pools, zero_dropout,
-    kept_input, norm_input, squeeze_excite, recompute_mlp]}
+    frozen_conv, fold_norm, frozen_linear, frozen_norm, relu, relu_rebuild, pools, max_pool,
+    zero_dropout, kept_input, norm_input, squeeze_excite, recompute_mlp]}
 """Every rule, in the order the self-check tries them (a rule after those it requires)."""
 
 
