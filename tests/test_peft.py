@@ -199,3 +199,23 @@ def test_dora_leaves_out_layers_with_dead_channels_which_it_would_divide_by_zero
     assert "strategy dora leaves 1 of the layers strategy.target=auto selects unadapted" \
         in caplog.text
     assert torch.isfinite(built.model(torch.randn(2, 3, 64, 64))).all()
+
+
+def test_arch_draws_each_adapter_as_one_side_path_with_its_rank_and_parameters():
+    """`ftlab arch` on a LoRA model: one side path per adapted layer (peft's A and B
+    together), named by method and rank, described by the layer it adapts, its parameters
+    those of its A and B."""
+    from ftlab.memory.blocks import architecture_record
+
+    record = architecture_record("mobilenet_v2", StrategyConfig(name="lora", options={"r": 4}),
+                                 2, 32, 5)
+    branches = [b for block in record.blocks for b in block.branches]
+    first = record.blocks[0].branches
+    assert len(first) == 1 and first[0]["kind"] == "lora r=4"
+    assert first[0]["layers"] == ["on conv 3x3 s2 3->32"]
+    assert first[0]["params"] == 4 * 3 * 9 + 32 * 4  # A: 3x3 conv 3 -> 4, B: 1x1 4 -> 32
+    model = _prepared("lora", r=4)[0].model
+    adapted = [n for n, m in model.named_modules() if hasattr(m, "base_layer")]
+    assert len(branches) == len(adapted)
+    assert sum(b["params"] for b in branches) == sum(
+        p.numel() for n, p in model.named_parameters() if "lora_" in n)

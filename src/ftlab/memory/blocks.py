@@ -129,7 +129,7 @@ def _structure(setup: StepSetup, blocks: list[tuple[str, ...]], resolution: int
             "stride": max(1, in_shape[-1] // out_shape[-1]) if len(in_shape) == 3 else 1,
             "expand": _expansion(modules, in_shape[0], own, model),
             "params": params[i],
-            "branches": [_branch(model, name) for name in own]})
+            "branches": _branches(model, own, setup.strategy.name)})
     return rows
 
 
@@ -176,6 +176,30 @@ def _expansion(modules: list[nn.Module], channels: int, inserted: list[str],
                     and layer.groups == layer.in_channels == layer.out_channels:
                 return layer.out_channels / channels if channels else None
     return None
+
+
+def _branches(model: nn.Module, names: list[str], method: str) -> list[dict[str, Any]]:
+    """The inserted modules as side paths. peft puts an adapter's modules (LoRA's A and B,
+    DoRA's magnitudes) beside the layer they adapt, its `base_layer`: they are one path on
+    that layer, named by the method and its rank."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        parent = name.rpartition(".")[0]
+        wrapped = parent and isinstance(getattr(model.get_submodule(parent), "base_layer",
+                                                None), nn.Module)
+        groups.setdefault(parent if wrapped else name, []).append(name)
+    return [_branch(model, key) if members == [key] else _adapter(model, key, members, method)
+            for key, members in groups.items()]
+
+
+def _adapter(model: nn.Module, name: str, members: list[str], method: str) -> dict[str, Any]:
+    wrapped = model.get_submodule(name)
+    rank = getattr(wrapped, "r", None)  # peft's per-adapter ranks, where the method has one
+    rank = rank.get("default") if isinstance(rank, dict) else None
+    base = _describe(wrapped.base_layer) or type(wrapped.base_layer).__name__
+    return {"name": name, "kind": method + (f" r={rank}" if rank else ""),
+            "layers": [f"on {base}"],
+            "params": sum(p.numel() for m in members for p in model.get_submodule(m).parameters())}
 
 
 def _branch(model: nn.Module, name: str) -> dict[str, Any]:
