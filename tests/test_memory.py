@@ -369,3 +369,44 @@ def test_max_pool_keeps_one_byte_per_output_and_stock_gradients():
     assert grads.keys() == stock.keys()
     for key in stock:
         assert torch.equal(grads[key], stock[key]), key
+
+
+def test_lora_on_a_resnet_rebuilds_block_outputs_from_block_inputs():
+    """LoRA on every conv of a ResNet: the adapters of the next block would keep a block's
+    output; within the recompute budget they keep the block's input instead (kept anyway
+    by its own adapters) and run the block again in backward. Every other block of a
+    stage at most; gradients stock's (float64); what is kept drops by the rebuilt outputs
+    (less the 1-bit masks their ReLUs keep instead of sharing them)."""
+    from ftlab.efficient.rules import RULES
+
+    needs_extra("lora", "resnet18")
+    model, _ = _prepared("lora", "resnet18", torch.float64)
+    with torch.no_grad():  # B = 0 would zero A's gradient
+        for key, parameter in model.named_parameters():
+            if "lora_B" in key:
+                parameter.normal_(0, 0.1, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    _, stock, _ = _gradients(model, x)
+    apply_memory_plan(model, rules=set(RULES) - {"block_rebuild"})
+    _, _, saved_without = _gradients(model, x)
+    plan = apply_memory_plan(model, rules=set(RULES))
+    _, grads, saved = _gradients(model, x)
+    readers = {n: m.__dict__["_ftlab_rebuild_from"][0] for n, m in model.named_modules()
+               if "_ftlab_rebuild_from" in m.__dict__}
+    blocks = {id(b): b for b in readers.values()}
+    assert plan.rebuilt_blocks == len(readers) >= 1
+    assert all(n.endswith("conv1.lora_A.default") or "downsample" in n for n in readers)
+    names = {id(m): n for n, m in model.named_modules()}
+    rebuilt = sorted(names[i] for i in blocks)
+    assert all(a.split(".")[0] != b.split(".")[0] or int(b.split(".")[1]) - int(a.split(".")[1])
+               > 1 for a, b in zip(rebuilt, rebuilt[1:]))  # never two neighbours
+    outputs = {}
+    hooks = [b.register_forward_hook(lambda m, a, out: outputs.__setitem__(id(m), out.numel()))
+             for b in blocks.values()]
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    freed = 8 * sum(outputs.values())
+    assert 0.9 * freed <= saved_without - saved <= freed
+    for key in stock:
+        assert torch.allclose(grads[key], stock[key]), key

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.grad import conv2d_input
 
 from ftlab.efficient.owned import mark, owned
 
@@ -28,6 +27,25 @@ def activation_grad(kind: str, z: torch.Tensor, grad: torch.Tensor) -> torch.Ten
     if kind == "gelu":
         return torch.ops.aten.gelu_backward(grad, z)
     return torch.ops.aten.hardswish_backward(grad, z)
+
+
+def input_gradient(shape: torch.Size, weight: torch.Tensor, grad: torch.Tensor, stride: Any,
+                   padding: Any, dilation: Any, groups: int) -> torch.Tensor:
+    """A convolution's input gradient as the transposed convolution it is, the
+    output padding making up the rows and columns the forward's stride dropped.
+    `torch.nn.grad.conv2d_input` hands `convolution_backward` an expanded dummy input that
+    the CPU kernel copies to a full tensor the size of the input first: a transient as large
+    as the activation the frozen layer saved by not keeping it (the same values, measured
+    equal bit for bit)."""
+    stride, padding, dilation = (pair(v) for v in (stride, padding, dilation))
+    extra = [shape[i + 2] - ((grad.shape[i + 2] - 1) * stride[i] - 2 * padding[i]
+                             + dilation[i] * (weight.shape[i + 2] - 1) + 1) for i in range(2)]
+    return F.conv_transpose2d(grad, weight, None, stride, padding, extra, groups, dilation)
+
+
+def pair(value: Any) -> tuple[int, int]:
+    """An int or a 2-tuple (a conv's or pool's stride, padding...) as a 2-tuple."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 @owned
@@ -56,8 +74,8 @@ class FrozenConv2dFunction(torch.autograd.Function):
         grad_x = grad_bias = None
         if ctx.needs_input_grad[0]:
             folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
-            grad_x = conv2d_input(shape, folded.to(grad.dtype), grad, stride, padding,
-                                  dilation, groups)  # .to: autocast cast it so in forward
+            grad_x = input_gradient(shape, folded.to(grad.dtype), grad, stride, padding,
+                                    dilation, groups)  # .to: autocast cast it so in forward
         if ctx.needs_input_grad[3]:
             grad_bias = grad.sum(dim=(0, 2, 3))
         return grad_x, None, None, grad_bias, None, None, None, None

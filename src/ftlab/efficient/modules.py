@@ -20,6 +20,7 @@ from ftlab.efficient.functions import (
     NormClampFunction,
     SharedClampFunction,
     WindowMaxPoolFunction,
+    pair,
 )
 from ftlab.efficient.tags import REBUILD_FROM, tag_of
 
@@ -166,7 +167,3 @@ class WindowMaxPool2d(nn.MaxPool2d):
             return WindowMaxPoolFunction.apply(x, pair(self.kernel_size), pair(self.stride),
                                                pair(self.padding), self.ceil_mode)
         return super().forward(x)
-
-
-def pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (value[0], value[1])

@@ -39,6 +39,7 @@ class MemoryPlan:
     recomputed: int = 0
     frozen_norms: int = 0
     rebuilt_inputs: int = 0
+    rebuilt_blocks: int = 0
 
     def describe(self) -> str:
         gates = (f", {self.gates} squeeze-excitation gates keep their activation's input "
@@ -52,6 +53,9 @@ class MemoryPlan:
         if self.rebuilt_inputs:
             gates += (f", {self.rebuilt_inputs} training linears rebuild their input from "
                       "the LayerNorm they read")
+        if self.rebuilt_blocks:
+            gates += (f", {self.rebuilt_blocks} training layers rebuild the block output "
+                      "they read from the block's input")
         return (f"{self.frozen_convs} frozen convs keep no input ({self.folded_norms} with their "
                 f"BatchNorm folded in), {self.frozen_linears} frozen linears, "
                 f"{self.masked_activations} ReLUs keep 1-bit masks and "

@@ -20,6 +20,16 @@ WIRING = "_ftlab_wiring"
 
 
 @dataclass(frozen=True)
+class Block:
+    """A container module as the probe saw it: its input and output (labels of probe
+    tensors, for `Wiring.tensor_readers`) and its output's size for one probe image."""
+
+    input: int
+    output: int
+    elements: int
+
+
+@dataclass(frozen=True)
 class Wiring:
     """Who reads whose output, as one forward pass showed it."""
 
@@ -28,6 +38,12 @@ class Wiring:
     as additions are not modules and do not appear)."""
     sizes: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     """conv/linear name -> (elements of its output, multiply-adds), for one probe image."""
+    blocks: dict[str, Block] = dataclasses.field(default_factory=dict)
+    """container module name -> what goes in and out of it (its leaves' outputs are in
+    `readers`; this is for rules that rebuild a whole container's output)."""
+    tensor_readers: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    """A tensor of the probe (`Block.input` / `Block.output`) -> the leaf modules that read
+    it."""
 
     def producers(self, name: str) -> list[str]:
         """The modules whose output only `name` reads."""
@@ -62,19 +78,27 @@ def observe_wiring(model: nn.Module, probe_size: int = 64) -> Wiring:
     producers: dict[int, tuple[str, torch.Tensor]] = {}
     readers: dict[str, list[str]] = {}
     sizes: dict[str, tuple[int, int]] = {}
+    blocks: dict[str, Block] = {}
+    tensor_readers: dict[int, list[str]] = {}
+    alive: list[torch.Tensor] = []
     handles = []
     for name, module in model.named_modules():
         if list(module.children()) and not norm_act(module):  # containers: their leaves
-            continue  # are observed instead; a norm + activation module is one layer
+            if name:  # are observed instead; a norm + activation module is one layer
+                handles.append(module.register_forward_hook(
+                    lambda m, args, out, name=name: _record_block(blocks, alive, name, args,
+                                                                  out)))
+            continue
         handles.append(module.register_forward_pre_hook(
-            lambda m, args, name=name: _record_reader(readers, producers, args, name)))
+            lambda m, args, name=name: _record_reader(readers, producers, args, name,
+                                                      tensor_readers, alive)))
         handles.append(module.register_forward_hook(
             lambda m, args, out, name=name: producers.__setitem__(id(out), (name, out))))
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             handles.append(module.register_forward_hook(
                 lambda m, args, out, name=name: sizes.__setitem__(name, _size(m, out))))
     probe_forward(model, probe_size, handles)
-    wiring = Wiring(readers=readers, sizes=sizes)
+    wiring = Wiring(readers=readers, sizes=sizes, blocks=blocks, tensor_readers=tensor_readers)
     model.__dict__[WIRING] = wiring
     return wiring
 
@@ -88,10 +112,22 @@ def _size(module: nn.Module, out: torch.Tensor) -> tuple[int, int]:
 
 
 def _record_reader(readers: dict[str, list[str]],
-                   producers: dict[int, tuple[str, torch.Tensor]], args: tuple, name: str
-                   ) -> None:
-    if args and isinstance(args[0], torch.Tensor) and id(args[0]) in producers:
-        readers.setdefault(producers[id(args[0])][0], []).append(name)
+                   producers: dict[int, tuple[str, torch.Tensor]], args: tuple, name: str,
+                   tensor_readers: dict[int, list[str]], alive: list[torch.Tensor]) -> None:
+    if args and isinstance(args[0], torch.Tensor):
+        alive.append(args[0])  # referenced until the probe ends: its id labels it alone
+        tensor_readers.setdefault(id(args[0]), []).append(name)
+        if id(args[0]) in producers:
+            readers.setdefault(producers[id(args[0])][0], []).append(name)
+
+
+def _record_block(blocks: dict[str, Block], alive: list[torch.Tensor], name: str,
+                  args: tuple, out: object) -> None:
+    """A container's input and output, referenced until the probe ends (so their ids label
+    them alone)."""
+    if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+        alive.extend((args[0], out))
+        blocks[name] = Block(id(args[0]), id(out), out[0].numel())
 
 
 def norm_act(module: nn.Module) -> bool:

@@ -13,6 +13,7 @@ autograd before first use in a process (`selfcheck.py`).
 from __future__ import annotations
 
 from ftlab.efficient.rules import (
+    block_rebuild,
     fold_norm,
     frozen_conv,
     frozen_linear,
@@ -31,7 +32,7 @@ from ftlab.efficient.rules.base import PATTERN_SIZE, Rule, Site, planned, restor
 
 RULES: dict[str, Rule] = {module.RULE.name: module.RULE for module in [
     frozen_conv, fold_norm, frozen_linear, frozen_norm, relu, relu_rebuild, pools, max_pool,
-    zero_dropout, kept_input, norm_input, squeeze_excite, recompute_mlp]}
+    zero_dropout, kept_input, norm_input, squeeze_excite, recompute_mlp, block_rebuild]}
 """Every rule, in the order the self-check tries them (a rule after those it requires)."""
 
 

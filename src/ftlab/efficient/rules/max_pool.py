@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ftlab.efficient.functions import WindowMaxPoolFunction
-from ftlab.efficient.modules import WindowMaxPool2d, pair
+from ftlab.efficient.functions import WindowMaxPoolFunction, pair
+from ftlab.efficient.modules import WindowMaxPool2d
 from ftlab.efficient.rules.base import Rule, Site, conv, head, swap
 
 

@@ -1,5 +1,5 @@
-"""ReLU and ReLU6 keep no copy of their input: their own output where every module reading
-it keeps that anyway (a training conv), else a 1-bit mask."""
+"""ReLU and ReLU6 keep no copy of their input: their own output where a module reading it
+keeps that anyway (a training conv), else a 1-bit mask."""
 
 from __future__ import annotations
 
@@ -26,12 +26,29 @@ def keeps_input(module: nn.Module) -> bool:
 
 
 def swap_relu(name: str, module: nn.Module, site: Site) -> bool:
-    """Swap a ReLU/ReLU6 to its efficient class; returns whether it shares its output."""
-    readers = [site.modules[r] for r in site.wiring.readers.get(name, [])]
-    share = bool(readers) and all(keeps_input(r) for r in readers)
+    """Swap a ReLU/ReLU6 to its efficient class; returns whether it shares its output: it
+    does where a layer reading it keeps it anyway (a training conv, directly or through an
+    identity such as peft's `lora_dropout`: LoRA's first layer beside a frozen conv), and
+    none rebuilds it instead (`block_rebuild`)."""
+    names = _readers(name, site)
+    rebuilding = site.prepared.get("block_rebuild") or {}
+    share = any(keeps_input(site.modules[r]) for r in names) and \
+        not any(r in rebuilding for r in names)
     swap(module, ACTIVATIONS[type(module)])
     module.__dict__[SHARE_OUTPUT] = share
     return share
+
+
+def _readers(name: str, site: Site) -> list[str]:
+    """The modules reading `name`'s output, looking through those that pass it on."""
+    found = []
+    for reader in site.wiring.readers.get(name, []):
+        module = site.modules[reader]
+        if type(module) is nn.Identity or (isinstance(module, nn.Dropout) and module.p == 0):
+            found.extend(_readers(reader, site))
+        else:
+            found.append(reader)
+    return found
 
 
 class Relu(Rule):
