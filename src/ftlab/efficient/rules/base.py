@@ -111,6 +111,12 @@ def restore(module: nn.Module) -> None:
         module.__class__ = original
 
 
+def passes_on(module: nn.Module) -> bool:
+    """A module that returns its input tensor itself (an identity, a dropout at p = 0, as
+    peft's `lora_dropout`): what reads its output reads its input."""
+    return type(module) is nn.Identity or (isinstance(module, nn.Dropout) and module.p == 0)
+
+
 def planned(module: nn.Module) -> bool:
     return ORIGINAL in module.__dict__
 

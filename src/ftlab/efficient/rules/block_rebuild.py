@@ -28,11 +28,10 @@ from ftlab.efficient.gates import (
     RecomputedInputLinear,
 )
 from ftlab.efficient.recompute import RECOMPUTE_BUDGET
-from ftlab.efficient.rules.base import Rule, Site, conv, head, trainable, swap
+from ftlab.efficient.rules.base import Rule, Site, conv, head, passes_on, swap, trainable
 from ftlab.efficient.rules.frozen_conv import frozen_conv
 from ftlab.efficient.rules.frozen_linear import frozen_linear
 from ftlab.efficient.rules.kept_input import training_conv
-from ftlab.efficient.rules.norm_input import passes_on
 from ftlab.efficient.tags import REBUILD_FROM, TAG_HOOK, tag_norm_outputs
 
 

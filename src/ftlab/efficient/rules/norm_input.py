@@ -18,7 +18,7 @@ from torch import nn
 
 from ftlab.efficient.gates import RecomputedInputLinear, RecomputedInputLinearFunction
 from ftlab.efficient.recompute import plain_layer_norm
-from ftlab.efficient.rules.base import Rule, Site, swap, trainable
+from ftlab.efficient.rules.base import Rule, Site, passes_on, swap, trainable
 from ftlab.efficient.tags import REBUILD_FROM, TAG_HOOK, tag_norm_outputs
 
 
@@ -45,11 +45,6 @@ class _Tokens(nn.Module):
         normed = self.norm2(tokens)
         tokens = tokens + self.base(normed) + self.up(self.down(self.drop(normed)))
         return self.head(tokens.mean(1))
-
-
-def passes_on(module: nn.Module) -> bool:
-    """A module that returns its input tensor itself (so the norm's tag stays on it)."""
-    return type(module) is nn.Identity or (isinstance(module, nn.Dropout) and module.p == 0)
 
 
 def norm_read_by(name: str, site: Site) -> nn.Module | None:

@@ -8,7 +8,7 @@ from torch import nn
 
 from ftlab.efficient.functions import MaskedClampFunction, SharedClampFunction
 from ftlab.efficient.modules import SHARE_OUTPUT, EfficientReLU, EfficientReLU6
-from ftlab.efficient.rules.base import Rule, Site, conv, head, swap
+from ftlab.efficient.rules.base import Rule, Site, conv, head, passes_on, swap
 
 ACTIVATIONS: dict[type[nn.Module], type[nn.Module]] = {nn.ReLU: EfficientReLU,
                                                        nn.ReLU6: EfficientReLU6}
@@ -43,8 +43,7 @@ def _readers(name: str, site: Site) -> list[str]:
     """The modules reading `name`'s output, looking through those that pass it on."""
     found = []
     for reader in site.wiring.readers.get(name, []):
-        module = site.modules[reader]
-        if type(module) is nn.Identity or (isinstance(module, nn.Dropout) and module.p == 0):
+        if passes_on(site.modules[reader]):
             found.extend(_readers(reader, site))
         else:
             found.append(reader)
