@@ -153,6 +153,17 @@ def test_unknown_and_unadaptable_names_are_refused_in_one_line(capsys):
     assert "did you mean timm:efficientnet_b8" in capsys.readouterr().err
 
 
+def test_models_lists_every_timm_family_with_examples(capsys):
+    from ftlab.models.timm_models import FAMILIES
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for family in FAMILIES:
+        row = next(line for line in out.splitlines() if line.startswith(f"| {family} "))
+        assert "models)" in row and not row.split("|")[3].strip().startswith(",")
+    assert "swin_tiny_patch4_window7_224" in out
+
+
 def test_without_timm_installed_the_fix_is_named(monkeypatch):
     from ftlab.models import timm_models
 

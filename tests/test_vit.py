@@ -168,3 +168,58 @@ def test_training_layers_after_a_layernorm_keep_nothing_and_gradients_stay_stock
     assert grads.keys() == stock.keys()
     for key in stock:
         torch.testing.assert_close(grads[key], stock[key], rtol=1e-10, atol=1e-12)
+
+
+SWIN = "timm:swin_tiny_patch4_window7_224"
+
+
+def test_a_swin_takes_another_resolution_with_its_blocks_and_roles_from_timm():
+    built = build_model(SWIN, None, 5, pretrained=False)
+    model, adapter = built.model, built.adapter
+    for size in (32, 48):  # 8 x 8 and 12 x 12 patches: windows masked and padded by timm
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 5)
+    blocks = adapter.block_names(model)
+    depth = sum(len(stage.blocks) for stage in model.layers)
+    assert blocks[0] == ("patch_embed",) and len(blocks) == depth + 1
+    assert adapter.block_indexer(model)("head.fc.weight") == len(blocks)
+    roles = adapter.layer_roles(model)
+    assert len(roles["qkv"]) == len(roles["proj"]) == depth
+    merges = sum(not isinstance(stage.downsample, nn.Identity) for stage in model.layers)
+    assert len(roles["mlp"]) == 2 * depth + merges  # the MLPs and patch merging's reductions
+    with pytest.raises(ConfigError, match="not a multiple of SwinTransformer's patch size 4"):
+        _prepared("bias", SWIN, size=34)
+
+
+@pytest.mark.parametrize("name, options", [("bias", {}), ("lora", {"target": "qkv+mlp"})])
+def test_swin_gradients_under_memory_efficient_execution_equal_stock(name, options):
+    """Shifted windows (rolled, partitioned, masked attention with a relative position
+    bias) under the plan: the same gradients as stock autograd in float64, less kept."""
+    from extras import needs_extra
+    from ftlab.efficient import apply_memory_plan, remove_memory_plan
+    from ftlab.memory import saved_activation_bytes
+
+    needs_extra(name, SWIN)
+    prepared = _prepared(name, SWIN, **options)
+    model, strategy = prepared.built.model.double(), prepared.strategy
+    strategy.set_train_mode(model)
+    for key, parameter in model.named_parameters():  # B = 0 would zero lora_A's gradient
+        if "lora_B" in key:
+            nn.init.normal_(parameter, std=0.1, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def step() -> tuple[int, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(2)  # the same stochastic-depth draws in both runs
+        out, saved = saved_activation_bytes(lambda: model(x), model)
+        out.square().sum().backward()
+        return saved, {n: p.grad.clone() for n, p in model.named_parameters()
+                       if p.grad is not None}
+
+    stock_saved, stock = step()
+    apply_memory_plan(model)
+    saved, grads = step()
+    remove_memory_plan(model)
+    assert saved < stock_saved
+    assert grads.keys() == stock.keys()
+    for key in stock:
+        torch.testing.assert_close(grads[key], stock[key], rtol=1e-10, atol=1e-12)

@@ -157,6 +157,8 @@ EXAMPLES = {
                            "vit_base_patch16_224", "vit_small_patch14_dinov2"],
     "deit": ["deit_tiny_patch16_224", "deit_small_patch16_224", "deit3_small_patch16_224"],
     "eva": ["eva02_tiny_patch14_224", "eva02_small_patch14_224"],
+    "swin_transformer": ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224",
+                         "swin_base_patch4_window7_224"],
 }
 
 

@@ -1,6 +1,6 @@
 """timm backbones: `model.arch=timm:<name>` (ConvNeXt, EfficientNet/V2, MobileNetV3/V4,
 ResNet-D/RS, RegNet and the rest of those families; Vision Transformers: ViT, DeiT, DeiT
-III, DINOv2, EVA-02), with timm as an optional extra.
+III, DINOv2, EVA-02, Swin), with timm as an optional extra.
 
 One adapter serves every model: it reads timm's own metadata rather than a table per model
 — the head from `get_classifier()`, the blocks from `group_matcher(coarse=False)` (the
@@ -35,12 +35,15 @@ FAMILIES = {
                           "transformer blocks (attention, MLP)",
     "deit": "DeiT and DeiT III: Vision Transformers trained on ImageNet-1k alone",
     "eva": "EVA-02: Vision Transformers with rotary position embeddings and SwiGLU MLPs",
+    "swin_transformer": "Swin Transformer: stages of shifted-window attention blocks joined "
+                        "by patch merging",
 }
 """timm modules (families) ftlab adapts and has tested; others are refused by name."""
-TRANSFORMERS = ("vision_transformer", "deit", "eva")
-"""Families built with `dynamic_img_size=True`: the pretrained position embedding is
-resampled to the input's patch grid by timm at every forward, so `data.resolution` can be
-any multiple of the patch size."""
+TRANSFORMERS = ("vision_transformer", "deit", "eva", "swin_transformer")
+"""Families built with `dynamic_img_size=True`, so `data.resolution` can be any multiple of
+the patch size: timm resamples a ViT's pretrained position embedding to the input's patch
+grid, and builds a Swin's shifted-window masks for the input's feature maps (padded to
+whole windows), at every forward."""
 REFUSED = {"distilled": "a distilled DeiT has two heads (class and distillation token); "
                         "use the plain DeiT of the same size"}
 """Name parts of supported families that ftlab refuses, and why."""
