@@ -14,7 +14,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Tests run in $(WORKERS) processes (pytest-xdist), in a random order (pytest-randomly);
+# Tests run in $(WORKERS) processes (pytest-xdist; a worker that runs out of tests takes
+# queued ones from the other, so one long test late in the order leaves no core idle), in
+# a random order (pytest-randomly);
 # the last line printed names the seed, and `make test PYTEST_ARGS="-p randomly
 # --randomly-seed=N"` repeats that order and those fault-injection points.
 # `make test` writes nothing outside temporary folders; `make reliability` runs the fault
@@ -24,7 +26,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?=
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 reliability: $(STAMP)
 	FTLAB_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -n $(WORKERS) tests/faults $(PYTEST_ARGS)

@@ -22,6 +22,11 @@ BY_ROLE = ("lora", "dora", "loha", "lokr", "ia3", "oft", "ssf", "vpt")
 """Strategies that adapt layers by role (`strategy.target`) or tokens: the walks check them
 on one model per family (torchvision CNNs, a timm CNN, a ViT), not on every model, to keep
 the suite within its time."""
+LIKE_FULL = ("separate_lr", "layer_decay", "l2sp", "scratch")
+"""Strategies that train what `full` trains, in the same modes (test_memory checks it): they
+differ from it in learning rates, a penalty or initial values, none of which a memory plan
+reads, so the gradient walks check them on `ONE_PER_FAMILY` only, as `full` is on every
+model."""
 ONE_PER_FAMILY = ("mobilenet_v2", "resnet18", "timm:convnext_atto", VIT)
 VIT_STRATEGIES = ("full", "bias", "last_k", "linear_probe", "norm_last", "layer_decay",
                   *BY_ROLE)
@@ -29,10 +34,10 @@ VIT_STRATEGIES = ("full", "bias", "last_k", "linear_probe", "norm_last", "layer_
 
 
 def walk(names: list[str], archs: list[str]) -> list[tuple[str, str]]:
-    """(strategy, arch) pairs for a walk over `archs`: role-based strategies on
-    `ONE_PER_FAMILY` only, the ViT with `VIT_STRATEGIES` only."""
+    """(strategy, arch) pairs for a walk over `archs`: role-based strategies and those
+    `LIKE_FULL` on `ONE_PER_FAMILY` only, the ViT with `VIT_STRATEGIES` only."""
     return [(name, arch) for name in names for arch in archs
-            if (name not in BY_ROLE or arch in ONE_PER_FAMILY)
+            if (name not in BY_ROLE + LIKE_FULL or arch in ONE_PER_FAMILY)
             and (arch != VIT or name in VIT_STRATEGIES)]
 
 

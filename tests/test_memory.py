@@ -20,7 +20,7 @@ from ftlab.memory import analytic_memory, saved_activation_bytes
 from ftlab.memory.report import measure_row
 from ftlab.models import build_model
 from ftlab.strategies import get_strategy, strategy_names
-from extras import VIT, needs_extra, walk
+from extras import LIKE_FULL, VIT, needs_extra, walk
 
 
 def _prepared(name: str, arch: str, dtype: torch.dtype, size: int = 64):
@@ -73,6 +73,23 @@ def test_gradients_equal_stock_autograd_float64(name, arch):
     for key in grads:
         assert torch.allclose(grads[key], stock_grads[key]), key
     assert saved <= stock_saved * 1.01
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "timm:regnety_002"])
+def test_strategies_like_full_train_what_full_trains_in_the_same_modes(arch):
+    """What lets the walk above check `LIKE_FULL` on fewer models: a memory plan reads only
+    which parameters train and which modules run in training mode."""
+    if arch.startswith("timm:"):
+        pytest.importorskip("timm", reason="timm is not installed (pip install 'ftlab[timm]')")
+
+    def signature(name: str) -> tuple:
+        model, _ = _prepared(name, arch, torch.float32)
+        return ([(n, p.requires_grad) for n, p in model.named_parameters()],
+                [(n, m.training) for n, m in model.named_modules()])
+
+    full = signature("full")
+    for name in LIKE_FULL:
+        assert signature(name) == full, name
 
 
 def _float32_noise(model: nn.Module, x: torch.Tensor, truth: dict) -> dict[str, float]:
