@@ -98,6 +98,19 @@ def test_vpt_prompts_join_every_block_or_the_first_and_leave_before_the_head(dee
     assert trainable == {"vpt.prompts", "head.weight", "head.bias"}
 
 
+def test_arch_draws_vpts_prompts_as_an_inserted_block(tmp_path):
+    """The prompts' module never runs (hooks insert its tensor), so the drawing gives it the
+    token stream's shape there and counts its parameters as inserted and trained."""
+    from ftlab.cli import main
+
+    assert main(["arch", "--model", VIT, "--strategy", "vpt", "data.resolution=32",
+                 "train.batch_size=2", "--output-dir", str(tmp_path)]) == 0
+    rows = (tmp_path / "architecture.md").read_text().splitlines()
+    row = next(line for line in rows if line.startswith("| vpt "))
+    prompts = 10 * 12 * 192  # VPT-deep's default 10 tokens per block, ViT-Ti's width
+    assert "5x192 -> 5x192" in row and f"inserted {prompts:,}/{prompts:,}" in row
+
+
 def test_vpt_refuses_a_cnn_and_rotary_transformers():
     with pytest.raises(ConfigError, match="strategy vpt needs a Vision Transformer"):
         _prepared("vpt", "mobilenet_v2")

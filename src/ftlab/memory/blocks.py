@@ -151,7 +151,14 @@ def _shapes(model: nn.Module, blocks: list[tuple[str, ...]], resolution: int
         handles.append(last.register_forward_hook(
             lambda m, args, out, i=i: seen.__setitem__(f"out{i}", list(out.shape[1:]))))
     probe_forward(model, resolution, handles)
-    return [(seen[f"in{i}"], seen[f"out{i}"]) for i in range(len(blocks))]
+    shapes: list[tuple[list[int], list[int]]] = []
+    for i in range(len(blocks)):  # a block that never runs holds parameters others read
+        if f"in{i}" in seen:      # (VPT's prompts, inserted into the token sequence by hooks):
+            shapes.append((seen[f"in{i}"], seen[f"out{i}"]))  # the stream's shape there
+        else:
+            shape = shapes[-1][1] if shapes else list(seen.get("in0", []))
+            shapes.append((shape, shape))
+    return shapes
 
 
 def _parameter_counts(setup: StepSetup, count: int) -> list[dict[str, list[int]]]:

@@ -35,6 +35,9 @@ def trains_text(block: BlockRecord) -> str:
     kinds = [kind for kind, (trainable, total) in block.params.items()
              if kind != "inserted" and total]
     trained = [kind for kind in kinds if block.params[kind][0]]
+    inserted = block.params.get("inserted", [0, 0])
+    if not kinds and inserted[1]:  # a block the strategy added (VPT's prompts)
+        return f"inserted {inserted[0]:,}/{inserted[1]:,}"
     if not trained:
         return "frozen"
     if all(block.params[k][0] == block.params[k][1] for k in kinds):
