@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftlab.cli_args import Parser, check_yaml_first, int_in, int_list
+from ftlab.cli_args import Parser, check_yaml_first, int_in
 from ftlab.cli_args import add_command as _add
 from ftlab.cli_inference import add_commands as add_inference_commands
+from ftlab.cli_memory import add_commands as add_memory_commands
 from ftlab.version import __version__
 from ftlab.errors import FtlabError, RunDirError
 
@@ -98,30 +99,6 @@ def _datasets(args: argparse.Namespace) -> int:
     from ftlab.cli_tables import datasets_table
 
     print(datasets_table(args.root))
-    return 0
-
-
-def _memory(args: argparse.Namespace) -> int:
-    from ftlab.config import MemoryConfig
-    from ftlab.config.loading import load_structured  # bounds override values itself
-
-    flags = {"arch": args.model, "batch_sizes": args.batch_sizes, "resolution": args.resolution,
-             "frozen_bits": args.frozen_bits,
-             "num_classes": args.num_classes, "execution": args.execution,
-             "device": args.device,
-             "strategies": args.strategies.split(",") if args.strategies else None}
-    config = load_structured(MemoryConfig, None, args.overrides,
-                             base={k: v for k, v in flags.items() if v is not None})
-    from ftlab import runfiles  # torch from here on, once the settings are valid
-    from ftlab.fileio import check_output_folder
-    from ftlab.memory.report import memory_table, memory_title, save, strategies_of, to_markdown
-
-    strategies_of(config)  # names checked before the output folder, both before measuring
-    check_output_folder(args.output_dir, runfiles.MEMORY_CSV, "memory")
-    rows = memory_table(config)
-    markdown, table = save(rows, Path(args.output_dir), memory_title(config))
-    print(to_markdown(rows))
-    print(f"\nsaved {markdown} and {table}")
     return 0
 
 
@@ -283,7 +260,7 @@ def _add_listings(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_analyses(sub: argparse._SubParsersAction) -> None:
-    """plot, report, diff and memory: reading and measuring runs."""
+    """plot, report, diff, memory and plan: reading and measuring runs."""
     plot = _add(sub, "plot", _plot, "learning curves of runs on shared axes (PNG, SVG, JSON)")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("--metrics", default="val_top1,train_loss",
@@ -300,7 +277,7 @@ def _add_analyses(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--title")
 
     _add_diff(sub)
-    _add_memory(sub)
+    add_memory_commands(sub)
     add_inference_commands(sub)
 
 
@@ -321,27 +298,6 @@ def _add_diff(sub: argparse._SubParsersAction) -> None:
     diff.add_argument("--k", type=int,
                       help="singular vectors per layer for the subspace similarity (default 8)")
     diff.add_argument("--output-dir", default="diff", help="where the files go (default diff)")
-
-
-def _add_memory(sub: argparse._SubParsersAction) -> None:
-    """memory: flags and overrides both fill ftlab.config.MemoryConfig."""
-    memory = _add(sub, "memory", _memory, "training memory per strategy: measured (stock and "
-                  "memory-efficient) and analytic, as Markdown and CSV")
-    memory.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="settings of ftlab.config.MemoryConfig, e.g. resolution=160 "
-                        "strategies=[full,bias]; the flags below set the same fields")
-    memory.add_argument("--model", help="architecture (default mobilenet_v2)")
-    memory.add_argument("--strategies", help="comma-separated names, or all (default)")
-    memory.add_argument("--batch-sizes", type=int_list, help="comma-separated (default 1,64)")
-    memory.add_argument("--resolution", type=int, help="input side in px (default 224)")
-    memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32),
-                        help="bits per frozen weight in the analytic count (TinyTL: 8; "
-                        "default 32)")
-    memory.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
-    memory.add_argument("--execution", choices=("both", "stock", "efficient"))
-    memory.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")
-    memory.add_argument("--output-dir", default="runs/memory",
-                        help="where memory.md and memory.csv go")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Experiment configuration: the schema (frozen dataclasses) and how it is loaded."""
 
-from ftlab.config.commands import DiffConfig, EvalConfig, MemoryConfig
+from ftlab.config.commands import DiffConfig, EvalConfig, MemoryConfig, PlanConfig
 from ftlab.config.loading import (
     config_from_dict,
     config_to_dict,
@@ -29,6 +29,7 @@ __all__ = [
     "MemoryConfig",
     "ModelConfig",
     "OptimConfig",
+    "PlanConfig",
     "ScheduleConfig",
     "StrategyConfig",
     "SyntheticConfig",

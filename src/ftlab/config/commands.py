@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
 from ftlab.config.schema import check_choice, check_number, fail
+from ftlab.config.sizes import parse_size
 
 EXECUTIONS = ("both", "stock", "efficient")
 DEVICES = ("cpu", "cuda", "auto")
@@ -56,6 +57,77 @@ class MemoryConfig:
     @property
     def executions(self) -> tuple[str, ...]:
         return ("stock", "efficient") if self.execution == "both" else (self.execution,)
+
+
+PLAN_EXECUTIONS = ("efficient", "stock", "both")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What `ftlab plan` answers: for each strategy, the largest batch (and, given a batch,
+    the largest resolution) whose training step fits `memory_budget`, each answer measured."""
+
+    memory_budget: str = ""
+    """The most memory one training step may hold, e.g. 512MiB or 2GiB (whole binary units:
+    `ftlab.config.sizes`). Counted as `ftlab memory` counts a step's peak: parameters,
+    gradients, optimizer state, the batch and what forward and backward hold, not the
+    process's own code or a CUDA context."""
+    strategies: list[str] = field(default_factory=lambda: ["all"])
+    """Strategy names, or ["all"] (every registered strategy that applies to `arch`)."""
+    arch: str = "mobilenet_v2"
+    """Architecture (`--model` on the command line)."""
+    resolution: int = 224
+    """Input side in pixels at which the largest batch is searched."""
+    batch_size: Optional[int] = None
+    """If set, also the largest resolution (a multiple of `resolution_step`) at this batch."""
+    resolution_step: int = 32
+    """Resolutions searched are multiples of this (32: every stride of a CNN divides it)."""
+    max_batch_size: int = 256
+    """Largest batch searched; a strategy that fits it is reported as fitting it (">= 256")
+    rather than measured at thousands of images."""
+    max_resolution: int = 1024
+    """Largest resolution searched."""
+    num_classes: int = 10
+    """Classes of the new head."""
+    strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options of planned strategies by name, as in `ftlab memory`
+    (`strategy_options.last_k.k=2`)."""
+    optim: str = "adam"
+    """Optimizer whose state counts (adam: two tensors per trained parameter, sgd: one)."""
+    epochs: Optional[int] = None
+    """The run's length: a strategy that unfreezes over epochs (gradual_unfreeze) is planned
+    at the stage of its last epoch. None: at its widest stage."""
+    execution: str = "efficient"
+    """efficient (how `ftlab train` runs, train.memory_efficient=true), stock (plain
+    autograd) or both."""
+    device: str = "cpu"
+    """cpu, cuda or auto."""
+
+    def __post_init__(self) -> None:
+        if not str(self.memory_budget).strip():
+            fail("plan.memory_budget", self.memory_budget, "a memory size such as 512MiB "
+                 "(--memory-budget)")
+        parse_size(self.memory_budget, "plan.memory_budget")
+        check_number("plan.resolution", self.resolution, low=8, high=4096)
+        if self.batch_size is not None:
+            check_number("plan.batch_size", self.batch_size, low=1, high=1_000_000)
+        check_number("plan.resolution_step", self.resolution_step, low=1, high=1024)
+        check_number("plan.max_batch_size", self.max_batch_size, low=2, high=1_000_000)
+        check_number("plan.max_resolution", self.max_resolution, low=self.resolution_step,
+                     high=8192)
+        check_number("plan.num_classes", self.num_classes, low=1, high=MAX_CLASSES)
+        if self.epochs is not None:
+            check_number("plan.epochs", self.epochs, low=1, high=1_000_000)
+        check_choice("plan.execution", self.execution, PLAN_EXECUTIONS)
+        check_choice("plan.device", self.device, DEVICES)
+
+    @property
+    def budget_bytes(self) -> int:
+        return parse_size(self.memory_budget, "plan.memory_budget")
+
+    @property
+    def executions(self) -> tuple[str, ...]:
+        return ("efficient", "stock") if self.execution == "both" else (self.execution,)
 
 
 EVAL_SPLITS = ("test", "val", "train")

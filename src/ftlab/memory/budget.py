@@ -1,0 +1,312 @@
+"""`ftlab plan`: the largest batch (and resolution) at which each strategy's training step
+fits a memory budget, every answer a measured step.
+
+A step's peak grows almost exactly affinely with the batch (activations scale with it;
+parameters, gradients and optimizer state do not) and with the square of the resolution.
+So two small measured steps give a line, the line gives a first guess, and each further
+measurement refits the line through the two measured points nearest the answer, until the
+largest measured batch that fits and the smallest that does not are neighbours (or the line
+through measured points puts the next batch over the budget, when `confirm` is off). A
+search thus measures three to five steps instead of bisecting a thousand batch sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ftlab.assembly import build_optimizer
+from ftlab.config import OptimConfig, PlanConfig, StrategyConfig
+from ftlab.config.sizes import format_size
+from ftlab.efficient import apply_memory_plan
+from ftlab.errors import ConfigError
+from ftlab.memory.measure import step_peak
+from ftlab.runtime import resolve_device
+from ftlab.strategies import get_strategy, prepare_model, strategy_names
+
+log = logging.getLogger("ftlab")
+
+WIDEST_STAGE = 10**6
+"""The epoch at which a strategy that unfreezes over epochs trains all it ever will."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured training step."""
+
+    batch_size: int
+    resolution: int
+    peak: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The largest value of one setting whose step fits, with how sure the search is."""
+
+    largest: int | None
+    """None: not even the smallest value fits."""
+    capped: bool
+    """The largest value searched fits (the answer is at least `largest`)."""
+    next_measured: bool
+    """The next value was measured over the budget (else the fitted line puts it there)."""
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    strategy: str
+    options: dict[str, Any]
+    execution: str
+    trainable_params: int
+    batch: Answer
+    """Largest batch at `PlanConfig.resolution`."""
+    resolution: Answer | None
+    """Largest resolution at `PlanConfig.batch_size`, when one is given."""
+    points: tuple[Point, ...]
+    method: str
+    same_as: str | None = None
+    """Another planned strategy whose training step is this one's (the same parameters train
+    in the same modes, with no loss term of its own): its measurements are this row's."""
+
+    def peak_at(self, batch_size: int, resolution: int) -> int | None:
+        return next((p.peak for p in self.points
+                     if (p.batch_size, p.resolution) == (batch_size, resolution)), None)
+
+
+class StepProbe:
+    """One strategy prepared as `ftlab train` prepares it (at its widest stage), whose
+    training step is measured at any batch size, on random data."""
+
+    def __init__(self, config: PlanConfig, strategy: str, execution: str, resolution: int,
+                 device: torch.device) -> None:
+        options = config.strategy_options.get(strategy, {})
+        prepared = prepare_model(config.arch, None, StrategyConfig(name=strategy, options=dict(options)),
+                                 config.num_classes, resolution, load_weights=False)
+        self.strategy, adapter = prepared.strategy, prepared.built.adapter
+        self.model = prepared.built.model.to(device)
+        self.strategy.begin_epoch(config.epochs or WIDEST_STAGE, self.model, adapter)
+        self.strategy.set_train_mode(self.model)
+        if execution == "efficient":
+            apply_memory_plan(self.model)
+        optim = OptimConfig(name=config.optim)
+        self.optimizer = build_optimizer(self.strategy.param_groups(self.model, adapter, optim),
+                                         optim)
+        self.trainable = sum(p.numel() for g in self.optimizer.param_groups
+                             for p in g["params"] if p.requires_grad)
+        self.resolution, self.device, self.classes = resolution, device, config.num_classes
+        self.name, self.execution = strategy, execution
+        self.method = ""
+        self._step(*self._batch(2))  # the optimizer's state exists from here on (2: a
+        # training-mode BatchNorm over a 1x1 map needs two images)
+
+    def signature(self) -> tuple:
+        """What the step's memory depends on besides batch and resolution: which parameters
+        exist and train, which modules are in training mode, what the optimizer holds, and
+        whether the loss has a term of the strategy's own. Strategies with equal signatures
+        take the same step (full, separate_lr, layer_decay, scratch)."""
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        return (tuple((name, tuple(p.shape), p.requires_grad)
+                      for name, p in self.model.named_parameters()),
+                tuple((type(m).__name__, m.training) for m in self.model.modules()),
+                sorted(names[id(p)] for g in self.optimizer.param_groups for p in g["params"]),
+                self.strategy.penalty(self.model) is None)
+
+    def peak(self, batch_size: int) -> int:
+        images, labels = self._batch(batch_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        state = [t for s in self.optimizer.state.values() for t in s.values()
+                 if isinstance(t, torch.Tensor)]
+        own = _tensors(self.strategy.state_dict())  # L2-SP's starting weights
+        held = [*self.model.parameters(), *self.model.buffers(), *state, *own, images, labels]
+        peak, self.method = step_peak(lambda: self._step(images, labels), held, self.device)
+        if peak is None:
+            raise ConfigError("this torch release's profiler reports no CPU memory timeline; "
+                              "plan on --device cuda or with another torch version")
+        return peak
+
+    def _batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(size)
+        images = torch.randn(size, 3, self.resolution, self.resolution, generator=generator)
+        labels = torch.randint(0, self.classes, (size,), generator=generator)
+        return images.to(self.device), labels.to(self.device)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        try:
+            loss = torch.nn.functional.cross_entropy(self.model(images), labels)
+        except ValueError as err:  # BatchNorm in training mode with one value per channel
+            if "more than 1 value per channel" not in str(err):
+                raise
+            raise ConfigError(f"{self.strategy.name} at batch {len(images)} and "
+                              f"{self.resolution} px leaves a training-mode BatchNorm with one "
+                              "value per channel; plan at a larger --resolution") from None
+        penalty = self.strategy.penalty(self.model)
+        (loss if penalty is None else loss + penalty).backward()
+        self.optimizer.step()
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in nested dicts and lists."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def largest_fitting(measure: Callable[[int], int], low: int, high: int,
+                    size: Callable[[int], float], budget: int, *, confirm: bool = True
+                    ) -> tuple[Answer, dict[int, int]]:
+    """The largest x in [low, high] whose measured peak is within `budget`, for a peak that
+    grows affinely in size(x); returns it with every (x, peak) measured. With `confirm`, the
+    x after the answer is measured too (unless the answer is `high`)."""
+    known: dict[int, int] = {}
+
+    def at(x: int) -> int:
+        if x not in known:
+            known[x] = measure(x)
+        return known[x]
+
+    if at(low) > budget:
+        return Answer(None, False, True), known
+    if high > low:
+        at(low + 1)
+    bracket = high + 1 - low
+    for _ in range(40):  # two or three on a real step; bisection bounds a bent one
+        fit = max(x for x, peak in known.items() if peak <= budget)
+        over = min((x for x, peak in known.items() if peak > budget), default=high + 1)
+        guess = _predict(known, fit, over, size, budget)
+        if over == fit + 1 or (guess <= fit and not confirm):
+            break
+        if over - fit > bracket // 2 and over <= high:  # the line is off: halve instead
+            guess = (fit + over) // 2
+        bracket = over - fit
+        at(max(guess, fit + 1))
+    fit = max(x for x, peak in known.items() if peak <= budget)
+    return Answer(fit, fit == high, known.get(fit + 1, 0) > budget), known
+
+
+def _predict(known: dict[int, int], fit: int, over: int, size: Callable[[int], float],
+             budget: int) -> int:
+    """The largest x in (fit, over) that a line through `fit` keeps within budget (`fit`
+    when none): the line to `over` where it was measured (interpolation, which a line from
+    the smallest steps would overshoot: their slope misses the per-image cost that only
+    shows at larger batches), else to the measured point nearest `fit`."""
+    other = over if over in known else min((x for x in known if x != fit),
+                                           key=lambda x: abs(size(x) - size(fit)))
+    slope = (known[other] - known[fit]) / (size(other) - size(fit))
+    if slope <= 0:
+        return over - 1
+    lo, hi = fit, over - 1  # size is increasing: bisect the prediction, not the measurement
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if known[fit] + slope * (size(mid) - size(fit)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def plan_table(config: PlanConfig) -> list[PlanRow]:
+    """Every strategy x execution `config` asks for, searched; refuses a budget that not
+    one of them fits at batch 1, naming the smallest need."""
+    device = resolve_device(config.device)
+    warn_if_over_free_memory(config.budget_bytes, device)
+    rows: list[PlanRow] = []
+    measured: dict[tuple, PlanRow] = {}
+    for name in planned_strategies(config, device):
+        for execution in config.executions:
+            probe = StepProbe(config, name, execution, config.resolution, device)
+            key = (execution, repr(probe.signature()))
+            if key in measured:
+                rows.append(dataclasses.replace(measured[key], strategy=name,
+                                                same_as=measured[key].strategy))
+                continue
+            measured[key] = plan_row(config, probe)
+            rows.append(measured[key])
+    if all(row.batch.largest is None for row in rows):
+        smallest = min(rows, key=lambda row: row.points[0].peak)
+        raise ConfigError(
+            f"nothing fits in {format_size(config.budget_bytes)}: the smallest step is "
+            f"{smallest.strategy} ({smallest.execution}) at batch 1 and {config.resolution} px, "
+            f"{format_size(smallest.points[0].peak)}; raise --memory-budget to at least that "
+            "or plan at a lower --resolution")
+    return rows
+
+
+def plan_row(config: PlanConfig, probe: StepProbe) -> PlanRow:
+    """The largest batch of `probe`'s step, and with `config.batch_size` its largest
+    resolution (one model per resolution tried)."""
+    budget, strategy, execution = config.budget_bytes, probe.name, probe.execution
+    batch, known = largest_fitting(probe.peak, 1, config.max_batch_size, float, budget)
+    points = [Point(b, config.resolution, peak) for b, peak in sorted(known.items())]
+    resolution = None
+    if config.batch_size is not None:
+        step = config.resolution_step
+
+        def at_resolution(k: int) -> int:
+            return StepProbe(config, strategy, execution, k * step, probe.device).peak(
+                config.batch_size)
+
+        low = max(1, -(-64 // step))  # 64 px: the smallest input every family takes
+        found, known = largest_fitting(at_resolution, low, config.max_resolution // step,
+                                       lambda k: float(k * step) ** 2, budget)
+        resolution = Answer(None if found.largest is None else found.largest * step,
+                            found.capped, found.next_measured)
+        points += [Point(config.batch_size, k * step, peak) for k, peak in sorted(known.items())]
+    log.info("plan: %s (%s) fits batch %s at %d px", strategy, execution,
+             batch.largest, config.resolution)
+    return PlanRow(strategy, dict(config.strategy_options.get(strategy, {})), execution,
+                   probe.trainable, batch, resolution, tuple(points), probe.method)
+
+
+def planned_strategies(config: PlanConfig, device: torch.device) -> list[str]:
+    """The strategies named, each checked; for ["all"], every registered strategy that
+    prepares on `config.arch` (VPT needs a ViT, PEFT methods the peft extra): the others
+    are named in the log, not planned."""
+    for name in config.strategy_options:
+        if config.strategies != ["all"] and name not in config.strategies:
+            raise ConfigError(f"plan.strategy_options names {name!r}, which is not planned "
+                              f"(strategies: {', '.join(config.strategies)}); add it or remove "
+                              "its options")
+    if config.strategies != ["all"]:
+        for name in config.strategies:
+            get_strategy(StrategyConfig(name=name, options=dict(config.strategy_options.get(name, {}))))
+        return list(config.strategies)
+    chosen = []
+    for name in strategy_names():
+        try:
+            prepare_model(config.arch, None, StrategyConfig(
+                name=name, options=dict(config.strategy_options.get(name, {}))), config.num_classes,
+                config.resolution, load_weights=False)
+        except ConfigError as err:
+            log.info("plan: %s is not planned: %s", name, err)
+            continue
+        chosen.append(name)
+    return chosen
+
+
+def warn_if_over_free_memory(budget: int, device: torch.device) -> None:
+    """A budget over what the device has free is planned anyway (the user may plan for
+    another machine), with a warning."""
+    free = free_memory(device)
+    if free is not None and budget > free:
+        log.warning("warning: the budget %s is more than this %s has free (%s); planning "
+                    "anyway, for a device that has it", format_size(budget), device.type,
+                    format_size(free))
+
+
+def free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
