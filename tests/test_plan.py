@@ -11,7 +11,8 @@ from ftlab.cli import main
 from ftlab.config import PlanConfig
 from ftlab.config.sizes import format_size, parse_size
 from ftlab.errors import ConfigError
-from ftlab.memory.budget import StepProbe, largest_fitting, plan_table
+from ftlab.memory.budget import largest_fitting, plan_table
+from ftlab.memory.probe import StepProbe, plan_spec
 from ftlab.memory.measure import measure_step
 
 MIB = 2**20
@@ -86,7 +87,8 @@ def test_every_answer_is_confirmed_by_a_fresh_measured_step():
     rows = plan_table(config)
     assert {row.strategy for row in rows} == {"full", "bias", "linear_probe"}
     for row in rows:
-        probe = StepProbe(config, row.strategy, "efficient", 64, torch.device("cpu"))
+        probe = StepProbe(plan_spec(config, row.strategy, "efficient", 64),
+                          torch.device("cpu"))
         assert row.batch.largest is not None and not row.batch.capped
         assert probe.peak(row.batch.largest) <= config.budget_bytes
         assert probe.peak(row.batch.largest + 1) > config.budget_bytes
@@ -99,7 +101,7 @@ def test_the_quick_peak_equals_the_memory_tables_peak():
     `ftlab memory` measures), on the same model, optimizer and batch."""
     config = small_plan("1GiB")
     for strategy in ("full", "bias"):
-        probe = StepProbe(config, strategy, "efficient", 64, torch.device("cpu"))
+        probe = StepProbe(plan_spec(config, strategy, "efficient", 64), torch.device("cpu"))
         images, labels = probe._batch(4)
         slow = measure_step(probe.model, probe.optimizer, images, labels).peak
         if slow is None:

@@ -20,19 +20,14 @@ from typing import Any
 
 import torch
 
-from ftlab.assembly import build_optimizer
-from ftlab.config import OptimConfig, PlanConfig, StrategyConfig
+from ftlab.config import PlanConfig, StrategyConfig
 from ftlab.config.sizes import format_size
-from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
-from ftlab.memory.measure import step_peak
+from ftlab.memory.probe import StepProbe, plan_spec
 from ftlab.runtime import resolve_device
 from ftlab.strategies import get_strategy, prepare_model, strategy_names
 
 log = logging.getLogger("ftlab")
-
-WIDEST_STAGE = 10**6
-"""The epoch at which a strategy that unfreezes over epochs trains all it ever will."""
 
 
 @dataclass(frozen=True)
@@ -75,88 +70,6 @@ class PlanRow:
     def peak_at(self, batch_size: int, resolution: int) -> int | None:
         return next((p.peak for p in self.points
                      if (p.batch_size, p.resolution) == (batch_size, resolution)), None)
-
-
-class StepProbe:
-    """One strategy prepared as `ftlab train` prepares it (at its widest stage), whose
-    training step is measured at any batch size, on random data."""
-
-    def __init__(self, config: PlanConfig, strategy: str, execution: str, resolution: int,
-                 device: torch.device) -> None:
-        options = config.strategy_options.get(strategy, {})
-        prepared = prepare_model(config.arch, None, StrategyConfig(name=strategy, options=dict(options)),
-                                 config.num_classes, resolution, load_weights=False)
-        self.strategy, adapter = prepared.strategy, prepared.built.adapter
-        self.model = prepared.built.model.to(device)
-        self.strategy.begin_epoch(config.epochs or WIDEST_STAGE, self.model, adapter)
-        self.strategy.set_train_mode(self.model)
-        if execution == "efficient":
-            apply_memory_plan(self.model)
-        optim = OptimConfig(name=config.optim)
-        self.optimizer = build_optimizer(self.strategy.param_groups(self.model, adapter, optim),
-                                         optim)
-        self.trainable = sum(p.numel() for g in self.optimizer.param_groups
-                             for p in g["params"] if p.requires_grad)
-        self.resolution, self.device, self.classes = resolution, device, config.num_classes
-        self.name, self.execution = strategy, execution
-        self.method = ""
-        self._step(*self._batch(2))  # the optimizer's state exists from here on (2: a
-        # training-mode BatchNorm over a 1x1 map needs two images)
-
-    def signature(self) -> tuple:
-        """What the step's memory depends on besides batch and resolution: which parameters
-        exist and train, which modules are in training mode, what the optimizer holds, and
-        whether the loss has a term of the strategy's own. Strategies with equal signatures
-        take the same step (full, separate_lr, layer_decay, scratch)."""
-        names = {id(p): name for name, p in self.model.named_parameters()}
-        return (tuple((name, tuple(p.shape), p.requires_grad)
-                      for name, p in self.model.named_parameters()),
-                tuple((type(m).__name__, m.training) for m in self.model.modules()),
-                sorted(names[id(p)] for g in self.optimizer.param_groups for p in g["params"]),
-                self.strategy.penalty(self.model) is None)
-
-    def peak(self, batch_size: int) -> int:
-        images, labels = self._batch(batch_size)
-        self.optimizer.zero_grad(set_to_none=True)
-        state = [t for s in self.optimizer.state.values() for t in s.values()
-                 if isinstance(t, torch.Tensor)]
-        own = _tensors(self.strategy.state_dict())  # L2-SP's starting weights
-        held = [*self.model.parameters(), *self.model.buffers(), *state, *own, images, labels]
-        peak, self.method = step_peak(lambda: self._step(images, labels), held, self.device)
-        if peak is None:
-            raise ConfigError("this torch release's profiler reports no CPU memory timeline; "
-                              "plan on --device cuda or with another torch version")
-        return peak
-
-    def _batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(size)
-        images = torch.randn(size, 3, self.resolution, self.resolution, generator=generator)
-        labels = torch.randint(0, self.classes, (size,), generator=generator)
-        return images.to(self.device), labels.to(self.device)
-
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        try:
-            loss = torch.nn.functional.cross_entropy(self.model(images), labels)
-        except ValueError as err:  # BatchNorm in training mode with one value per channel
-            if "more than 1 value per channel" not in str(err):
-                raise
-            raise ConfigError(f"{self.strategy.name} at batch {len(images)} and "
-                              f"{self.resolution} px leaves a training-mode BatchNorm with one "
-                              "value per channel; plan at a larger --resolution") from None
-        penalty = self.strategy.penalty(self.model)
-        (loss if penalty is None else loss + penalty).backward()
-        self.optimizer.step()
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in nested dicts and lists."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    return []
 
 
 def largest_fitting(measure: Callable[[int], int], low: int, high: int,
@@ -221,7 +134,7 @@ def plan_table(config: PlanConfig) -> list[PlanRow]:
     measured: dict[tuple, PlanRow] = {}
     for name in planned_strategies(config, device):
         for execution in config.executions:
-            probe = StepProbe(config, name, execution, config.resolution, device)
+            probe = StepProbe(plan_spec(config, name, execution, config.resolution), device)
             key = (execution, repr(probe.signature()))
             if key in measured:
                 rows.append(dataclasses.replace(measured[key], strategy=name,
@@ -250,8 +163,8 @@ def plan_row(config: PlanConfig, probe: StepProbe) -> PlanRow:
         step = config.resolution_step
 
         def at_resolution(k: int) -> int:
-            return StepProbe(config, strategy, execution, k * step, probe.device).peak(
-                config.batch_size)
+            spec = plan_spec(config, strategy, execution, k * step)
+            return StepProbe(spec, probe.device).peak(config.batch_size)
 
         low = max(1, -(-64 // step))  # 64 px: the smallest input every family takes
         found, known = largest_fitting(at_resolution, low, config.max_resolution // step,
