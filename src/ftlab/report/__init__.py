@@ -10,7 +10,9 @@ from ftlab.report.plots import plot_runs
 
 def recommendations(root: Path) -> dict[str, list[str]]:
     """Which strategy, per dataset of a suite folder: the report's recommendation lines."""
-    return answers(groups(load_records(root)))
+    from ftlab.runfiles import read_report_settings
+
+    return answers(groups(load_records(root)), read_report_settings(root).memory_budget)
 
 
 __all__ = ["build_report", "plot_runs", "recommendations"]

@@ -80,7 +80,7 @@ def build_report(root: Path, title: str | None = None) -> tuple[Path, Path]:
         f"# {title}\n\n{_overview(root, records)}",
         _settings(records, settings),
         _results(records, root),
-        _answer(records, figures),
+        _answer(records, figures, settings.memory_budget),
         tuning_section(root, figures),
         _comparison(records, settings, figures),
         _memory(root),
@@ -186,7 +186,7 @@ def _mib_value(mib: float | None) -> str:
     return "–" if mib is None else f"{mib:,.1f}"
 
 
-def _answer(records: list[RunRecord], figures: Path) -> str:
+def _answer(records: list[RunRecord], figures: Path, budget: str | None = None) -> str:
     """Per dataset: each strategy against the best (paired over seeds), the accuracy /
     memory and accuracy / time trade-offs with their Pareto fronts, and the recommendation."""
     results = strategy_results(groups(records))
@@ -198,7 +198,8 @@ def _answer(records: list[RunRecord], figures: Path) -> str:
         rows = [[v.result.label, v.result.test.format(2), str(v.result.test.n),
                  v.difference.format(2) if v.difference else "–", v.verdict]
                 for v in against_best(chosen)]
-        text = [f"### {dataset}", "", *[f"- {line}" for line in recommendation(chosen)], "",
+        lines = recommendation(chosen, budget=budget)
+        text = [f"### {dataset}", "", *[f"- {line}" for line in lines], "",
                 _table(["strategy", "test top-1 %", "seeds", "paired Δ vs best (points)",
                         "verdict"], rows)]
         for cost, label, slug in (("memory_mib", "training-step memory (MiB, as run)", "memory"),

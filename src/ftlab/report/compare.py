@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
+from ftlab.config.sizes import parse_size
 from ftlab.report.collect import Group, RunRecord
 from ftlab.stats import Interval, mean_interval, paired_difference
 
@@ -109,13 +110,16 @@ def pareto(results: list[StrategyResult], cost: str) -> list[StrategyResult]:
 
 
 def recommendation(results: list[StrategyResult], memory_share: float = 0.25,
-                   points: float = 1.0) -> list[str]:
-    """The answer in a few lines: the best; the most accurate within `memory_share` of its
+                   points: float = 1.0, budget: str | None = None) -> list[str]:
+    """The answer in a few lines: the most accurate within `budget` (a memory size, e.g.
+    tune.memory_budget), if given; the best; the most accurate within `memory_share` of its
     memory; the cheapest within `points` of its accuracy; what ties with it."""
     versus = against_best(results)
     best = versus[0].result
-    lines = [f"best overall: {best.label} {best.test.format(1)} % test top-1"
-             + (f" at {best.memory_mib:,.0f} MiB per training step" if best.memory_mib else "")]
+    lines = [] if budget is None else [within_budget(results, budget)]
+    lines.append(f"best overall: {best.label} {best.test.format(1)} % test top-1"
+                 + (f" at {best.memory_mib:,.0f} MiB per training step" if best.memory_mib
+                    else ""))
     if best.memory_mib:
         budget = memory_share * best.memory_mib
         cheap = [r for r in results if r.memory_mib is not None and r.memory_mib <= budget]
@@ -140,11 +144,23 @@ def recommendation(results: list[StrategyResult], memory_share: float = 0.25,
     return lines
 
 
-def answers(groups: list[Group]) -> dict[str, list[str]]:
+def within_budget(results: list[StrategyResult], budget: str) -> str:
+    """"most accurate within 512MiB: ...", among the results whose measured training step
+    fits `budget`."""
+    limit = parse_size(budget, "tune.memory_budget") / 2**20
+    fitting = [r for r in results if r.memory_mib is not None and r.memory_mib <= limit]
+    if not fitting:
+        return f"within {budget}: no tested strategy's training step fits"
+    pick = max(fitting, key=lambda r: r.test.mean)
+    return (f"most accurate within {budget}: {pick.label} {pick.test.format(1)} % test "
+            f"top-1 at {pick.memory_mib:,.0f} MiB per training step")
+
+
+def answers(groups: list[Group], budget: str | None = None) -> dict[str, list[str]]:
     """The recommendation per dataset with two or more tested strategies."""
     results = strategy_results(groups)
     by_dataset: dict[str, list[StrategyResult]] = {}
     for result in results:
         by_dataset.setdefault(result.dataset, []).append(result)
-    return {dataset: recommendation(chosen) for dataset, chosen in sorted(by_dataset.items())
-            if len(chosen) >= 2}
+    return {dataset: recommendation(chosen, budget=budget)
+            for dataset, chosen in sorted(by_dataset.items()) if len(chosen) >= 2}

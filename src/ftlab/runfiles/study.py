@@ -40,6 +40,8 @@ class TrialRecord:
     """Why it failed or was cut short (divergence, a stop signal)."""
     best_epoch: int | None = None
     """The epoch of its best validation top-1 (the first, in a tie); None: none reported."""
+    step_peak_bytes: int | None = None
+    """With tune.memory_budget: its training step's measured peak (None: no budget)."""
 
     @classmethod
     def from_dict(cls, values: Any, source: object) -> TrialRecord:

@@ -184,6 +184,9 @@ class ReportSettings:
     smoothing: float = 0.0
     overrides: list[str] = field(default_factory=list)
     """The overrides every run of the suite has."""
+    memory_budget: str | None = None
+    """A tuned suite's tune.memory_budget (as written, e.g. 512MiB): the recommendation
+    names the most accurate strategy within it."""
 
 
 def read_report_settings(root: Path) -> ReportSettings:
@@ -202,6 +205,9 @@ def read_report_settings(root: Path) -> ReportSettings:
         raise RunDirError(f"{path} is not a readable suite file: its 'report' is "
                           f"{type(section).__name__}, not a mapping")
     given = {**section, **({"overrides": values["overrides"]} if "overrides" in values else {})}
+    tune = values.get("tune")
+    if isinstance(tune, Mapping) and tune.get("memory_budget") is not None:
+        given["memory_budget"] = str(tune["memory_budget"])
     kwargs = field_values(ReportSettings, {k: v for k, v in given.items() if v is not None},
                           "suite file", path, RunDirError)
     settings = ReportSettings(**kwargs)

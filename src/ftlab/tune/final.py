@@ -25,7 +25,7 @@ from ftlab.suite.expand import RunSpec
 from ftlab.tune.schema import REFIT_ALL, TuneConfig
 from ftlab.tune.plan import StudyPlan, decoded
 from ftlab.tune.space import overrides_for
-from ftlab.tune.trial import ERROR_ATTR, RUN_ATTR, SURPLUS
+from ftlab.tune.trial import ERROR_ATTR, OVER_BUDGET, RUN_ATTR, STEP_PEAK_ATTR, SURPLUS
 
 log = logging.getLogger("ftlab")
 
@@ -62,7 +62,8 @@ def _trial(trial: FrozenTrial) -> TrialRecord:
     return TrialRecord(number=trial.number, state=state, value=value,
                        params=decoded(trial.params), epochs=len(values),
                        run=trial.user_attrs.get(RUN_ATTR), error=trial.user_attrs.get(ERROR_ATTR),
-                       best_epoch=best_epoch)
+                       best_epoch=best_epoch,
+                       step_peak_bytes=trial.user_attrs.get(STEP_PEAK_ATTR))
 
 
 def _importance(study: optuna.Study, space_size: int) -> dict[str, float]:
@@ -101,6 +102,11 @@ def final_specs(plans: list[StudyPlan], records: dict[str, StudyRecord], tune: T
     for plan in plans:
         record = records[plan.name]
         best = record.best
+        if best is None and over_budget(record):
+            log.warning("tune %s: no trial's training step fits tune.memory_budget=%s (the "
+                        "smallest needs %s); nothing to retrain", plan.label,
+                        tune.memory_budget, _smallest_need(record))
+            continue
         if best is None:
             raise ConfigError(f"tune {plan.label}: no trial completed, so there is no setting "
                               f"to retrain; see the trials' logs in {plan.folder}")
@@ -115,6 +121,17 @@ def final_specs(plans: list[StudyPlan], records: dict[str, StudyRecord], tune: T
             specs.append(RunSpec(name, plan.base, overrides, dataset=plan.dataset,
                                  strategy=plan.strategy, seed=seed))
     return specs
+
+
+def over_budget(record: StudyRecord) -> bool:
+    """Whether every ended trial of the study was over tune.memory_budget (none ran)."""
+    ended = [t for t in record.trials if t.state in ("complete", "pruned")]
+    return bool(ended) and all((t.error or "").startswith(OVER_BUDGET) for t in ended)
+
+
+def _smallest_need(record: StudyRecord) -> str:
+    needs = [t.step_peak_bytes for t in record.trials if t.step_peak_bytes is not None]
+    return f"{min(needs) / 2**20:,.1f} MiB" if needs else "more"
 
 
 def trial_augment(plan: StudyPlan, params: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ftlab.config.schema import check_choice, check_number, fail
+from ftlab.config.sizes import parse_size
 from ftlab.suite.schema import SuiteConfig
 
 SAMPLERS = ("tpe", "grid", "random")
@@ -66,6 +67,12 @@ class TuneConfig:
     {choices: [...]}, or null to drop the key (see `ftlab strategies NAME`)."""
     strategies: dict[str, TuneStrategy] = field(default_factory=dict)
     """Per grid strategy: its own space changes and trial count."""
+    memory_budget: Optional[str] = None
+    """The most memory one training step may hold (512MiB, 2GiB: `ftlab plan`'s sizes).
+    Each new trial's step is measured before it trains, at its own batch size, resolution,
+    strategy options and execution; one over the budget is not run: it ends pruned, its
+    need recorded. The recommendation then names the most accurate strategy within it.
+    None: no budget."""
     refit: str = REFIT_ALL
     """What the final runs train on once the search has chosen a setting on the validation
     split: train+val (every labelled image, data.val_fraction=0, for the best trial's best
@@ -87,6 +94,8 @@ class TuneConfig:
         check_number("tune.min_epochs", self.min_epochs, low=1, high=100_000)
         check_number("tune.reduction_factor", self.reduction_factor, low=2, high=100)
         check_number("tune.sampler_seed", self.sampler_seed, low=0, high=2**31 - 1)
+        if self.memory_budget is not None:
+            parse_size(self.memory_budget, "tune.memory_budget")
         if self.storage is not None and not self.storage.strip():
             fail("tune.storage", self.storage, "a storage URL or journal file path, or null")
 
@@ -98,3 +107,8 @@ class TunedSuiteConfig(SuiteConfig):
     tune: TuneConfig = field(default_factory=TuneConfig)
     """Tune each dataset x strategy of the grid before its final runs; a suite file without
     this section is tuned with these defaults."""
+
+
+def budget_bytes(tune: TuneConfig) -> int | None:
+    return None if tune.memory_budget is None else parse_size(tune.memory_budget,
+                                                              "tune.memory_budget")

@@ -36,7 +36,8 @@ from ftlab.errors import FtlabError, Stopped, TrainingDiverged
 from ftlab.fileio import exclusive_lock, lock_in_use
 from ftlab.runfiles import CONFIG, TUNE_LOCKS, training_started
 from ftlab.tune.plan import StudyPlan, encoded
-from ftlab.tune.schema import TuneConfig
+from ftlab.tune.budget import BudgetCheck
+from ftlab.tune.schema import TuneConfig, budget_bytes
 from ftlab.tune.study import reseed
 
 log = logging.getLogger("ftlab")
@@ -45,6 +46,10 @@ RESUME_ATTR = "ftlab_resume"
 """A re-queued trial's user attribute: the run folder it continues."""
 RUN_ATTR = "run"
 ERROR_ATTR = "error"
+STEP_PEAK_ATTR = "step_peak_bytes"
+"""With tune.memory_budget: the measured peak of the trial's training step, in bytes."""
+OVER_BUDGET = "over the memory budget"
+"""How ERROR_ATTR of a trial whose step did not fit tune.memory_budget begins."""
 SURPLUS = "surplus"
 """ERROR_ATTR of a trial asked after the study had its trials (a race between workers)."""
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -57,9 +62,11 @@ class TrialLife:
     """One trial of `plan`'s study, run by this worker from ask to tell."""
 
     def __init__(self, study: optuna.Study, plan: StudyPlan, tune: TuneConfig,
-                 worker: int = 0, threads: int | None = None) -> None:
+                 worker: int = 0, threads: int | None = None,
+                 budget_check: BudgetCheck | None = None) -> None:
         self.study, self.plan, self.tune = study, plan, tune
         self.worker, self.threads = worker, threads
+        self.budget_check = budget_check or BudgetCheck()
 
     def run(self) -> None:
         """Ask for one trial and run it to its end (complete, pruned or failed)."""
@@ -74,6 +81,8 @@ class TrialLife:
                 return
             params = suggest(trial, self.plan)
             run = resume or f"trial-{trial.number:04d}"
+            if not resume and self._over_budget(trial, params, run):
+                return
             trial.set_user_attr(RUN_ATTR, run)
             log.info("tune %s: trial %d %s", self.plan.label, trial.number, _params_text(params))
             try:
@@ -89,6 +98,25 @@ class TrialLife:
             state = TrialState.PRUNED if summary["status"] == "pruned" else TrialState.COMPLETE
             self._tell(trial, state, value=summary["best_val_top1"])
             self._log_result(trial.number, state, summary)
+
+    def _over_budget(self, trial: Trial, params: dict[str, Any], run: str) -> bool:
+        """With tune.memory_budget: measure the trial's training step before it trains; one
+        over the budget ends pruned unrun, with its need recorded (`STEP_PEAK_ATTR`)."""
+        budget = budget_bytes(self.tune)
+        if budget is None:
+            return False
+        peak = self.budget_check.peak(self.plan.trial_overrides(params, run), self.plan.base)
+        trial.set_user_attr(STEP_PEAK_ATTR, peak)
+        if peak <= budget:
+            return False
+        need = f"{peak / 2**20:,.1f} MiB"
+        log.info("tune %s: trial %d %s needs %s per training step, over the budget of %s; "
+                 "not run", self.plan.label, trial.number, _params_text(params), need,
+                 self.tune.memory_budget)
+        self._tell(trial, TrialState.PRUNED,
+                   error=f"{OVER_BUDGET}: its training step needs {need}, more than "
+                   f"tune.memory_budget={self.tune.memory_budget}; not run")
+        return True
 
     def _drop_surplus(self, trial: Trial, resume: str | None) -> None:
         """A trial asked for after the study had its trials: ended unrun. A re-queued

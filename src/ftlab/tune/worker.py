@@ -12,6 +12,7 @@ import optuna
 
 from ftlab.errors import Stopped
 from ftlab.runtime import StopFlag
+from ftlab.tune.budget import BudgetCheck
 from ftlab.tune.plan import StudyPlan
 from ftlab.tune.schema import TuneConfig
 from ftlab.tune.study import open_study
@@ -28,12 +29,13 @@ def work(plans: list[StudyPlan], storage: optuna.storages.BaseStorage, tune: Tun
     train.num_threads and data.num_workers unset (workers side by side on one machine).
     """
     stop = StopFlag()
+    budget = BudgetCheck()  # one measurement per distinct step, for all of this worker's trials
     with stop.installed():
         for plan in plans:
             study = open_study(plan, storage, tune, suite, worker)
             plan.folder.mkdir(parents=True, exist_ok=True)
             while not stop.requested and _wants_trial(study, plan):
-                TrialLife(study, plan, tune, worker, threads).run()
+                TrialLife(study, plan, tune, worker, threads, budget).run()
     if stop.requested:
         raise Stopped(f"{stop.name} received: tuning stopped; run the same ftlab tune command "
                       "again to continue", stop.signum or 15)
