@@ -20,7 +20,7 @@ def _memory(args: argparse.Namespace) -> int:
     from ftlab.config.loading import load_structured  # bounds override values itself
 
     flags = {"arch": args.model, "batch_sizes": args.batch_sizes, "resolution": args.resolution,
-             "frozen_bits": args.frozen_bits,
+             "frozen_bits": args.frozen_bits, "frozen_weights": args.frozen_weights,
              "num_classes": args.num_classes, "execution": args.execution,
              "device": args.device,
              "strategies": args.strategies.split(",") if args.strategies else None}
@@ -47,6 +47,7 @@ def _plan(args: argparse.Namespace) -> int:
              "resolution": args.resolution, "batch_size": args.batch_size,
              "num_classes": args.num_classes, "execution": args.execution,
              "device": args.device, "optim": args.optim,
+             "frozen_weights": args.frozen_weights,
              "strategies": args.strategies.split(",") if args.strategies else None}
     config = load_structured(PlanConfig, None, args.overrides,
                              base={k: v for k, v in flags.items() if v is not None})
@@ -80,6 +81,9 @@ def _add_memory(sub: argparse._SubParsersAction) -> None:
     memory.add_argument("--frozen-bits", type=int, choices=(8, 16, 32),
                         help="bits per frozen weight in the analytic count (TinyTL: 8; "
                         "default 32)")
+    memory.add_argument("--frozen-weights", choices=("fp32", "int8"),
+                        help="how the efficient rows store frozen weights (measured; "
+                        "default fp32)")
     memory.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
     memory.add_argument("--execution", choices=("both", "stock", "efficient"))
     memory.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")
@@ -105,6 +109,8 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
                       "this batch")
     plan.add_argument("--num-classes", type=int, help="classes of the head (default 10)")
     plan.add_argument("--optim", help="optimizer whose state counts (default adam)")
+    plan.add_argument("--frozen-weights", choices=("fp32", "int8"),
+                      help="store frozen weights in int8 (train.frozen_weights; default fp32)")
     plan.add_argument("--execution", choices=("efficient", "stock", "both"),
                       help="efficient (how ftlab trains; default), stock, or both")
     plan.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")

@@ -11,6 +11,7 @@ from ftlab.assembly.experiment import (
     resolve_config,
 )
 from ftlab.assembly.fits import check_step_fits, stock_step_bytes
+from ftlab.assembly.frozen import store_frozen_weights
 from ftlab.assembly.loaders import Loaders, build_loaders
 from ftlab.assembly.optim import build_optimizer
 from ftlab.assembly.schedule import build_scheduler, lr_factor
@@ -18,4 +19,5 @@ from ftlab.assembly.step import StepSettings, TrainStep
 
 __all__ = ["AMP_DTYPES", "Experiment", "Loaders", "StepSettings", "TrainStep",
            "build_experiment", "build_loaders", "build_optimizer", "build_scheduler",
-           "check_config", "check_step_fits", "lr_factor", "resolve_config", "stock_step_bytes"]
+           "check_config", "check_step_fits", "lr_factor", "resolve_config", "stock_step_bytes",
+           "store_frozen_weights"]

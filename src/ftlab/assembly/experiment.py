@@ -29,6 +29,7 @@ from ftlab.optimization import (
 from ftlab.strategies import Strategy, get_strategy, prepare_model
 from ftlab.assembly.compiled import CompiledOrEager
 from ftlab.assembly.fits import TRAIN_FACTOR, check_step_fits
+from ftlab.assembly.frozen import store_frozen_weights
 from ftlab.assembly.loaders import build_loaders
 from ftlab.assembly.optim import build_optimizer
 from ftlab.assembly.schedule import build_scheduler
@@ -185,6 +186,8 @@ def build_experiment(config: ExperimentConfig, *, load_weights: bool = True,
     channels_last = train_cfg.channels_last and device.type == "cuda"
     built.model.to(device, memory_format=torch.channels_last if channels_last else
                    torch.contiguous_format)
+    store_frozen_weights(built.model, strategy, built.adapter, train_cfg.frozen_weights,
+                         quiet=not dist.is_main)
     amp = resolve_amp(train_cfg.amp, device)
     settings = StepSettings(device=device, amp_dtype=AMP_DTYPES[amp],
                             channels_last=channels_last, grad_clip_norm=train_cfg.grad_clip_norm,

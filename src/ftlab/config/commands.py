@@ -14,6 +14,7 @@ from ftlab.config.schema import check_choice, check_number, fail
 from ftlab.config.sizes import parse_size
 
 EXECUTIONS = ("both", "stock", "efficient")
+FROZEN_WEIGHTS = ("fp32", "int8")
 DEVICES = ("cpu", "cuda", "auto")
 MAX_CLASSES = 100_000
 """More classes than any dataset ftlab reads (ImageNet-21k has 21,841); a larger head of
@@ -39,6 +40,9 @@ class MemoryConfig:
     defaults (`ftlab strategies NAME` lists them)."""
     frozen_bits: int = 32
     """Bits per frozen weight in the analytic count (TinyTL stores them in 8)."""
+    frozen_weights: str = "fp32"
+    """How the efficient rows store frozen conv / linear weights: fp32 or int8
+    (`train.frozen_weights`); stock rows are PyTorch as it is."""
     execution: str = "both"
     """stock (plain autograd), efficient (ftlab's memory-efficient execution) or both."""
     device: str = "cpu"
@@ -52,6 +56,7 @@ class MemoryConfig:
         if self.frozen_bits not in (8, 16, 32):
             fail("memory.frozen_bits", self.frozen_bits, "one of 8, 16, 32")
         check_choice("memory.execution", self.execution, EXECUTIONS)
+        check_choice("memory.frozen_weights", self.frozen_weights, FROZEN_WEIGHTS)
         check_choice("memory.device", self.device, DEVICES)
 
     @property
@@ -100,6 +105,9 @@ class PlanConfig:
     execution: str = "efficient"
     """efficient (how `ftlab train` runs, train.memory_efficient=true), stock (plain
     autograd) or both."""
+    frozen_weights: str = "fp32"
+    """fp32 or int8 (`train.frozen_weights`, efficient execution only); with int8, a
+    strategy that trains every weight is planned with fp32 weights."""
     device: str = "cpu"
     """cpu, cuda or auto."""
 
@@ -119,6 +127,7 @@ class PlanConfig:
         if self.epochs is not None:
             check_number("plan.epochs", self.epochs, low=1, high=1_000_000)
         check_choice("plan.execution", self.execution, PLAN_EXECUTIONS)
+        check_choice("plan.frozen_weights", self.frozen_weights, FROZEN_WEIGHTS)
         check_choice("plan.device", self.device, DEVICES)
 
     @property

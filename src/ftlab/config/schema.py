@@ -258,6 +258,7 @@ class ScheduleConfig:
 
 
 AMP_MODES = ("auto", "none", "bf16", "fp16")
+FROZEN_WEIGHTS = ("fp32", "int8")
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
 NONFINITE_MODES = ("stop", "skip")
@@ -317,6 +318,11 @@ class TrainConfig:
     """Keep for backward only what backward needs: frozen convs/linears keep no input,
     frozen eval-mode BatchNorms fold into the conv before them, ReLUs keep 1-bit masks.
     Gradients are unchanged; false runs stock PyTorch modules."""
+    frozen_weights: str = "fp32"
+    """How frozen conv and linear weights are stored: fp32, or int8 (per-output-channel,
+    dequantised on the fly in forward and backward, as TinyTL assumes; needs
+    memory_efficient and a strategy that freezes weights). Checkpoints hold the dequantised
+    fp32 values, so eval, diff and export read an int8 run like any."""
 
     def __post_init__(self) -> None:
         check_number("train.epochs", self.epochs, low=1, high=100_000)
@@ -332,6 +338,11 @@ class TrainConfig:
         check_choice("train.device", self.device, DEVICES)
         check_choice("train.progress", self.progress, PROGRESS_MODES)
         check_choice("train.nonfinite", self.nonfinite, NONFINITE_MODES)
+        check_choice("train.frozen_weights", self.frozen_weights, FROZEN_WEIGHTS)
+        if self.frozen_weights == "int8" and not self.memory_efficient:
+            fail("train.frozen_weights", self.frozen_weights, "fp32 with "
+                 "train.memory_efficient=false (int8 weights are dequantised inside ftlab's "
+                 "memory-efficient frozen layers; set train.memory_efficient=true)")
         if self.num_threads is not None:
             check_number("train.num_threads", self.num_threads, low=1, high=1024)
         check_number("train.log_every", self.log_every, low=1, high=1_000_000)

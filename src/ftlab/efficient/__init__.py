@@ -9,11 +9,13 @@ before first use (`self_check`); a rule that fails is switched off with a warnin
 
 from ftlab.efficient.apply import apply_memory_plan
 from ftlab.efficient.gates import gated_activation
+from ftlab.efficient.int8 import int8_bytes, int8_tensors, quantize_frozen_weights
 from ftlab.efficient.plan import MemoryPlan, plan_model, planned_modules, remove_memory_plan
 from ftlab.efficient.rules import RULES, Rule
 from ftlab.efficient.selfcheck import Verdict, checked_rules, self_check
 from ftlab.efficient.wiring import Wiring, observe_wiring
 
 __all__ = ["RULES", "MemoryPlan", "Rule", "Verdict", "Wiring", "apply_memory_plan",
-           "checked_rules", "gated_activation", "observe_wiring", "plan_model",
-           "planned_modules", "remove_memory_plan", "self_check"]
+           "checked_rules", "gated_activation", "int8_bytes", "int8_tensors",
+           "observe_wiring", "plan_model",
+           "planned_modules", "quantize_frozen_weights", "remove_memory_plan", "self_check"]

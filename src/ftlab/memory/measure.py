@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ftlab.efficient import int8_bytes, int8_tensors
+
 
 @dataclass(frozen=True)
 class MeasuredMemory:
@@ -35,6 +37,8 @@ class MeasuredMemory:
     optimizer: int
     peak: int | None
     peak_method: str
+    frozen_weights: int = 0
+    """The frozen parameters as stored: fp32 (or int8 weights and their scales)."""
 
 
 def unique_bytes(tensors: Iterable[torch.Tensor]) -> int:
@@ -53,7 +57,8 @@ def saved_activation_bytes(forward: Callable[[], torch.Tensor], model: nn.Module
     tensor saved by a part of the graph that the forward discarded (a weight norm computed
     and then detached, as DoRA does) is freed with that part, and its address may be
     reused by a later tensor: counting addresses alone would count it too, by chance."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    parameters = {p.untyped_storage().data_ptr()
+                  for p in (*model.parameters(), *int8_tensors(model))}  # int8 weights too
     saved: dict[int, list[tuple[int, weakref.ref]]] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -104,7 +109,9 @@ def measure_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: tor
         gradients=gradients[0],
         optimizer=unique_bytes(t for s in optimizer.state.values() for t in s.values()
                                if isinstance(t, torch.Tensor) and t.dim() > 0),
-        peak=peak, peak_method=method)
+        peak=peak, peak_method=method,
+        frozen_weights=unique_bytes(p for p in model.parameters() if not p.requires_grad)
+        + int8_bytes(model))
 
 
 def _persistent_bytes(model: nn.Module, optimizer: torch.optim.Optimizer,

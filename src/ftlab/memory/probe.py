@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ftlab.assembly import build_optimizer
+from ftlab.assembly import build_optimizer, store_frozen_weights
 from ftlab.config import ExperimentConfig, OptimConfig, PlanConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
@@ -33,6 +33,9 @@ class StepSpec:
     epochs: int | None = None
     """The run's length (a strategy that unfreezes over epochs is measured at its last);
     None: the strategy's widest stage."""
+    frozen_weights: str = "fp32"
+    """fp32 or int8 (efficient execution only; a strategy that trains every weight keeps
+    fp32)."""
 
 
 def plan_spec(config: PlanConfig, strategy: str, execution: str, resolution: int
@@ -40,14 +43,14 @@ def plan_spec(config: PlanConfig, strategy: str, execution: str, resolution: int
     options = dict(config.strategy_options.get(strategy, {}))
     return StepSpec(config.arch, StrategyConfig(name=strategy, options=options),
                     config.num_classes, resolution, OptimConfig(name=config.optim), execution,
-                    config.epochs)
+                    config.epochs, config.frozen_weights)
 
 
 def experiment_spec(config: ExperimentConfig, num_classes: int) -> StepSpec:
     """The step `ftlab train` takes for `config` (at its last epoch)."""
     return StepSpec(config.model.arch, config.strategy, num_classes, config.data.resolution,
                     config.optim, "efficient" if config.train.memory_efficient else "stock",
-                    config.train.epochs)
+                    config.train.epochs, config.train.frozen_weights)
 
 
 class StepProbe:
@@ -62,6 +65,8 @@ class StepProbe:
         self.strategy.begin_epoch(spec.epochs or WIDEST_STAGE, self.model, adapter)
         self.strategy.set_train_mode(self.model)
         if spec.execution == "efficient":
+            store_frozen_weights(self.model, self.strategy, adapter, spec.frozen_weights,
+                                 quiet=True, required=False)
             apply_memory_plan(self.model)
         self.optimizer = build_optimizer(
             self.strategy.param_groups(self.model, adapter, spec.optim), spec.optim)
@@ -81,6 +86,7 @@ class StepProbe:
         names = {id(p): name for name, p in self.model.named_parameters()}
         return (tuple((name, tuple(p.shape), p.requires_grad)
                       for name, p in self.model.named_parameters()),
+                tuple(name for name, _ in self.model.named_buffers()),
                 tuple((type(m).__name__, m.training) for m in self.model.modules()),
                 sorted(names[id(p)] for g in self.optimizer.param_groups for p in g["params"]),
                 self.strategy.penalty(self.model) is None)

@@ -20,7 +20,7 @@ from ftlab.models import ArchAdapter, build_model, get_adapter
 from ftlab.runfiles import MEMORY_CSV, MEMORY_MD, MemoryRecord, memory_csv
 from ftlab.strategies import Strategy, get_strategy, prepare_model, strategy_names
 from ftlab.tables import markdown_table
-from ftlab.assembly import build_optimizer, check_step_fits
+from ftlab.assembly import build_optimizer, check_step_fits, store_frozen_weights
 from ftlab.optimization import OPTIMIZERS, optimizer_options
 from ftlab.runtime import resolve_device
 
@@ -60,10 +60,12 @@ class StepSetup:
 
 def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
                *, options: Mapping[str, Any] | None = None, num_classes: int = 10,
-               device: str = "cpu", seed: int = 0, optim: OptimConfig | None = None
-               ) -> StepSetup:
+               device: str = "cpu", seed: int = 0, optim: OptimConfig | None = None,
+               frozen_weights: str = "fp32") -> StepSetup:
     """Args: options: the strategy's own options (strategy.* keys); unset ones default.
-    optim: the optimizer (default Adam: its two moments are the usual state to count)."""
+    optim: the optimizer (default Adam: its two moments are the usual state to count).
+    frozen_weights: int8 stores frozen weights in 8 bits (efficient execution only: stock
+    rows are PyTorch as it is)."""
     torch.manual_seed(seed)
     prepared = prepare_model(arch, None, strategy_config(strategy, options), num_classes,
                              resolution, seed=seed, load_weights=False)
@@ -71,6 +73,8 @@ def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execu
     model = built.model.to(device)
     chosen.set_train_mode(model)
     if execution == "efficient":
+        store_frozen_weights(model, chosen, built.adapter, frozen_weights, quiet=True,
+                             required=False)
         apply_memory_plan(model)
     optim = optim or OptimConfig(name="adam")
     optimizer = build_optimizer(chosen.param_groups(model, built.adapter, optim), optim)
@@ -82,10 +86,11 @@ def setup_step(arch: str, strategy: str, batch_size: int, resolution: int, execu
 def measure_row(arch: str, strategy: str, batch_size: int, resolution: int, execution: str,
                 *, options: Mapping[str, Any] | None = None, frozen_bits: int = 32,
                 num_classes: int = 10, device: str = "cpu", seed: int = 0,
-                optim: OptimConfig | None = None) -> MemoryRow:
+                optim: OptimConfig | None = None, frozen_weights: str = "fp32") -> MemoryRow:
     """Build the model as `ftlab train` would, take one warm-up and one measured step."""
     run = setup_step(arch, strategy, batch_size, resolution, execution, options=options,
-                     num_classes=num_classes, device=device, seed=seed, optim=optim)
+                     num_classes=num_classes, device=device, seed=seed, optim=optim,
+                     frozen_weights=frozen_weights)
     try:
         measured = measure_step(run.model, run.optimizer, run.images, run.labels)
     except ValueError as err:  # BatchNorm in training mode with one value per channel
@@ -133,7 +138,7 @@ def memory_table(config: MemoryConfig) -> list[MemoryRow]:
     check_fits(config.arch, max(config.batch_sizes), config.resolution, config.num_classes,
                device)
     settings = {"frozen_bits": config.frozen_bits, "num_classes": config.num_classes,
-                "device": device}
+                "device": device, "frozen_weights": config.frozen_weights}
     return [measure_row(config.arch, name, batch, config.resolution, execution,
                         options=config.strategy_options.get(name), **settings)
             for batch in config.batch_sizes for name in names
@@ -148,7 +153,12 @@ def memory_title(config: MemoryConfig) -> str:
     """The heading of memory.md: every setting the numbers depend on."""
     return (f"Training memory: {config.arch}, {config.resolution} px, {config.num_classes} "
             f"classes, {_options_text(config)}, frozen weights at {config.frozen_bits} bit "
-            f"(analytic), device {memory_device(config)}")
+            f"(analytic){_storage_text(config)}, device {memory_device(config)}")
+
+
+def _storage_text(config: MemoryConfig) -> str:
+    return ("" if config.frozen_weights == "fp32" else
+            f" and stored in {config.frozen_weights} (efficient rows)")
 
 
 def _options_text(config: MemoryConfig) -> str:
@@ -159,14 +169,15 @@ def _options_text(config: MemoryConfig) -> str:
 
 
 HEADER = ["strategy", "batch", "execution", "trainable params", "activations MiB",
-          "analytic activations MiB", "params MiB", "grads MiB", "optimizer MiB",
-          "peak MiB", "analytic total MiB"]
+          "analytic activations MiB", "params MiB", "frozen weights MiB", "grads MiB",
+          "optimizer MiB", "peak MiB", "analytic total MiB"]
 
 
 def _cells(row: MemoryRow) -> list[str]:
     m, a = row.measured, row.analytic
     return [row.strategy, str(row.batch_size), row.execution, f"{row.trainable_params:,}",
-            _mib(m.activations), _mib(a.activations), _mib(m.parameters), _mib(m.gradients),
+            _mib(m.activations), _mib(a.activations), _mib(m.parameters),
+            _mib(m.frozen_weights), _mib(m.gradients),
             _mib(m.optimizer), _mib(m.peak), _mib(a.total)]
 
 
@@ -188,7 +199,7 @@ def to_record(r: MemoryRow) -> MemoryRecord:
         gradients_bytes=m.gradients, optimizer_bytes=m.optimizer, peak_bytes=m.peak,
         peak_method=m.peak_method, analytic_parameters_bytes=a.parameters,
         analytic_gradients_bytes=a.gradients, analytic_optimizer_bytes=a.optimizer,
-        analytic_total_bytes=a.total)
+        analytic_total_bytes=a.total, frozen_weights_bytes=m.frozen_weights)
 
 
 def save(rows: Sequence[MemoryRow], folder: Path, title: str) -> tuple[Path, Path]:

@@ -45,6 +45,9 @@ class MemoryRecord:
     analytic_gradients_bytes: int
     analytic_optimizer_bytes: int
     analytic_total_bytes: int
+    frozen_weights_bytes: int | None = None
+    """Measured: the frozen parameters as stored (int8 weights and their scales with
+    train.frozen_weights=int8); None in tables written before the column existed."""
     format_version: int = MEMORY_VERSION
 
     @classmethod

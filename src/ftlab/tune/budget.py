@@ -30,7 +30,8 @@ class BudgetCheck:
         classes = self.num_classes(config)
         spec = experiment_spec(config, classes)
         key = repr((spec.arch, spec.strategy, classes, spec.resolution, spec.optim.name,
-                    spec.optim.options, spec.execution, spec.epochs, config.train.batch_size,
+                    spec.optim.options, spec.execution, spec.epochs, spec.frozen_weights,
+                    config.train.batch_size,
                     config.train.device))
         if key not in self.peaks:
             self.peaks[key] = experiment_step_peak(config, classes,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ftlab.efficient.functions import FrozenConv2dFunction
+from ftlab.efficient.int8 import Int8Conv2d
 from ftlab.efficient.modules import FOLDED_NORM, FoldedBatchNorm2d, FoldedNormAct2d, FrozenConv2d
 from ftlab.efficient.rules.base import Rule, Site, conv, head, swap, trainable
 from ftlab.efficient.rules.frozen_conv import frozen_conv
@@ -40,10 +41,13 @@ class FoldNorm(Rule):
         return nn.Sequential(conv(3, 4), conv(4, 4, weight=False), norm, *head(4))
 
     def install(self, name: str, module: nn.Module, site: Site) -> tuple[str, ...] | None:
-        norm = site.wiring.norm_after(name, site.modules) if frozen_conv(module) else None
+        int8 = isinstance(module, Int8Conv2d)  # train.frozen_weights=int8: folds in itself
+        norm = site.wiring.norm_after(name, site.modules) \
+            if frozen_conv(module) or int8 else None
         if norm is None or not foldable(norm):
             return None
-        swap(module, FrozenConv2d)
+        if not int8:
+            swap(module, FrozenConv2d)
         module.__dict__[FOLDED_NORM] = norm
         swap(norm, FoldedNormAct2d if norm_act(norm) else FoldedBatchNorm2d)
         return ("frozen_convs", "folded_norms")
