@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ftlab.efficient import gated_activation
+from ftlab.models.partial import DELTA
 from ftlab.models.probe import probe_forward
 
 RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh)
@@ -78,7 +79,9 @@ def _layer_bytes(layer: Layer, gradient_flows: bool) -> float:
     """Bytes one image's input costs this layer in backward."""
     module, size = layer.module, layer.input_numel
     weight = getattr(module, "weight", None)
-    weight_trains = isinstance(weight, torch.Tensor) and weight.requires_grad
+    update = module._parameters.get(DELTA)  # sparse_update's channel update of the weight
+    weight_trains = (isinstance(weight, torch.Tensor) and weight.requires_grad) or \
+        (update is not None and update.requires_grad)
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         return 4.0 * size if weight_trains else 0.0
     if isinstance(module, NORMS):

@@ -23,6 +23,7 @@ from ftlab.strategies import (  # noqa: F401  (registration side effect)
     oft,
     scratch,
     separate_lr,
+    sparse_update,
     ssf,
     tinytl,
     vpt,

@@ -21,6 +21,7 @@ from ftlab.efficient.rules import (
     kept_input,
     max_pool,
     norm_input,
+    partial_update,
     pools,
     recompute_mlp,
     relu,
@@ -32,7 +33,8 @@ from ftlab.efficient.rules.base import PATTERN_SIZE, Rule, Site, planned, restor
 
 RULES: dict[str, Rule] = {module.RULE.name: module.RULE for module in [
     frozen_conv, fold_norm, frozen_linear, frozen_norm, relu, relu_rebuild, pools, max_pool,
-    zero_dropout, kept_input, norm_input, squeeze_excite, recompute_mlp, block_rebuild]}
+    zero_dropout, kept_input, norm_input, squeeze_excite, recompute_mlp, block_rebuild,
+    partial_update]}
 """Every rule, in the order the self-check tries them (a rule after those it requires)."""
 
 
