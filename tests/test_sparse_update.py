@@ -159,3 +159,72 @@ def test_a_sparse_run_resumes_mid_epoch_bit_identically_evaluates_and_exports(tm
     state = load_file(str(merged))
     assert not any(key.endswith(DELTA) for key in state)
     assert state["features.17.conv.2.weight"].shape == (320, 960, 1, 1)
+
+
+def test_the_knapsack_finds_the_best_choice_of_one_fraction_per_layer():
+    import itertools
+
+    from ftlab.memory.scheme import COST_UNIT, Item, knapsack
+
+    generator = torch.Generator().manual_seed(5)
+    items = [Item(f"l{i}", f, float(torch.rand(1, generator=generator)) * f ** 0.5,
+                  int(COST_UNIT * (1 + 9 * float(torch.rand(1, generator=generator))) * f * 4))
+             for i in range(5) for f in (0.25, 0.5, 1.0)]
+    capacity = 20 * COST_UNIT
+
+    def units(item):
+        return -(-item.cost // COST_UNIT)
+
+    best = 0.0
+    per_layer = [[None, *[i for i in items if i.layer == f"l{n}"]] for n in range(5)]
+    for choice in itertools.product(*per_layer):
+        picked = [i for i in choice if i is not None]
+        if sum(units(i) for i in picked) <= capacity // COST_UNIT:
+            best = max(best, sum(i.gain for i in picked))
+    chosen = knapsack(items, capacity)
+    assert len({i.layer for i in chosen}) == len(chosen)
+    assert sum(units(i) for i in chosen) <= capacity // COST_UNIT
+    assert sum(i.gain for i in chosen) == pytest.approx(best)
+
+
+def test_the_chosen_scheme_fits_its_budget_measured_and_trains(tiny, tmp_path, monkeypatch):
+    """Gains are stubbed (the short runs are real training, tested elsewhere; here random
+    weights gain nothing): the choice must follow them within the measured budget, which
+    leaves room for part of the last layer's channels, not all of them."""
+    import ftlab.memory.scheme as scheme_module
+    from ftlab.config import load_config
+    from ftlab.memory.scheme import choose_scheme, save_scheme
+
+    monkeypatch.setattr(scheme_module, "_short_run", lambda config, options, folder, epochs:
+                        50.0 + 4.0 * ("features.18.0:1.0" in options["weights"]))
+    config = load_config(None, tiny(**{"strategy.name": "bias"}))
+    base_options = {"bias_blocks": 2, "weight_blocks": 0, "weights": []}
+    base = scheme_module._peak(config, base_options)
+    whole = scheme_module._peak(config, {**base_options, "weights": ["features.18.0:1.0"]})
+    budget = base + (whole - base) // 2
+    scheme = choose_scheme(config, budget, tmp_path / "candidates", bias_blocks=2,
+                           search_blocks=1)
+    assert set(scheme.gains) == {"features.18.0"} and scheme.gains["features.18.0"] == 4.0
+    chosen, = scheme.chosen
+    room = budget - scheme.base_peak
+    largest = max(i.fraction for i in scheme.items if i.cost <= room - room % 16384)
+    assert chosen.layer == "features.18.0" and chosen.fraction == largest < 1.0
+    assert scheme.peak <= budget
+    assert scheme_module._peak(config, {**base_options, "weights": scheme.weights}) <= budget
+    paths = save_scheme(scheme, config, tmp_path / "out")
+    assert main(["train", str(paths[2]), f"train.output_dir={tmp_path / 'runs'}",
+                 "train.run_name=chosen"]) == 0
+    written = (tmp_path / "runs" / "chosen" / "config.yaml").read_text()
+    assert scheme.weights[0] in written
+    with pytest.raises(ConfigError, match="the sparse-update base .* needs"):
+        choose_scheme(config, base // 2, tmp_path / "c2", bias_blocks=2, search_blocks=1)
+
+
+def test_sparse_scheme_command_refuses_what_it_cannot_do(tmp_path, capsys):
+    assert main(["sparse-scheme", "data.name=synthetic", "--output-dir",
+                 str(tmp_path / "a")]) == 2
+    assert "--memory-budget is required" in capsys.readouterr().err
+    assert main(["sparse-scheme", "data.name=synthetic", "--memory-budget", "64MB",
+                 "--output-dir", str(tmp_path / "a")]) == 2
+    assert "is not a memory size" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()

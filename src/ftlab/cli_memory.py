@@ -13,6 +13,7 @@ from ftlab.cli_args import int_list
 def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_memory(sub)
     _add_plan(sub)
+    _add_sparse_scheme(sub)
 
 
 def _memory(args: argparse.Namespace) -> int:
@@ -116,3 +117,54 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")
     plan.add_argument("--output-dir", default="runs/plan",
                       help="where plan.md, plan.csv, plan_points.csv and plan.png go")
+
+
+def _sparse_scheme(args: argparse.Namespace) -> int:
+    from ftlab.cli_args import check_yaml_first
+
+    config_file = args.items[0] if args.items and "=" not in args.items[0] else None
+    overrides = args.items[1:] if config_file else args.items
+    check_yaml_first({"config file": config_file}, overrides)
+    if not args.memory_budget:
+        from ftlab.errors import ConfigError
+
+        raise ConfigError("--memory-budget is required: the most memory one training step "
+                          "may hold, e.g. 64MiB")
+    from ftlab.assembly import resolve_config
+    from ftlab.config import load_config
+    from ftlab.config.sizes import parse_size
+
+    budget = parse_size(args.memory_budget, "--memory-budget")
+    config = resolve_config(load_config(config_file, overrides))
+    from ftlab.fileio import check_output_folder
+    from ftlab.memory.scheme import choose_scheme, save_scheme, scheme_markdown
+    from ftlab.runfiles import SCHEME_JSON
+    from ftlab.runtime import ensure_console_log
+
+    folder = check_output_folder(args.output_dir, SCHEME_JSON, "sparse-scheme")
+    ensure_console_log()
+    scheme = choose_scheme(config, budget, folder / "candidates", bias_blocks=args.bias_blocks,
+                           search_blocks=args.search_blocks, epochs=args.epochs)
+    paths = save_scheme(scheme, config, folder)
+    print(scheme_markdown(scheme).split("\n\n", 3)[2])
+    print(f"\nsaved {', '.join(str(p) for p in paths)}; train it with: ftlab train {paths[2]}")
+    return 0
+
+
+def _add_sparse_scheme(sub: argparse._SubParsersAction) -> None:
+    scheme = _add(sub, "sparse-scheme", _sparse_scheme, "choose a sparse_update scheme under "
+                  "a memory budget: each candidate layer's measured gain and step memory, then "
+                  "a knapsack (tiny-training's contribution analysis)")
+    scheme.add_argument("items", nargs="*", metavar="[CONFIG] key=value",
+                        help="the experiment (a config file and/or overrides), as ftlab train")
+    scheme.add_argument("--memory-budget", metavar="SIZE",
+                        help="the most one training step may hold: 64MiB, 1GiB, ...")
+    scheme.add_argument("--bias-blocks", type=int, default=6,
+                        help="biases of the last N blocks train in every scheme (default 6)")
+    scheme.add_argument("--search-blocks", type=int, default=3,
+                        help="candidate layers: those of the last N blocks (default 3)")
+    scheme.add_argument("--epochs", type=int, default=1,
+                        help="epochs of each candidate's short run (default 1)")
+    scheme.add_argument("--output-dir", default="runs/sparse-scheme",
+                        help="where scheme.md, scheme.json, config.yaml and the candidates' "
+                        "runs go")
