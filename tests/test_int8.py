@@ -118,3 +118,18 @@ def test_bad_int8_settings_are_one_line_and_write_nothing(tiny, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_runs_step_memory_is_measured_with_its_frozen_weights(tiny):
+    """train_memory.csv of a suite run (`run_memory`) measures the run as it trained."""
+    from ftlab.config import load_config
+    from ftlab.memory import run_memory
+
+    efficient = {}
+    for storage in ("fp32", "int8"):
+        config = load_config(None, tiny(**{"strategy.name": "bias",
+                                           "train.frozen_weights": storage}))
+        rows = run_memory(config, 32, 4)
+        efficient[storage] = next(r for r in rows if r.execution == "efficient")
+    assert efficient["int8"].frozen_weights_bytes < efficient["fp32"].frozen_weights_bytes / 3
+    assert efficient["int8"].peak_bytes < efficient["fp32"].peak_bytes

@@ -182,3 +182,14 @@ def test_a_budget_over_the_free_memory_is_planned_with_a_warning(caplog):
     row, = plan_table(config)
     assert row.batch.largest == 2 and row.batch.capped
     assert "more than this cpu has free" in caplog.text
+
+
+def test_int8_frozen_weights_lower_a_planned_step_and_leave_full_as_it_is():
+    def peak(strategy: str, storage: str) -> int:
+        config = small_plan("1GiB", frozen_weights=storage)
+        return StepProbe(plan_spec(config, strategy, "efficient", 64),
+                         torch.device("cpu")).peak(2)
+
+    saved = peak("bias", "fp32") - peak("bias", "int8")  # 8.4 -> 2.2 MiB of stored weights,
+    assert 3 * MIB < saved < 6.3 * MIB  # less the one layer's weight dequantised at the peak
+    assert peak("full", "int8") == pytest.approx(peak("full", "fp32"), rel=0.005)  # no error

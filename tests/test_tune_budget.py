@@ -33,19 +33,19 @@ def _peak(strategy: str) -> int:
 def test_trials_over_the_budget_are_recorded_not_run_and_the_answer_keeps_within_it(
         tmp_path, monkeypatch):
     """full's step needs more than the budget (set between the strategies' own measured
-    peaks, on this machine); bias and linear_probe fit."""
+    peaks, on this machine); bias and sparse_update fit."""
     import ftlab.tune.budget
 
-    peaks = {name: _peak(name) for name in ("full", "bias", "linear_probe")}
-    assert peaks["full"] > max(peaks["bias"], peaks["linear_probe"])
-    budget_kib = (peaks["full"] + max(peaks["bias"], peaks["linear_probe"])) // 2 // 1024
+    peaks = {name: _peak(name) for name in ("full", "bias", "sparse_update")}
+    assert peaks["full"] > max(peaks["bias"], peaks["sparse_update"])
+    budget_kib = (peaks["full"] + max(peaks["bias"], peaks["sparse_update"])) // 2 // 1024
     measured = []
     real = ftlab.tune.budget.experiment_step_peak
     monkeypatch.setattr(ftlab.tune.budget, "experiment_step_peak",
                         lambda *a: measured.append(a[0].strategy.name) or real(*a))
     suite = {"name": "b", "output_dir": str(tmp_path / "out"),
              "overrides": [f"{k}={v}" for k, v in RUN.items()],
-             "grid": {"strategies": {"full": [], "bias": [], "linear_probe": []}},
+             "grid": {"strategies": {"full": [], "bias": [], "sparse_update": []}},
              "tune": {"trials": 2, "seeds": [0], "memory_budget": f"{budget_kib}KiB"}}
     path = tmp_path / "b.yaml"
     path.write_text(yaml.safe_dump(suite))
@@ -59,14 +59,14 @@ def test_trials_over_the_budget_are_recorded_not_run_and_the_answer_keeps_within
         assert not (root / "tune" / "full" / f"trial-{trial.number:04d}").exists()
     bias = read_study_record(root / "tune" / "bias" / "study.json")
     assert bias.best is not None and bias.best.step_peak_bytes == peaks["bias"]
-    assert sorted(measured) == ["bias", "full", "linear_probe"]  # once each: lr is not memory
+    assert sorted(measured) == ["bias", "full", "sparse_update"]  # once each: lr is not memory
     assert not (root / "runs" / "full-s0").exists() and (root / "runs" / "bias-s0").is_dir()
     assert read_report_settings(root).memory_budget == f"{budget_kib}KiB"
     from ftlab.report import recommendations
 
     lines = recommendations(root)["synthetic"]
     assert lines[0].startswith(f"most accurate within {budget_kib}KiB: ")
-    assert lines[0].split(": ")[1].split()[0] in ("bias", "linear_probe")
+    assert lines[0].split(": ")[1].split()[0] in ("bias", "sparse_update")
 
 
 @pytest.mark.parametrize("budget", ["512MB", "0.5GiB", "-1"])

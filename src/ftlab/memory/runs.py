@@ -59,7 +59,8 @@ def run_memory(config: ExperimentConfig, resolution: int, num_classes: int
     return [to_record(measure_row(config.model.arch, config.strategy.name,
                                   config.train.batch_size, resolution, execution,
                                   options=config.strategy.options, num_classes=num_classes,
-                                  device=device, optim=config.optim))
+                                  device=device, optim=config.optim,
+                                  frozen_weights=config.train.frozen_weights))
             for execution in ("stock", "efficient")]
 
 
@@ -68,4 +69,5 @@ def _key(config: ExperimentConfig, resolution: int, num_classes: int) -> str:
     return json.dumps({"arch": values["model"]["arch"], "strategy": values["strategy"],
                        "batch": values["train"]["batch_size"], "resolution": resolution,
                        "classes": num_classes, "optim": values["optim"]["name"],
-                       "device": values["train"]["device"]}, sort_keys=True)
+                       "device": values["train"]["device"],
+                       "frozen_weights": values["train"]["frozen_weights"]}, sort_keys=True)
