@@ -189,14 +189,15 @@ def planned_strategies(config: PlanConfig, device: torch.device) -> list[str]:
                               "its options")
     if config.strategies != ["all"]:
         for name in config.strategies:
-            get_strategy(StrategyConfig(name=name, options=dict(config.strategy_options.get(name, {}))))
+            options = dict(config.strategy_options.get(name, {}))
+            get_strategy(StrategyConfig(name=name, options=options))
         return list(config.strategies)
     chosen = []
     for name in strategy_names():
         try:
-            prepare_model(config.arch, None, StrategyConfig(
-                name=name, options=dict(config.strategy_options.get(name, {}))), config.num_classes,
-                config.resolution, load_weights=False)
+            options = dict(config.strategy_options.get(name, {}))
+            prepare_model(config.arch, None, StrategyConfig(name=name, options=options),
+                          config.num_classes, config.resolution, load_weights=False)
         except ConfigError as err:
             log.info("plan: %s is not planned: %s", name, err)
             continue

@@ -183,7 +183,8 @@ def step_peak(run: Callable[[], object], persistent: Iterable[torch.Tensor],
     for _, size in sorted(events):
         running += size
         most = max(most, running)
-    return held + most, "cpu: profiler allocation events of the step, plus the tensors alive before it"
+    return held + most, ("cpu: profiler allocation events of the step, plus the tensors "
+                         "alive before it")
 
 
 def _allocation_events(roots: list) -> list[tuple[int, int]]:
