@@ -23,8 +23,7 @@ own scales, which gives back exactly its int8 values (a resume is bit-identical)
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -76,9 +75,7 @@ class Int8Conv2dFunction(torch.autograd.Function):
         mark(ctx, Int8Conv2dFunction)
         ctx.save_for_backward(values, scale)
         ctx.conv = (x.shape, stride, padding, dilation, groups)
-        with _native_depthwise(x, groups):
-            return F.conv2d(x, dequantize(values, scale), bias, stride, padding, dilation,
-                            groups)
+        return F.conv2d(x, dequantize(values, scale), bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -87,33 +84,10 @@ class Int8Conv2dFunction(torch.autograd.Function):
         grad_x = grad_bias = None
         if ctx.needs_input_grad[0]:
             weight = dequantize(values, scale).to(grad.dtype)
-            with _native_depthwise(grad, groups):
-                grad_x = input_gradient(shape, weight, grad, stride, padding, dilation, groups)
+            grad_x = input_gradient(shape, weight, grad, stride, padding, dilation, groups)
         if ctx.needs_input_grad[3]:
             grad_bias = grad.sum(dim=(0, 2, 3))
         return grad_x, None, None, grad_bias, None, None, None, None
-
-
-def _native_depthwise(x: torch.Tensor, groups: int) -> Any:
-    """On CPU, a depthwise convolution through PyTorch's own kernel rather than oneDNN's,
-    which copies a contiguous input into its blocked layout first: at bias-only training's
-    peak (MobileNetV2's block 2, 96 x 112 x 112 per image) that copy is a third of the step.
-    The two kernels take about the same time on such a layer (benchmarks: BENCHMARKS.md)."""
-    if x.device.type == "cpu" and groups > 1 and groups == x.shape[1]:
-        return _without_onednn()
-    return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _without_onednn() -> Iterator[None]:
-    """torch.backends.mkldnn.enabled off and back (its `flags()` also resets TF32 and
-    warns about it on every call)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
 
 
 @owned
