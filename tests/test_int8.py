@@ -56,6 +56,18 @@ def test_gradients_equal_stock_autograd_on_the_dequantised_weights_float64(name,
                    and not m.weight.requires_grad for m in model.modules())
 
 
+def test_depthwise_convolutions_in_batch_chunks_give_the_same_gradients_float64(monkeypatch):
+    """The chunked depthwise forward (`DEPTHWISE_CHUNK_BYTES`), made to chunk at test
+    sizes: the same outputs and gradients as the quantised network under stock autograd."""
+    import ftlab.efficient.int8 as int8
+
+    monkeypatch.setattr(int8, "DEPTHWISE_CHUNK_BYTES", 4096)
+    test_gradients_equal_stock_autograd_on_the_dequantised_weights_float64("bias",
+                                                                           "mobilenet_v2")
+    x = torch.randn(4, 8, 16, 16, dtype=torch.float64)
+    assert int8._depthwise_chunks(x, 8) == 4 and int8._depthwise_chunks(x, 1) == 1
+
+
 def test_int8_holds_a_quarter_of_the_frozen_weights_and_checkpoints_stay_standard():
     model, strategy = _prepared("bias", "mobilenet_v2", torch.float32)
     from ftlab.models import get_adapter
