@@ -172,8 +172,9 @@ def plan_row(config: PlanConfig, probe: StepProbe) -> PlanRow:
         resolution = Answer(None if found.largest is None else found.largest * step,
                             found.capped, found.next_measured)
         points += [Point(config.batch_size, k * step, peak) for k, peak in sorted(known.items())]
-    log.info("plan: %s (%s) fits batch %s at %d px", strategy, execution,
-             batch.largest, config.resolution)
+    fits = (f"fits batch {batch.largest}" if batch.largest is not None else
+            f"fits no batch (batch 1 needs {format_size(points[0].peak)})")
+    log.info("plan: %s (%s) %s at %d px", strategy, execution, fits, config.resolution)
     return PlanRow(strategy, dict(config.strategy_options.get(strategy, {})), execution,
                    probe.trainable, batch, resolution, tuple(points), probe.method)
 
