@@ -53,19 +53,24 @@ class FrozenConv2dFunction(torch.autograd.Function):
     """conv2d(x, weight * scale, bias) with a frozen weight: backward keeps the weight (a
     parameter, no extra memory) and the per-channel scale, never the input.
 
-    `scale` is a folded BatchNorm's γ/σ (or None); the folded weight is recomputed in
-    backward instead of being saved.
+    `scale` is a folded BatchNorm's γ/σ, an int8 weight's dequantisation scale, or both
+    multiplied (or None); the scaled weight is recomputed in backward instead of being
+    saved. `chunks` > 1 runs the convolution a batch chunk at a time (the int8 path's
+    depthwise convolutions: `ftlab.efficient.int8`).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
                 bias: torch.Tensor | None, stride: Any, padding: Any, dilation: Any,
-                groups: int) -> torch.Tensor:
+                groups: int, chunks: int = 1) -> torch.Tensor:
         mark(ctx, FrozenConv2dFunction)
-        folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
+        folded = scaled(weight, scale)
         ctx.save_for_backward(weight, scale)
         ctx.conv = (x.shape, stride, padding, dilation, groups)
-        return F.conv2d(x, folded, bias, stride, padding, dilation, groups)
+        if chunks == 1:
+            return F.conv2d(x, folded, bias, stride, padding, dilation, groups)
+        return torch.cat([F.conv2d(part, folded, bias, stride, padding, dilation, groups)
+                          for part in x.chunk(chunks)])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -73,31 +78,39 @@ class FrozenConv2dFunction(torch.autograd.Function):
         shape, stride, padding, dilation, groups = ctx.conv
         grad_x = grad_bias = None
         if ctx.needs_input_grad[0]:
-            folded = weight if scale is None else weight * scale.view(-1, 1, 1, 1)
-            grad_x = input_gradient(shape, folded.to(grad.dtype), grad, stride, padding,
-                                    dilation, groups)  # .to: autocast cast it so in forward
+            grad_x = input_gradient(shape, scaled(weight, scale).to(grad.dtype), grad, stride,
+                                    padding, dilation, groups)  # .to: autocast's dtype
         if ctx.needs_input_grad[3]:
             grad_bias = grad.sum(dim=(0, 2, 3))
-        return grad_x, None, None, grad_bias, None, None, None, None
+        return grad_x, None, None, grad_bias, None, None, None, None, None
+
+
+def scaled(weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """weight x scale per output channel (an int8 weight comes out in the scale's dtype)."""
+    if scale is None:
+        return weight
+    return weight * scale.view(-1, *[1] * (weight.dim() - 1))
 
 
 @owned
 class FrozenLinearFunction(torch.autograd.Function):
-    """linear(x, weight, bias) with a frozen weight: backward keeps the weight only."""
+    """linear(x, weight * scale, bias) with a frozen weight: backward keeps the weight (and
+    an int8 weight's per-row scale) only."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
                 bias: torch.Tensor | None) -> torch.Tensor:
         mark(ctx, FrozenLinearFunction)
-        ctx.save_for_backward(weight)
-        return F.linear(x, weight, bias)
+        ctx.save_for_backward(weight, scale)
+        return F.linear(x, scaled(weight, scale), bias)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (weight,) = ctx.saved_tensors
-        grad_x = grad @ weight.to(grad.dtype) if ctx.needs_input_grad[0] else None
-        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, None, grad_bias
+        weight, scale = ctx.saved_tensors
+        grad_x = grad @ scaled(weight, scale).to(grad.dtype) if ctx.needs_input_grad[0] \
+            else None
+        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[3] else None
+        return grad_x, None, None, grad_bias
 
 
 @owned

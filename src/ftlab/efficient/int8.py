@@ -26,15 +26,12 @@ own scales, which gives back exactly its int8 values (a resume is bit-identical)
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from ftlab.efficient.functions import input_gradient
+from ftlab.efficient.functions import FrozenConv2dFunction, FrozenLinearFunction, scaled
 from ftlab.efficient.modules import FOLDED_NORM, norm_affine
-from ftlab.efficient.owned import mark, owned
 
 QMAX = 127
 
@@ -62,39 +59,7 @@ def _scale(amax: torch.Tensor) -> torch.Tensor:
 
 
 def dequantize(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return values.to(scale.dtype) * scale.view(-1, *[1] * (values.dim() - 1))
-
-
-@owned
-class Int8Conv2dFunction(torch.autograd.Function):
-    """conv2d(x, dequantize(values, scale) x norm_scale, bias): backward keeps the int8
-    values and the scales, never the input or an fp32 weight."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, values: torch.Tensor, scale: torch.Tensor,
-                bias: torch.Tensor | None, stride: Any, padding: Any, dilation: Any,
-                groups: int) -> torch.Tensor:
-        mark(ctx, Int8Conv2dFunction)
-        ctx.save_for_backward(values, scale)
-        ctx.conv = (x.shape, stride, padding, dilation, groups)
-        weight = dequantize(values, scale)
-        chunks = _depthwise_chunks(x, groups)
-        if chunks == 1:
-            return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        return torch.cat([F.conv2d(part, weight, bias, stride, padding, dilation, groups)
-                          for part in x.chunk(chunks)])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        values, scale = ctx.saved_tensors
-        shape, stride, padding, dilation, groups = ctx.conv
-        grad_x = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            weight = dequantize(values, scale).to(grad.dtype)
-            grad_x = input_gradient(shape, weight, grad, stride, padding, dilation, groups)
-        if ctx.needs_input_grad[3]:
-            grad_bias = grad.sum(dim=(0, 2, 3))
-        return grad_x, None, None, grad_bias, None, None, None, None
+    return scaled(values, scale)
 
 
 DEPTHWISE_CHUNK_BYTES = 8 * 2**20
@@ -110,26 +75,6 @@ def _depthwise_chunks(x: torch.Tensor, groups: int) -> int:
     if x.device.type != "cpu" or groups == 1 or groups != x.shape[1] or x.dim() != 4:
         return 1
     return max(1, min(x.shape[0], -(-x.numel() * x.element_size() // DEPTHWISE_CHUNK_BYTES)))
-
-
-@owned
-class Int8LinearFunction(torch.autograd.Function):
-    """linear(x, dequantize(values, scale), bias), keeping only the int8 values and scale."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, values: torch.Tensor, scale: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
-        mark(ctx, Int8LinearFunction)
-        ctx.save_for_backward(values, scale)
-        return F.linear(x, dequantize(values, scale), bias)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        values, scale = ctx.saved_tensors
-        grad_x = grad @ dequantize(values, scale).to(grad.dtype) \
-            if ctx.needs_input_grad[0] else None
-        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[3] else None
-        return grad_x, None, None, grad_bias
 
 
 class Int8Weight:
@@ -181,15 +126,16 @@ class Int8Conv2d(Int8Weight, nn.Conv2d):
             if self.bias is not None:
                 bias = bias + self.bias * norm_scale
             scale = scale * norm_scale.to(scale.dtype)
-        return Int8Conv2dFunction.apply(x, self.weight_int8, scale, bias, self.stride,
-                                        self.padding, self.dilation, self.groups)
+        return FrozenConv2dFunction.apply(x, self.weight_int8, scale, bias, self.stride,
+                                          self.padding, self.dilation, self.groups,
+                                          _depthwise_chunks(x, self.groups))
 
 
 class Int8Linear(Int8Weight, nn.Linear):
     """A frozen Linear with an int8 weight."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return Int8LinearFunction.apply(x, self.weight_int8, self.weight_scale, self.bias)
+        return FrozenLinearFunction.apply(x, self.weight_int8, self.weight_scale, self.bias)
 
 
 INT8_CLASSES = {nn.Conv2d: Int8Conv2d, nn.Linear: Int8Linear}

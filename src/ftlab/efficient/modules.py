@@ -41,7 +41,7 @@ class FrozenConv2d(nn.Conv2d):
             if self.bias is not None:
                 bias = bias + self.bias * scale
         return FrozenConv2dFunction.apply(x, self.weight.detach(), scale, bias, self.stride,
-                                          self.padding, self.dilation, self.groups)
+                                          self.padding, self.dilation, self.groups, 1)
 
 
 def norm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +101,7 @@ class FrozenLinear(nn.Linear):
     """A Linear with a frozen weight: its input is not kept for backward."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return FrozenLinearFunction.apply(x, self.weight.detach(), self.bias)
+        return FrozenLinearFunction.apply(x, self.weight.detach(), None, self.bias)
 
 
 class EfficientReLU(nn.ReLU):
