@@ -16,12 +16,9 @@ from ftlab.config import load_config  # noqa: E402
 from ftlab.memory.probe import experiment_step_peak  # noqa: E402
 from ftlab.runfiles import read_report_settings, read_study_record  # noqa: E402
 
-RUN = {"data.name": "synthetic", "data.synthetic.num_classes": 4,
-       "data.synthetic.train_per_class": 10, "data.synthetic.test_per_class": 4,
-       "data.synthetic.image_size": 32, "data.val_fraction": 0.2, "data.resolution": 32,
-       "data.num_workers": 0, "model.weights": "none", "train.epochs": 1,
-       "train.batch_size": 8, "train.progress": "none", "train.tensorboard": False,
-       "train.num_threads": 1}
+from test_tune_search import RUN as SEARCH_RUN  # noqa: E402
+
+RUN = {**SEARCH_RUN, "train.epochs": 1}
 
 
 def _peak(strategy: str) -> int:

@@ -3,13 +3,14 @@ what `ftlab plan` searches with and `ftlab tune` checks each trial against its b
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ftlab.assembly import build_optimizer, store_frozen_weights
-from ftlab.config import ExperimentConfig, OptimConfig, PlanConfig, StrategyConfig
+from ftlab.config import DataConfig, ExperimentConfig, OptimConfig, PlanConfig, StrategyConfig
 from ftlab.efficient import apply_memory_plan
 from ftlab.errors import ConfigError
 from ftlab.memory.measure import step_peak
@@ -17,6 +18,11 @@ from ftlab.strategies import prepare_model
 
 WIDEST_STAGE = 10**6
 """The epoch at which a strategy that unfreezes over epochs trains all it ever will."""
+
+
+class TooFewValues(ConfigError):
+    """A training-mode BatchNorm would see one value per channel (batch 1 over a 1x1 map):
+    the batch cannot train at that resolution."""
 
 
 @dataclass(frozen=True)
@@ -116,12 +122,21 @@ class StepProbe:
         except ValueError as err:  # BatchNorm in training mode with one value per channel
             if "more than 1 value per channel" not in str(err):
                 raise
-            raise ConfigError(f"{self.strategy.name} at batch {len(images)} and "
+            raise TooFewValues(f"{self.strategy.name} at batch {len(images)} and "
                               f"{self.resolution} px leaves a training-mode BatchNorm with one "
                               "value per channel; plan at a larger --resolution") from None
         penalty = self.strategy.penalty(self.model)
         (loss if penalty is None else loss + penalty).backward()
         self.optimizer.step()
+
+
+@functools.lru_cache(maxsize=8)
+def dataset_classes(data: DataConfig) -> int:
+    """Classes of the dataset `data` names (its head's outputs), read once per data config
+    (some datasets generate or scan their images to say)."""
+    from ftlab.data import get_source
+
+    return len(get_source(data.name).load(data).classes)
 
 
 def experiment_step_peak(config: ExperimentConfig, num_classes: int,

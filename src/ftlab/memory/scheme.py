@@ -18,17 +18,16 @@ choose the most contribution the budget buys (a multiple-choice knapsack).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ftlab.config import DataConfig, ExperimentConfig, StrategyConfig, load_config
+from ftlab.config import ExperimentConfig, StrategyConfig, load_config
 from ftlab.config.sizes import format_size
 from ftlab.errors import ConfigError
-from ftlab.memory.probe import StepProbe, experiment_spec
+from ftlab.memory.probe import StepProbe, dataset_classes, experiment_spec
 from ftlab.models import build_model
 from ftlab.runtime import resolve_device
 from ftlab.strategies.sparse_update import updatable_layers
@@ -65,11 +64,7 @@ class Scheme:
 
     @property
     def weights(self) -> list[str]:
-        return [f"{item.layer}:{item.fraction:g}" for item in self.chosen]
-
-    def overrides(self) -> list[str]:
-        return ["strategy.name=sparse_update", f"strategy.bias_blocks={self.bias_blocks}",
-                "strategy.weights=[" + ",".join(self.weights) + "]"]
+        return _weights(self.chosen)
 
 
 def knapsack(items: list[Item], capacity: int) -> list[Item]:
@@ -132,28 +127,18 @@ def _weights(items: list[Item]) -> list[str]:
 def _peak(config: ExperimentConfig, options: dict) -> int:
     """The measured training-step peak of sparse_update with `options` under `config`."""
     strategy = StrategyConfig(name="sparse_update", options=options)
-    spec = dataclasses.replace(experiment_spec(config, _classes(config.data)),
+    spec = dataclasses.replace(experiment_spec(config, dataset_classes(config.data)),
                                strategy=strategy)
     probe = StepProbe(spec, resolve_device(config.train.device))
     return probe.peak(config.train.batch_size)
 
 
-@functools.lru_cache(maxsize=8)
-def _classes(data: DataConfig) -> int:
-    """Classes of the dataset (read once per data config: some generate their images)."""
-    from ftlab.data import get_source
-
-    return len(get_source(data.name).load(data).classes)
-
-
 def _short_run(config: ExperimentConfig, options: dict, folder: Path, epochs: int) -> float:
     """Best validation top-1 of a short sparse_update run with `options` (no test)."""
-    from ftlab.config import config_to_dict
     from ftlab.training import train
 
-    values = config_to_dict(config)
-    values["strategy"] = {"name": "sparse_update", "norm_stats": config.strategy.norm_stats,
-                          **options}
+    values = _with_strategy(config)
+    values["strategy"].update(options)
     values["train"].update(epochs=epochs, output_dir=str(folder.parent), run_name=folder.name,
                            evaluate_test=False, tensorboard=False)
     summary = train(load_config(None, [], base=values), overwrite=True)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ftlab.config import ExperimentConfig, load_config
-from ftlab.data import get_source
-from ftlab.memory.probe import experiment_spec, experiment_step_peak
+from ftlab.config import load_config
+from ftlab.memory.probe import dataset_classes, experiment_spec, experiment_step_peak
 from ftlab.runtime import resolve_device
 
 
@@ -22,12 +21,11 @@ class BudgetCheck:
 
     def __init__(self) -> None:
         self.peaks: dict[str, int] = {}
-        self.classes: dict[str, int] = {}
 
     def peak(self, overrides: Sequence[str], base: str | None) -> int:
         """The peak bytes of the training step of the run `overrides` describe."""
         config = load_config(base, list(overrides))
-        classes = self.num_classes(config)
+        classes = dataset_classes(config.data)
         spec = experiment_spec(config, classes)
         key = repr((spec.arch, spec.strategy, classes, spec.resolution, spec.optim.name,
                     spec.optim.options, spec.execution, spec.epochs, spec.frozen_weights,
@@ -37,10 +35,3 @@ class BudgetCheck:
             self.peaks[key] = experiment_step_peak(config, classes,
                                                    resolve_device(config.train.device))
         return self.peaks[key]
-
-    def num_classes(self, config: ExperimentConfig) -> int:
-        """Classes of the run's dataset (its head's outputs), read once per dataset."""
-        key = repr(config.data)
-        if key not in self.classes:
-            self.classes[key] = len(get_source(config.data.name).load(config.data).classes)
-        return self.classes[key]
