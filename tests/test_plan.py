@@ -193,3 +193,9 @@ def test_int8_frozen_weights_lower_a_planned_step_and_leave_full_as_it_is():
     saved = peak("bias", "fp32") - peak("bias", "int8")  # 8.4 -> 2.2 MiB of stored weights,
     assert 3 * MIB < saved < 6.3 * MIB  # less the one layer's weight dequantised at the peak
     assert peak("full", "int8") == pytest.approx(peak("full", "fp32"), rel=0.005)  # no error
+
+
+def test_a_strategy_whose_batch_1_cannot_train_is_searched_from_batch_2():
+    """TinyTL's branch norms see a 1x1 map at 64 px: batch 1 cannot train, batch 2 can."""
+    row, = plan_table(small_plan("1GiB", strategies=["tinytl"], max_batch_size=3))
+    assert row.points[0].batch_size == 2 and row.batch.largest == 3 and row.batch.capped

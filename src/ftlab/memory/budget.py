@@ -23,9 +23,9 @@ import torch
 from ftlab.config import PlanConfig, StrategyConfig
 from ftlab.config.sizes import format_size
 from ftlab.errors import ConfigError
-from ftlab.memory.probe import StepProbe, plan_spec
+from ftlab.memory.probe import StepProbe, TooFewValues, plan_spec
 from ftlab.runtime import resolve_device
-from ftlab.strategies import get_strategy, prepare_model, strategy_names
+from ftlab.strategies import get_strategy, strategy_names
 
 log = logging.getLogger("ftlab")
 
@@ -93,8 +93,10 @@ def largest_fitting(measure: Callable[[int], int], low: int, high: int,
     for _ in range(40):  # two or three on a real step; bisection bounds a bent one
         fit = max(x for x, peak in known.items() if peak <= budget)
         over = min((x for x, peak in known.items() if peak > budget), default=high + 1)
+        if over == fit + 1:
+            break
         guess = _predict(known, fit, over, size, budget)
-        if over == fit + 1 or (guess <= fit and not confirm):
+        if guess <= fit and not confirm:
             break
         if over - fit > bracket // 2 and over <= high:  # the line is off: halve instead
             guess = (fit + over) // 2
@@ -132,9 +134,11 @@ def plan_table(config: PlanConfig) -> list[PlanRow]:
     warn_if_over_free_memory(config.budget_bytes, device)
     rows: list[PlanRow] = []
     measured: dict[tuple, PlanRow] = {}
-    for name in planned_strategies(config, device):
+    for name in planned_strategies(config):
         for execution in config.executions:
-            probe = StepProbe(plan_spec(config, name, execution, config.resolution), device)
+            probe = _probe(config, name, execution, device)
+            if probe is None:
+                break
             key = (execution, repr(probe.signature()))
             if key in measured:
                 rows.append(dataclasses.replace(measured[key], strategy=name,
@@ -142,11 +146,15 @@ def plan_table(config: PlanConfig) -> list[PlanRow]:
                 continue
             measured[key] = plan_row(config, probe)
             rows.append(measured[key])
+    if not rows:
+        raise ConfigError(f"no strategy prepares on {config.arch} at {config.resolution} px "
+                          "(the log says why for each); name --strategies or change --model")
     if all(row.batch.largest is None for row in rows):
         smallest = min(rows, key=lambda row: row.points[0].peak)
         raise ConfigError(
             f"nothing fits in {format_size(config.budget_bytes)}: the smallest step is "
-            f"{smallest.strategy} ({smallest.execution}) at batch 1 and {config.resolution} px, "
+            f"{smallest.strategy} ({smallest.execution}) at batch "
+            f"{smallest.points[0].batch_size} and {config.resolution} px, "
             f"{format_size(smallest.points[0].peak)}; raise --memory-budget to at least that "
             "or plan at a lower --resolution")
     return rows
@@ -156,7 +164,10 @@ def plan_row(config: PlanConfig, probe: StepProbe) -> PlanRow:
     """The largest batch of `probe`'s step, and with `config.batch_size` its largest
     resolution (one model per resolution tried)."""
     budget, strategy, execution = config.budget_bytes, probe.name, probe.execution
-    batch, known = largest_fitting(probe.peak, 1, config.max_batch_size, float, budget)
+    try:
+        batch, known = largest_fitting(probe.peak, 1, config.max_batch_size, float, budget)
+    except TooFewValues:  # batch 1 cannot train here (a 1x1 map in a training BatchNorm)
+        batch, known = largest_fitting(probe.peak, 2, config.max_batch_size, float, budget)
     points = [Point(b, config.resolution, peak) for b, peak in sorted(known.items())]
     resolution = None
     if config.batch_size is not None:
@@ -173,37 +184,41 @@ def plan_row(config: PlanConfig, probe: StepProbe) -> PlanRow:
                             found.capped, found.next_measured)
         points += [Point(config.batch_size, k * step, peak) for k, peak in sorted(known.items())]
     fits = (f"fits batch {batch.largest}" if batch.largest is not None else
-            f"fits no batch (batch 1 needs {format_size(points[0].peak)})")
+            f"fits no batch (batch {points[0].batch_size} needs "
+            f"{format_size(points[0].peak)})")
     log.info("plan: %s (%s) %s at %d px", strategy, execution, fits, config.resolution)
     return PlanRow(strategy, dict(config.strategy_options.get(strategy, {})), execution,
                    probe.trainable, batch, resolution, tuple(points), probe.method)
 
 
-def planned_strategies(config: PlanConfig, device: torch.device) -> list[str]:
-    """The strategies named, each checked; for ["all"], every registered strategy that
-    prepares on `config.arch` (VPT needs a ViT, PEFT methods the peft extra): the others
-    are named in the log, not planned."""
+def planned_strategies(config: PlanConfig) -> list[str]:
+    """The strategies named, each checked before anything is measured; ["all"]: every
+    registered one (`_probe` leaves out those that do not prepare on the model)."""
     for name in config.strategy_options:
         if config.strategies != ["all"] and name not in config.strategies:
             raise ConfigError(f"plan.strategy_options names {name!r}, which is not planned "
                               f"(strategies: {', '.join(config.strategies)}); add it or remove "
                               "its options")
-    if config.strategies != ["all"]:
-        for name in config.strategies:
-            options = dict(config.strategy_options.get(name, {}))
-            get_strategy(StrategyConfig(name=name, options=options))
-        return list(config.strategies)
-    chosen = []
-    for name in strategy_names():
-        try:
-            options = dict(config.strategy_options.get(name, {}))
-            prepare_model(config.arch, None, StrategyConfig(name=name, options=options),
-                          config.num_classes, config.resolution, load_weights=False)
-        except ConfigError as err:
-            log.info("plan: %s is not planned: %s", name, err)
-            continue
-        chosen.append(name)
-    return chosen
+    if config.strategies == ["all"]:
+        return strategy_names()
+    for name in config.strategies:
+        options = dict(config.strategy_options.get(name, {}))
+        get_strategy(StrategyConfig(name=name, options=options))
+    return list(config.strategies)
+
+
+def _probe(config: PlanConfig, name: str, execution: str, device: torch.device
+           ) -> StepProbe | None:
+    """The strategy's step, prepared; under ["all"], None (and a log line saying why) for a
+    strategy that does not prepare on `config.arch` (VPT needs a ViT, PEFT methods the peft
+    extra), where a named one is an error."""
+    try:
+        return StepProbe(plan_spec(config, name, execution, config.resolution), device)
+    except ConfigError as err:
+        if config.strategies != ["all"]:
+            raise
+        log.info("plan: %s is not planned: %s", name, err)
+        return None
 
 
 def warn_if_over_free_memory(budget: int, device: torch.device) -> None:

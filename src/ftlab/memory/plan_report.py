@@ -49,7 +49,7 @@ def _cells(row: PlanRow, config: PlanConfig) -> list[str]:
 def _batch_cells(row: PlanRow, config: PlanConfig) -> list[str]:
     answer, resolution = row.batch, config.resolution
     if answer.largest is None:
-        return [_answer_text(answer, row.peak_at(1, resolution), ""), "", ""]
+        return [_answer_text(answer, row.points[0].peak, ""), "", ""]
     peak = row.peak_at(answer.largest, resolution)
     after = row.peak_at(answer.largest + 1, resolution)
     following = "" if answer.capped else (
